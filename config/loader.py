@@ -1,0 +1,172 @@
+"""Load and check the configuration files, reporting every problem with its place.
+
+A problem reads `policy.yaml: categories.major.approvals[1]: unknown role 'cso'`: the
+file, the key path, and what is wrong. Loading collects all problems of all files before
+failing, so one run of `changeflow check-config` lists everything to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from domain.models import Person, Roster
+from domain.policy import Policy
+from domain.services import ServiceCatalog
+
+POLICY_FILE = "policy.yaml"
+ROSTER_FILE = "roster.yaml"
+SERVICES_FILE = "services.yaml"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in one configuration file."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.message}" if self.path else \
+            f"{self.file}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists why."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The loaded policy, roster and service catalog."""
+
+    policy: Policy
+    roster: Roster
+    services: ServiceCatalog
+
+
+def key_path(loc: Sequence[int | str]) -> str:
+    """Render a pydantic error location as `a.b[1].c`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _read_yaml(path: Path) -> tuple[Any, list[Problem]]:
+    name = path.name
+    if not path.is_file():
+        return None, [Problem(name, "", f"file not found at {path}")]
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        return None, [Problem(name, "", f"not valid YAML: {where}{reason}")]
+    if not isinstance(data, dict):
+        return None, [Problem(name, "", "must be a mapping at the top level")]
+    return data, []
+
+
+def _validate(model: type[M], data: Any, name: str) -> tuple[M | None, list[Problem]]:
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err["loc"]
+            msg = err["msg"]
+            if err["type"] == "missing":
+                msg = "required field is missing"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown field (check its spelling)"
+            problems.append(Problem(name, key_path(loc), msg))
+        return None, problems
+
+
+
+
+def load_policy(path: Path) -> tuple[Policy | None, list[Problem]]:
+    """Load policy.yaml; return the policy (or None) and its problems."""
+    data, problems = _read_yaml(path)
+    if problems:
+        return None, problems
+    policy, problems = _validate(Policy, data, path.name)
+    if policy is not None:
+        problems = [Problem(path.name, p, m) for p, m in policy.problems()]
+    return (policy if not problems else None), problems
+
+
+def load_roster(path: Path, policy: Policy | None) -> tuple[Roster | None, list[Problem]]:
+    """Load roster.yaml, checking roles against the policy when there is one."""
+    data, problems = _read_yaml(path)
+    if problems:
+        return None, problems
+    name = path.name
+    people = data.get("people")
+    if not isinstance(people, list) or not people:
+        return None, [Problem(name, "people", "must be a non-empty list of people")]
+    found: dict[str, Person] = {}
+    for i, raw in enumerate(people):
+        person, errs = _validate(Person, raw, name)
+        problems += [Problem(name, f"people[{i}].{e.path}", e.message) for e in errs]
+        if person is None:
+            continue
+        if person.id in found:
+            problems.append(Problem(name, f"people[{i}].id", f"duplicate id {person.id!r}"))
+        found[person.id] = person
+        if policy is not None:
+            for role in sorted(person.roles - policy.roles.keys()):
+                problems.append(Problem(name, f"people[{i}].roles",
+                                        f"unknown role {role!r} (known: {', '.join(policy.roles)})"))
+    return (Roster(people=found) if not problems else None), problems
+
+
+def load_services(path: Path, roster: Roster | None) -> tuple[ServiceCatalog | None,
+                                                               list[Problem]]:
+    """Load services.yaml, checking owners against the roster when there is one."""
+    data, problems = _read_yaml(path)
+    if problems:
+        return None, problems
+    catalog, problems = _validate(ServiceCatalog, data, path.name)
+    if catalog is not None and roster is not None:
+        for sid, svc in catalog.services.items():
+            if svc.owner is not None and roster.get(svc.owner) is None:
+                problems.append(Problem(path.name, f"services.{sid}.owner",
+                                        f"{svc.owner!r} is not in roster.yaml"))
+    return (catalog if not problems else None), problems
+
+
+def check_config(config_dir: Path) -> tuple[Config | None, list[Problem]]:
+    """Load all three files; return the config when there are no problems, and the list."""
+    policy, problems = load_policy(config_dir / POLICY_FILE)
+    roster, more = load_roster(config_dir / ROSTER_FILE, policy)
+    problems += more
+    services, more = load_services(config_dir / SERVICES_FILE, roster)
+    problems += more
+    if problems or policy is None or roster is None or services is None:
+        return None, problems
+    return Config(policy=policy, roster=roster, services=services), []
+
+
+def load_config(config_dir: Path) -> Config:
+    """Load the configuration or raise `ConfigError` listing every problem."""
+    config, problems = check_config(config_dir)
+    if config is None:
+        raise ConfigError(problems)
+    return config

@@ -1,0 +1,55 @@
+"""changeflow's settings: one class, read from the environment (prefix `CHANGEFLOW_`).
+
+Secrets are `SecretStr` and are unwrapped only inside an adapter's constructor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Where changeflow finds its configuration and keeps its state.
+
+    With nothing set, everything is embedded: config from `config/`, the change log in a
+    SQLite file under `var/`, tickets from a local folder, notices to a local outbox.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CHANGEFLOW_", env_file=".env",
+                                      extra="ignore")
+
+    config_dir: Path = Field(default=PROJECT_ROOT / "config",
+                             description="Folder holding policy.yaml, roster.yaml, services.yaml")
+    var_dir: Path = Field(default=PROJECT_ROOT / "var",
+                          description="Folder for local state: SQLite file, outbox, sample service")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the change log; default sqlite under var/")
+    database_password: SecretStr | None = Field(
+        default=None, description="Password for database_url, kept out of the URL")
+    tickets: Literal["local"] = Field(default="local", description="Change-ticket adapter")
+    tickets_dir: Path | None = Field(
+        default=None, description="Folder of local ticket files; default examples/tickets")
+    notifier: Literal["outbox"] = Field(default="outbox", description="Notifier adapter")
+    outbox_path: Path | None = Field(
+        default=None, description="Outbox file (JSON lines); default var/outbox.jsonl")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The change log's URL, the SQLite default filled in."""
+        return self.database_url or f"sqlite:///{self.var_dir / 'changeflow.db'}"
+
+    @property
+    def resolved_tickets_dir(self) -> Path:
+        """The local tickets folder."""
+        return self.tickets_dir or PROJECT_ROOT / "examples" / "tickets"
+
+    @property
+    def resolved_outbox_path(self) -> Path:
+        """The local outbox file."""
+        return self.outbox_path or self.var_dir / "outbox.jsonl"

@@ -1,0 +1,147 @@
+"""The change's state machine and the per-change record projected from its events.
+
+Every event appended to the change log passes through `next_state`: an event that may
+not follow the change's current state is refused, so the log can only hold histories
+that the policy allows. `project` folds an event into the change's current record.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from domain.models import Category
+
+TERMINAL_OUTCOMES = {
+    "succeeded": "succeeded",
+    "rolled_back": "rolled_back",
+    "failed": "failed",
+    "rejected": "rejected",
+    "expired": "expired",
+    "cancelled": "cancelled",
+}
+"""States that end a change, and the outcome each one means."""
+
+_OPEN = ("submitted", "in_review", "approved", "testing", "blocked", "ready", "scheduled")
+
+TRANSITIONS: dict[str, dict[str | None, str]] = {
+    "change_submitted": {None: "submitted", "needs_information": "submitted"},
+    "validation_failed": {None: "needs_information", "needs_information": "needs_information"},
+    "approval_requested": {"submitted": "in_review", "in_review": "in_review",
+                           "testing": "testing"},
+    "approval_recorded": {"submitted": "in_review", "in_review": "in_review",
+                          "testing": "testing"},
+    "approval_granted": {"submitted": "approved", "in_review": "approved"},
+    "change_rejected": {"submitted": "rejected", "in_review": "rejected", "testing": "rejected"},
+    "approval_expired": {"in_review": "expired", "testing": "expired"},
+    "staging_started": {"approved": "testing"},
+    "staging_passed": {"testing": "testing"},
+    "staging_failed": {"testing": "failed"},
+    "gates_passed": {"approved": "ready", "testing": "ready", "blocked": "ready"},
+    "gates_blocked": {"approved": "blocked", "testing": "blocked", "blocked": "blocked"},
+    "deployment_scheduled": {"ready": "scheduled", "scheduled": "scheduled"},
+    "deployment_started": {"ready": "deploying", "scheduled": "deploying"},
+    "deployment_succeeded": {"deploying": "deployed"},
+    "deployment_failed": {"deploying": "deploy_failed"},
+    "verification_passed": {"deployed": "succeeded"},
+    "verification_failed": {"deployed": "verify_failed"},
+    "rollback_started": {"deploying": "rolling_back", "deploy_failed": "rolling_back",
+                         "deployed": "rolling_back", "verify_failed": "rolling_back"},
+    "rollback_succeeded": {"rolling_back": "rolled_back"},
+    "rollback_failed": {"rolling_back": "failed"},
+    "change_cancelled": {s: "cancelled" for s in (None, "needs_information", *_OPEN)},
+    "change_closed": {s: "closed" for s in TERMINAL_OUTCOMES},
+}
+"""event type -> {state it may follow: state it leads to}. None is a change not yet seen."""
+
+NEUTRAL_EVENTS = frozenset({
+    "note", "notification_sent", "approval_attempt_failed", "ticket_updated",
+    "ticket_snapshot", "gate_bypassed", "incident_opened", "incident_reviewed",
+    "obligation_opened", "obligation_closed", "reminder_sent", "escalated",
+    "effect_started", "effect_finished",
+})
+"""Evidence that may be recorded at any point of a change that exists; state unchanged."""
+
+EVENT_TYPES = frozenset(TRANSITIONS) | NEUTRAL_EVENTS
+
+
+class IllegalTransition(ValueError):
+    """An event that may not follow the change's current state."""
+
+
+def next_state(state: str | None, event_type: str) -> str | None:
+    """The state after `event_type`, or raise `IllegalTransition`.
+
+    Args:
+        state: the change's current state, None if it has no events yet.
+        event_type: the event about to be recorded.
+    """
+    if event_type in NEUTRAL_EVENTS:
+        if state is None:
+            raise IllegalTransition(f"{event_type!r} needs an existing change")
+        return state
+    allowed = TRANSITIONS.get(event_type)
+    if allowed is None:
+        raise IllegalTransition(f"unknown event type {event_type!r}")
+    if state not in allowed:
+        may = ", ".join(sorted(str(s) for s in allowed))
+        raise IllegalTransition(
+            f"{event_type!r} cannot follow state {state!r} (it may follow: {may})")
+    return allowed[state]
+
+
+class ChangeRecord(BaseModel):
+    """A change as the change log knows it now (policy section 7's record)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    change_id: str
+    state: str
+    outcome: str | None = None
+    category: Category | None = None
+    summary: str = ""
+    description: str = ""
+    service: str | None = None
+    version: str | None = None
+    author: str | None = None
+    approvers: list[str] = []
+    deployed_at: datetime | None = None
+    incidents: list[str] = []
+    opened_at: datetime
+    updated_at: datetime
+    last_seq: int
+
+    @property
+    def emergency(self) -> bool:
+        """True for an emergency change (tracked separately, policy section 5)."""
+        return self.category is Category.EMERGENCY
+
+
+_SUBMITTED_FIELDS = ("summary", "description", "service", "version", "author")
+
+
+def project(record: ChangeRecord | None, change_id: str, event_type: str,
+            payload: dict[str, Any], at: datetime, seq: int) -> ChangeRecord:
+    """Fold one event into the change's record; raises `IllegalTransition` if refused."""
+    state = next_state(record.state if record else None, event_type)
+    assert state is not None
+    base: dict[str, Any] = (record.model_dump() if record else
+                            {"change_id": change_id, "opened_at": at})
+    base.update(state=state, updated_at=at, last_seq=seq)
+    if event_type == "change_submitted":
+        base.update({k: payload[k] for k in _SUBMITTED_FIELDS if k in payload})
+        if "category" in payload:
+            base["category"] = Category(payload["category"])
+    elif event_type == "approval_recorded" and payload.get("decision") == "approve":
+        name = f"{payload.get('role')}:{payload.get('person_id')}"
+        if name not in base["approvers"]:
+            base["approvers"] = [*base["approvers"], name]
+    elif event_type in ("deployment_succeeded", "deployment_failed"):
+        base["deployed_at"] = at
+    elif event_type == "incident_opened" and payload.get("incident_id"):
+        base["incidents"] = [*base["incidents"], str(payload["incident_id"])]
+    if state in TERMINAL_OUTCOMES:
+        base["outcome"] = TERMINAL_OUTCOMES[state]
+    return ChangeRecord.model_validate(base)

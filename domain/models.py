@@ -1,0 +1,251 @@
+"""The change-management vocabulary: pydantic models that every room speaks.
+
+Models here are plain data. Rules live in the sibling modules and take `now` and the
+policy as arguments; nothing in `domain/` does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
+"""Ids, keys, actors and versions: printable, no spaces, no control characters."""
+
+
+class Frozen(BaseModel):
+    """Base for immutable, strictly-keyed models."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Category(StrEnum):
+    """The four change categories of policy section 1."""
+
+    STANDARD = "standard"
+    NORMAL = "normal"
+    MAJOR = "major"
+    EMERGENCY = "emergency"
+
+
+class Decision(StrEnum):
+    """An approver's answer."""
+
+    APPROVE = "approve"
+    DECLINE = "decline"
+
+
+class GateStatus(StrEnum):
+    """A gate's verdict. `UNKNOWN` (cannot be evaluated) blocks like `FAILED`."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    BYPASSED = "bypassed"
+
+
+class Person(Frozen):
+    """Someone in the roster."""
+
+    id: str
+    name: str
+    email: str
+    jira_account: str | None = None
+    roles: frozenset[str] = frozenset()
+    senior: bool = False
+    shared_account: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not IDENTIFIER.match(value):
+            raise ValueError(f"{value!r} is not a valid person id (letters, digits, ._:@+-)")
+        return value
+
+
+class Roster(Frozen):
+    """Everyone who may author, approve or own a change, by id."""
+
+    people: dict[str, Person]
+
+    def get(self, person_id: str) -> Person | None:
+        """The person with this id, or None."""
+        return self.people.get(person_id)
+
+    def holding(self, role: str) -> list[Person]:
+        """People who hold `role` and are not shared accounts, in id order."""
+        return [
+            p for _, p in sorted(self.people.items()) if role in p.roles and not p.shared_account
+        ]
+
+
+class RollbackPlan(Frozen):
+    """Policy section 4: the five parts of a documented rollback plan.
+
+    Every field is optional here so that an incomplete plan can be held and its gaps
+    listed (`domain.rules.missing_rollback_fields`); completeness is a rule, not a type.
+    """
+
+    trigger: str | None = None
+    steps: str | None = None
+    owner: str | None = None
+    verification: str | None = None
+    time_estimate_minutes: int | None = Field(default=None, gt=0)
+
+
+class CodeReviewEvidence(Frozen):
+    """Who reviewed the code, as person ids from the roster."""
+
+    reviewers: list[str] = []
+    url: str | None = None
+
+
+class CiEvidence(Frozen):
+    """The CI pipeline's result for the change's commit."""
+
+    status: str | None = None
+    failed_tests: int | None = None
+    url: str | None = None
+
+
+class SastEvidence(Frozen):
+    """Open SAST findings by severity, after waivers."""
+
+    critical: int | None = None
+    high: int | None = None
+    url: str | None = None
+
+
+class Evidence(Frozen):
+    """What the gates are judged on. Missing evidence makes its gate UNKNOWN (blocks)."""
+
+    code_review: CodeReviewEvidence | None = None
+    ci: CiEvidence | None = None
+    sast: SastEvidence | None = None
+    staging_passed: bool | None = None
+
+
+class ChangeRequest(Frozen):
+    """A validated change ticket."""
+
+    id: str
+    summary: str
+    description: str
+    scope: str
+    risk_assessment: str
+    testing_plan: str
+    rollback_plan: RollbackPlan
+    category: Category
+    service: str
+    version: str
+    author: str
+    labels: list[str] = []
+    components: list[str] = []
+    changed_paths: list[str] = []
+    evidence: Evidence = Evidence()
+    incident_ref: str | None = None
+
+
+class Approval(Frozen):
+    """One person's decision for one role, with where it came from."""
+
+    role: str
+    person_id: str
+    decision: Decision
+    at: datetime
+    channel: str = "ui"
+    comment: str = ""
+    fallback_reason: str | None = None
+
+
+class GateResult(Frozen):
+    """One gate's verdict with its reason."""
+
+    gate: str
+    status: GateStatus
+    reason: str
+
+    @property
+    def blocks(self) -> bool:
+        """True when this gate stops the change (failed or undecidable)."""
+        return self.status in (GateStatus.FAILED, GateStatus.UNKNOWN)
+
+
+class Incident(Frozen):
+    """An incident caused by a change (an executed rollback is one, P3 or worse)."""
+
+    id: str
+    change_id: str
+    priority: int = Field(ge=1, le=5)
+    summary: str
+    opened_at: datetime
+    review_due: datetime
+
+
+class ChangeEvent(Frozen):
+    """An event as stored in the change log, with its place in the hash chain."""
+
+    seq: int
+    change_id: str
+    type: str
+    at: datetime
+    actor: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class Ticket(Frozen):
+    """A change ticket as a ticket system holds it, before validation.
+
+    `fields` holds the ticket's change fields by changeflow's names (summary, category,
+    service, version, rollback_plan, ...); the intake rule turns them into a
+    `ChangeRequest` or a list of problems.
+    """
+
+    key: str
+    status: str
+    fields: dict[str, Any]
+    updated: datetime | None = None
+    watchers: list[str] = []
+
+
+class CommandResult(Frozen):
+    """What a finished (or killed) subprocess left behind."""
+
+    argv: list[str]
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    duration_seconds: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited 0 within its timeout."""
+        return self.exit_code == 0 and not self.timed_out
+
+
+class CheckResult(Frozen):
+    """One HTTP check's verdict with what was seen."""
+
+    name: str
+    url: str
+    passed: bool
+    status_code: int | None
+    detail: str
+    duration_seconds: float
+
+
+class Notice(Frozen):
+    """A message to a person (by roster id) about a change."""
+
+    to: str
+    subject: str
+    body: str
+    change_id: str | None = None
+    kind: str = "info"

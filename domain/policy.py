@@ -1,0 +1,252 @@
+"""SOC2-CHG-001 as typed data. `config/policy.yaml` is loaded into `Policy`.
+
+The models check shape and ranges; `Policy.problems()` checks what refers to what
+(roles, gates, procedures), so a broken file is reported all at once, each problem
+with the key path where it sits.
+"""
+
+from __future__ import annotations
+
+from datetime import date, time
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from domain.models import Category, Frozen
+
+GATES = ("code_review", "automated_tests", "security_scan", "staging_validation",
+         "rollback_plan", "approval")
+"""The six gates of policy section 3, by name."""
+
+ROLLBACK_FIELDS = ("trigger", "steps", "owner", "verification", "time_estimate_minutes")
+"""The five parts of a rollback plan (policy section 4)."""
+
+CHANGE_LOG_FIELDS = ("change_id", "description", "author", "approvers", "deployment_date",
+                     "outcome", "incidents")
+"""What section 7 says every production change is logged with."""
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ApprovalRequirement(Frozen):
+    """One approval a category needs.
+
+    Attributes:
+        role: the role whose holder must approve.
+        self_approval: the change's author may (and does) give it; standard changes.
+        verbal: given by voice or phone and recorded by someone else; emergencies.
+        fallback_role: who may approve instead when the role's holder is unavailable,
+            with the reason recorded.
+    """
+
+    role: str
+    self_approval: bool = False
+    verbal: bool = False
+    fallback_role: str | None = None
+
+
+class CategoryPolicy(Frozen):
+    """What a category requires."""
+
+    description: str
+    examples: list[str] = []
+    approvals: list[ApprovalRequirement] = Field(min_length=1)
+    gates: list[str]
+    bypassable_gates: list[str] = []
+
+
+class SecurityReviewTrigger(Frozen):
+    """Section 2 step 2: what makes a change need Security's review."""
+
+    role: str = "security"
+    areas: dict[str, SecurityArea]
+
+
+class SecurityArea(Frozen):
+    """One sensitive area (authentication, data access, encryption) and its markers."""
+
+    labels: list[str] = []
+    components: list[str] = []
+    paths: list[str] = []
+
+
+class CodeReviewGate(Frozen):
+    """Section 3: at least two reviewers, at least one senior, none the author."""
+
+    min_reviewers: int = Field(default=2, ge=1)
+    min_senior: int = Field(default=1, ge=0)
+    author_may_review: bool = False
+
+
+class SecurityScanGate(Frozen):
+    """Section 3: no critical or high SAST finding left unaddressed."""
+
+    blocking_severities: list[Literal["critical", "high", "medium", "low"]] = [
+        "critical", "high"]
+
+
+class GatesPolicy(Frozen):
+    """Parameters of the gates that have any."""
+
+    code_review: CodeReviewGate = CodeReviewGate()
+    security_scan: SecurityScanGate = SecurityScanGate()
+
+
+class RollbackPolicy(Frozen):
+    """Section 4: the plan's required fields and what an executed rollback opens."""
+
+    required_fields: list[str] = list(ROLLBACK_FIELDS)
+    incident_priority: int = Field(default=3, ge=1, le=5)
+    post_incident_review_business_days: int = Field(default=5, ge=1)
+
+
+class EmergencyPolicy(Frozen):
+    """Section 5: what an emergency owes after the fact."""
+
+    triggers: list[str]
+    approver_role: str
+    fallback_role: str
+    document_within_hours: int = Field(default=24, ge=1)
+    review_within_business_days: int = Field(default=5, ge=1)
+    signoff_role: str
+
+
+class Window(Frozen):
+    """A recurring period of local time on some weekdays (end after start)."""
+
+    days: list[Weekday] = Field(min_length=1)
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        return self
+
+
+class Freeze(Frozen):
+    """A period, in dates inclusive, when no normal change deploys."""
+
+    start: date
+    end: date
+    reason: str
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Freeze:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class SchedulePolicy(Frozen):
+    """Section 2 step 4: maintenance windows, peak hours, freezes and notice."""
+
+    timezone: str
+    maintenance_windows: list[Window] = Field(min_length=1)
+    peak_hours: list[Window] = []
+    freezes: list[Freeze] = []
+    notice_hours: int = Field(default=24, ge=0)
+    holidays: list[date] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
+                             "'Europe/Berlin' or 'UTC')") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The policy's time zone."""
+        return ZoneInfo(self.timezone)
+
+
+class ChangeLogPolicy(Frozen):
+    """Section 7: the fields every record holds and how long it is kept."""
+
+    required_fields: list[str] = list(CHANGE_LOG_FIELDS)
+    retention_years: int = Field(default=3, ge=3)
+
+
+class StandardProcedure(Frozen):
+    """A pre-approved routine change and its limits (section 1, standard)."""
+
+    description: str
+    services: list[str] = ["*"]
+    paths: list[str] = []
+    kinds: list[str] = []
+    gates: list[str]
+
+
+class ProhibitedPractice(Frozen):
+    """Section 6, one prohibited practice."""
+
+    id: str
+    description: str
+
+
+class Policy(Frozen):
+    """SOC2-CHG-001 as data."""
+
+    id: str
+    version: str
+    roles: dict[str, str]
+    categories: dict[Category, CategoryPolicy]
+    security_review: SecurityReviewTrigger
+    gates: GatesPolicy = GatesPolicy()
+    rollback: RollbackPolicy = RollbackPolicy()
+    emergency: EmergencyPolicy
+    schedule: SchedulePolicy
+    change_log: ChangeLogPolicy = ChangeLogPolicy()
+    standard_procedures: dict[str, StandardProcedure] = {}
+    prohibited_practices: list[ProhibitedPractice] = []
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Cross-references that do not resolve, as (key path, message) pairs."""
+        found: list[tuple[str, str]] = []
+
+        def role(path: str, name: str | None) -> None:
+            if name is not None and name not in self.roles:
+                found.append((path, f"unknown role {name!r} (known: {', '.join(self.roles)})"))
+
+        def gate(path: str, name: str) -> None:
+            if name not in GATES:
+                found.append((path, f"unknown gate {name!r} (known: {', '.join(GATES)})"))
+
+        for category in Category:
+            if category not in self.categories:
+                found.append(("categories", f"category {category.value!r} is missing"))
+        for cat, spec in self.categories.items():
+            base = f"categories.{cat.value}"
+            for i, req in enumerate(spec.approvals):
+                role(f"{base}.approvals[{i}]", req.role)
+                role(f"{base}.approvals[{i}].fallback_role", req.fallback_role)
+            for i, name in enumerate(spec.gates):
+                gate(f"{base}.gates[{i}]", name)
+            for i, name in enumerate(spec.bypassable_gates):
+                gate(f"{base}.bypassable_gates[{i}]", name)
+        role("security_review.role", self.security_review.role)
+        role("emergency.approver_role", self.emergency.approver_role)
+        role("emergency.fallback_role", self.emergency.fallback_role)
+        role("emergency.signoff_role", self.emergency.signoff_role)
+        for i, field in enumerate(self.rollback.required_fields):
+            if field not in ROLLBACK_FIELDS:
+                found.append((f"rollback.required_fields[{i}]",
+                              f"unknown field {field!r} (known: {', '.join(ROLLBACK_FIELDS)})"))
+        for i, field in enumerate(self.change_log.required_fields):
+            if field not in CHANGE_LOG_FIELDS:
+                found.append((f"change_log.required_fields[{i}]",
+                              f"unknown field {field!r} (known: {', '.join(CHANGE_LOG_FIELDS)})"))
+        for name, proc in self.standard_procedures.items():
+            for i, g in enumerate(proc.gates):
+                gate(f"standard_procedures.{name}.gates[{i}]", g)
+        return found
+
+
+SecurityReviewTrigger.model_rebuild()

@@ -1,0 +1,89 @@
+"""The service catalog: what runs in staging and production, keyed by service.
+
+Tickets are never executed. A ticket names a service and a version; the commands and
+checks come from here, with a fixed set of placeholders filled in from validated values.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Literal
+
+from pydantic import Field, HttpUrl, field_validator
+
+from domain.models import Frozen
+
+PLACEHOLDERS = frozenset(
+    {"python", "service", "environment", "version", "previous_version", "var_dir"})
+"""What a command argument may refer to as `{name}`."""
+
+Environment = Literal["staging", "production"]
+
+
+class Command(Frozen):
+    """A command run as a subprocess (an argv list: no shell)."""
+
+    argv: list[str] = Field(min_length=1)
+    timeout_seconds: float = Field(default=300, gt=0)
+
+    @field_validator("argv")
+    @classmethod
+    def _known_placeholders(cls, argv: list[str]) -> list[str]:
+        for arg in argv:
+            for _, name, _, _ in string.Formatter().parse(arg):
+                if name is not None and name not in PLACEHOLDERS:
+                    raise ValueError(f"unknown placeholder {{{name}}} in {arg!r} "
+                                     f"(known: {', '.join(sorted(PLACEHOLDERS))})")
+        return argv
+
+    def render(self, values: dict[str, str]) -> list[str]:
+        """The argv with placeholders filled in."""
+        return [arg.format(**values) for arg in self.argv]
+
+
+class NamedCommand(Command):
+    """A test suite run as a command."""
+
+    name: str
+
+
+class HttpCheck(Frozen):
+    """An HTTP check: GET the URL, expect the status and, if given, a substring."""
+
+    name: str
+    url: HttpUrl
+    expect_status: int = Field(default=200, ge=100, le=599)
+    contains: str | None = None
+    timeout_seconds: float = Field(default=10, gt=0)
+
+
+class EnvironmentSpec(Frozen):
+    """How to deploy, roll back, test and check a service in one environment."""
+
+    deploy: Command
+    rollback: Command
+    tests: list[NamedCommand] = []
+    smoke_checks: list[HttpCheck] = []
+    monitors: list[HttpCheck] = []
+
+
+class Service(Frozen):
+    """One deployable service."""
+
+    description: str = ""
+    owner: str | None = None
+    environments: dict[Environment, EnvironmentSpec]
+
+    @field_validator("environments")
+    @classmethod
+    def _both(cls, envs: dict[Environment, EnvironmentSpec]) -> dict[Environment, EnvironmentSpec]:
+        missing = [e for e in ("staging", "production") if e not in envs]
+        if missing:
+            raise ValueError(f"missing environment(s): {', '.join(missing)}")
+        return envs
+
+
+class ServiceCatalog(Frozen):
+    """Every service changeflow may deploy."""
+
+    services: dict[str, Service]

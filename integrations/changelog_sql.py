@@ -1,0 +1,519 @@
+"""The change log on SQL (SQLite by default, PostgreSQL by URL), through SQLAlchemy.
+
+One hash chain runs through every event of every change: event `n` stores the hash of
+event `n-1`, and its own hash is sha256 over a canonical encoding of its fields and that
+previous hash. Editing, deleting, inserting or reordering an event breaks the chain at
+that event, and `verify` names it. A one-row `chain_head` table holds the last sequence
+number and hash: appenders lock it, so two processes appending at once queue up instead
+of forking the chain, and truncating the tail is caught against it.
+
+An append writes the event, the change's projected record and the new head in one
+transaction: all or nothing. The database refuses UPDATE on events outright, and DELETE
+of events younger than the retention period (triggers), so even a hand-written SQL
+statement cannot quietly rewrite recent evidence; `purge` removes only events older than
+the retention period and records a checkpoint from which the rest still verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from domain.lifecycle import ChangeRecord, project
+from domain.models import IDENTIFIER, ChangeEvent
+
+GENESIS = "0" * 64
+"""The previous hash of the first event ever appended."""
+
+SEP = "\x1f"
+"""Field separator of the canonical encoding; JSON escapes it inside payloads."""
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""Event times are stored as fixed-width UTC text: they sort, compare and hash as text."""
+
+metadata = sa.MetaData()
+
+events_table = sa.Table(
+    "change_events", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("change_id", sa.String(128), nullable=False, index=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("at", sa.String(32), nullable=False, index=True),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+)
+
+head_table = sa.Table(
+    "chain_head", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+changes_table = sa.Table(
+    "changes", metadata,
+    sa.Column("change_id", sa.String(128), primary_key=True),
+    sa.Column("category", sa.String(32), index=True),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("outcome", sa.String(32)),
+    sa.Column("opened_at", sa.String(32), nullable=False, index=True),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+)
+
+checkpoints_table = sa.Table(
+    "chain_checkpoints", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("cutoff", sa.String(32), nullable=False),
+    sa.Column("purged_events", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+)
+
+
+class RetentionError(Exception):
+    """A deletion the retention policy forbids."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append."""
+
+    change_id: str
+    type: str
+    actor: str
+    payload: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of checking the hash chain.
+
+    Attributes:
+        ok: the chain holds from its start (or last checkpoint) to the head.
+        checked: how many events were checked.
+        head_seq: the last sequence number checked.
+        head_hash: the hash of the last event checked; print it to detect a later rewrite.
+        bad_seq: the first event that breaks the chain, when it does not hold.
+        problem: what is wrong with that event.
+    """
+
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    bad_seq: int | None = None
+    problem: str | None = None
+
+
+def format_time(at: datetime) -> str:
+    """Canonical text of an aware datetime, in UTC."""
+    if at.tzinfo is None:
+        raise ValueError("event time must be timezone-aware")
+    return at.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of `format_time`."""
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def canonical_payload(payload: dict[str, Any]) -> str:
+    """The payload as canonical JSON (sorted keys, no spaces); raises on non-JSON values."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def event_hash(seq: int, change_id: str, type_: str, at: str, actor: str, payload: str,
+               prev_hash: str) -> str:
+    """sha256 over the canonical encoding of one event and the hash before it."""
+    body = SEP.join((str(seq), change_id, type_, at, actor, payload, prev_hash))
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for plain `postgresql://` URLs."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # Writers take the lock at the start, so two appenders serialise on the head;
+        # readers take a snapshot without blocking anyone.
+        write = conn.get_execution_options().get("changeflow_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _guards(dialect: str, retention_years: int) -> list[str]:
+    """DDL for the append-only and retention triggers."""
+    if dialect == "sqlite":
+        return [
+            "CREATE TRIGGER IF NOT EXISTS change_events_no_update BEFORE UPDATE ON "
+            "change_events BEGIN SELECT RAISE(ABORT, 'change_events is append-only'); END",
+            "CREATE TRIGGER IF NOT EXISTS change_events_retention BEFORE DELETE ON "
+            "change_events WHEN OLD.at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', "
+            f"'-{retention_years} years') BEGIN SELECT RAISE(ABORT, "
+            f"'change_events younger than {retention_years} years cannot be deleted'); END",
+        ]
+    return [
+        f"""CREATE OR REPLACE FUNCTION change_events_guard() RETURNS trigger AS $$
+        BEGIN
+          IF TG_OP = 'UPDATE' THEN
+            RAISE EXCEPTION 'change_events is append-only';
+          END IF;
+          IF OLD.at > to_char((now() AT TIME ZONE 'UTC') - interval '{retention_years} years',
+                              'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') THEN
+            RAISE EXCEPTION 'change_events younger than {retention_years} years cannot be deleted';
+          END IF;
+          RETURN OLD;
+        END $$ LANGUAGE plpgsql""",
+        "DROP TRIGGER IF EXISTS change_events_guard ON change_events",
+        "CREATE TRIGGER change_events_guard BEFORE UPDATE OR DELETE ON change_events "
+        "FOR EACH ROW EXECUTE FUNCTION change_events_guard()",
+    ]
+
+
+class SqlChangeLog:
+    """The change log on a SQL database. Safe to share between processes."""
+
+    def __init__(self, url: str, retention_years: int = 3) -> None:
+        """Connect and create the schema if needed.
+
+        Args:
+            url: a SQLAlchemy URL (`sqlite:///var/changeflow.db`, `postgresql://...`).
+            retention_years: how long events are kept (policy section 7: at least 3).
+        """
+        url = normalize_url(url)
+        self.retention_years = retention_years
+        self.engine = (_sqlite_engine(url) if url.startswith("sqlite")
+                       else sa.create_engine(url, pool_pre_ping=True))
+        self.dialect = self.engine.dialect.name
+        with self.engine.begin() as conn:
+            metadata.create_all(conn)
+            if conn.execute(sa.select(head_table.c.id)).first() is None:
+                conn.execute(head_table.insert().values(id=1, seq=0, hash=GENESIS))
+            if self.dialect == "postgresql":
+                # Serialise schema set-up between processes starting together.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242)")
+            for ddl in _guards(self.dialect, retention_years):
+                conn.exec_driver_sql(ddl)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction holding the append lock (SQLite: BEGIN IMMEDIATE)."""
+        with self.engine.connect().execution_options(changeflow_write=True) as conn, \
+                conn.begin():
+            yield conn
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def append(self, change_id: str, type: str, actor: str, payload: dict[str, Any],
+               at: datetime) -> ChangeEvent:
+        """Append one event; see `append_many`."""
+        return self.append_many([NewEvent(change_id, type, actor, payload, at)])[0]
+
+    def append_many(self, new: Sequence[NewEvent]) -> list[ChangeEvent]:
+        """Append events in one transaction, in order: all are written or none.
+
+        Raises:
+            domain.lifecycle.IllegalTransition: an event may not follow its change's state.
+            ValueError: an id or actor is malformed, a time is naive, or a payload is not
+                JSON.
+        """
+        prepared = [self._prepare(e) for e in new]
+        with self._write() as conn:
+            seq, prev = self._lock_head(conn)
+            records = self._load_records(conn, {e.change_id for e, _, _ in prepared})
+            existing = set(records)
+            rows, written = [], []
+            for e, at_text, payload_text in prepared:
+                seq += 1
+                records[e.change_id] = project(records.get(e.change_id), e.change_id, e.type,
+                                               e.payload, e.at, seq)
+                digest = event_hash(seq, e.change_id, e.type, at_text, e.actor,
+                                    payload_text, prev)
+                rows.append({"seq": seq, "change_id": e.change_id, "type": e.type,
+                             "at": at_text, "actor": e.actor, "payload": payload_text,
+                             "prev_hash": prev, "hash": digest})
+                written.append(ChangeEvent(seq=seq, change_id=e.change_id, type=e.type,
+                                           at=parse_time(at_text), actor=e.actor,
+                                           payload=e.payload, prev_hash=prev, hash=digest))
+                prev = digest
+            if rows:
+                conn.execute(events_table.insert(), rows)
+                self._save_records(conn, records, existing)
+                conn.execute(head_table.update().where(head_table.c.id == 1)
+                             .values(seq=seq, hash=prev))
+        return written
+
+    @staticmethod
+    def _prepare(e: NewEvent) -> tuple[NewEvent, str, str]:
+        for name, value in (("change id", e.change_id), ("actor", e.actor)):
+            if not IDENTIFIER.match(value):
+                raise ValueError(f"{name} {value!r} is malformed: use letters, digits and "
+                                 "._:@+- (no spaces), at most 128 characters")
+        try:
+            payload_text = canonical_payload(e.payload)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"payload of {e.type!r} for {e.change_id} is not JSON: {exc}") \
+                from None
+        return e, format_time(e.at), payload_text
+
+    def _lock_head(self, conn: Connection) -> tuple[int, str]:
+        query = sa.select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).one()
+        return int(row.seq), str(row.hash)
+
+    @staticmethod
+    def _load_records(conn: Connection, change_ids: set[str]) -> dict[str, ChangeRecord]:
+        found: dict[str, ChangeRecord] = {}
+        ids = sorted(change_ids)
+        for i in range(0, len(ids), 500):
+            query = sa.select(changes_table.c.record).where(
+                changes_table.c.change_id.in_(ids[i:i + 500]))
+            for text in conn.execute(query).scalars():
+                record = ChangeRecord.model_validate_json(text)
+                found[record.change_id] = record
+        return found
+
+    @staticmethod
+    def _save_records(conn: Connection, records: dict[str, ChangeRecord],
+                      existing: set[str]) -> None:
+        rows = [{"id": r.change_id, "change_id": r.change_id,
+                 "category": r.category.value if r.category else None,
+                 "state": r.state, "outcome": r.outcome,
+                 "opened_at": format_time(r.opened_at), "updated_at": format_time(r.updated_at),
+                 "record": r.model_dump_json()} for r in records.values()]
+        updates = [r for r in rows if r["id"] in existing]
+        inserts = [{k: v for k, v in r.items() if k != "id"} for r in rows
+                   if r["id"] not in existing]
+        if updates:
+            conn.execute(changes_table.update()
+                         .where(changes_table.c.change_id == sa.bindparam("id"))
+                         .values({k: sa.bindparam(k) for k in
+                                  ("category", "state", "outcome", "opened_at", "updated_at",
+                                   "record")}),
+                         [{k: v for k, v in r.items() if k != "change_id"} for r in updates])
+        if inserts:
+            conn.execute(changes_table.insert(), inserts)
+
+    # -- side effects ----------------------------------------------------------------
+
+    def record_intent(self, change_id: str, action: str, actor: str, details: dict[str, Any],
+                      at: datetime) -> str:
+        """Record that a side effect is about to happen; returns its effect id.
+
+        Write the intent before acting and `record_outcome` after: a crash in between
+        leaves an intent without an outcome, which `unfinished_effects` shows next time.
+        """
+        effect_id = uuid.uuid4().hex
+        self.append(change_id, "effect_started", actor,
+                    {"effect_id": effect_id, "action": action, "details": details}, at)
+        return effect_id
+
+    def record_outcome(self, change_id: str, effect_id: str, actor: str, ok: bool,
+                       result: dict[str, Any], at: datetime) -> None:
+        """Record how a side effect ended."""
+        self.append(change_id, "effect_finished", actor,
+                    {"effect_id": effect_id, "ok": ok, "result": result}, at)
+
+    def unfinished_effects(self, change_id: str | None = None) -> list[ChangeEvent]:
+        """Intents with no recorded outcome: side effects that may or may not have happened."""
+        query = sa.select(events_table).where(
+            events_table.c.type.in_(("effect_started", "effect_finished")))
+        if change_id is not None:
+            query = query.where(events_table.c.change_id == change_id)
+        started: dict[str, ChangeEvent] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query.order_by(events_table.c.seq)):
+                event = _to_event(row)
+                if event.type == "effect_started":
+                    started[event.payload["effect_id"]] = event
+                else:
+                    started.pop(event.payload.get("effect_id", ""), None)
+        return list(started.values())
+
+    # -- reading ---------------------------------------------------------------------
+
+    def events(self, change_id: str) -> list[ChangeEvent]:
+        """A change's events in order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(events_table)
+                                .where(events_table.c.change_id == change_id)
+                                .order_by(events_table.c.seq))
+            return [_to_event(r) for r in rows]
+
+    def events_between(self, start: datetime, end: datetime) -> Iterator[ChangeEvent]:
+        """Events with start <= at < end, in chain order, streamed."""
+        query = (sa.select(events_table)
+                 .where(events_table.c.at >= format_time(start),
+                        events_table.c.at < format_time(end))
+                 .order_by(events_table.c.seq))
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+            for row in result:
+                yield _to_event(row)
+
+    def record(self, change_id: str) -> ChangeRecord | None:
+        """A change's current record, or None."""
+        with self.engine.connect() as conn:
+            return self._load_records(conn, {change_id}).get(change_id)
+
+    def changes(self, category: str | None = None,
+                emergency: bool | None = None) -> list[ChangeRecord]:
+        """Current records, oldest first; `emergency` keeps emergencies apart (section 5)."""
+        query = sa.select(changes_table.c.record).order_by(changes_table.c.opened_at,
+                                                           changes_table.c.change_id)
+        if category is not None:
+            query = query.where(changes_table.c.category == category)
+        if emergency is True:
+            query = query.where(changes_table.c.category == "emergency")
+        elif emergency is False:
+            query = query.where(sa.or_(changes_table.c.category.is_(None),
+                                       changes_table.c.category != "emergency"))
+        with self.engine.connect() as conn:
+            return [ChangeRecord.model_validate_json(t) for t in conn.execute(query).scalars()]
+
+    def head(self) -> tuple[int, str]:
+        """The last sequence number and hash of the chain."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(head_table.c.seq, head_table.c.hash)).one()
+            return int(row.seq), str(row.hash)
+
+    def count(self) -> int:
+        """How many events the log holds."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(events_table))
+                       .scalar_one())
+
+    # -- verification and retention ----------------------------------------------------
+
+    def _checkpoint(self, conn: Connection) -> tuple[int, str]:
+        row = conn.execute(sa.select(checkpoints_table.c.seq, checkpoints_table.c.hash)
+                           .order_by(checkpoints_table.c.id.desc()).limit(1)).first()
+        return (int(row.seq), str(row.hash)) if row else (0, GENESIS)
+
+    def verify(self) -> Verification:
+        """Recompute the whole chain from its start or last checkpoint; name the first break."""
+        with self.engine.connect() as conn:
+            start_seq, prev = self._checkpoint(conn)
+            head = conn.execute(sa.select(head_table.c.seq, head_table.c.hash)).one()
+            head_seq, head_hash = int(head.seq), str(head.hash)
+            expected = start_seq + 1
+            checked = 0
+            # Events appended after the head was read are left for the next verify.
+            result = conn.execution_options(stream_results=True, yield_per=20000).execute(
+                sa.text("SELECT seq, change_id, type, at, actor, payload, prev_hash, hash "
+                        "FROM change_events WHERE seq <= :head ORDER BY seq"),
+                {"head": head_seq})
+            for part in result.partitions():
+                for seq, cid, typ, at, actor, payload, prev_hash, stored in part:
+                    problem = None
+                    if seq != expected:
+                        problem = (f"expected event {expected} next but found {seq}: "
+                                   f"event {expected} was deleted or the order was changed")
+                        if seq < expected:
+                            problem = f"event {seq} appears out of order (after {expected - 1})"
+                        bad = min(seq, expected)
+                    elif prev_hash != prev:
+                        problem = ("its previous-hash does not match the event before it: "
+                                   "an event was inserted, removed or reordered here")
+                        bad = seq
+                    elif hashlib.sha256(SEP.join((str(seq), cid, typ, at, actor, payload,
+                                                  prev_hash)).encode("utf-8")
+                                        ).hexdigest() != stored:
+                        problem = "its content does not match its hash: the event was edited"
+                        bad = seq
+                    if problem is not None:
+                        return Verification(False, checked, expected - 1, prev, bad,
+                                            f"event {bad} ({cid}, {typ}): {problem}")
+                    prev = stored
+                    expected += 1
+                    checked += 1
+        last = expected - 1
+        if (last, prev) != (head_seq, head_hash):
+            return Verification(False, checked, last, prev, last + 1,
+                                f"event {last + 1}: the chain head records event {head_seq} "
+                                f"but the log ends at event {last}: events at the end were "
+                                "deleted")
+        return Verification(True, checked, last, prev)
+
+    def purge(self, cutoff: datetime, now: datetime, actor: str) -> int:
+        """Delete events older than `cutoff`, recording a checkpoint to verify from.
+
+        Only a prefix of the chain is removed (up to the first event at or after
+        `cutoff`), so what remains is still one chain.
+
+        Raises:
+            RetentionError: `cutoff` is inside the retention period.
+        """
+        try:
+            limit = now.replace(year=now.year - self.retention_years)
+        except ValueError:  # 29 February
+            limit = now.replace(year=now.year - self.retention_years, day=28)
+        if cutoff > limit:
+            raise RetentionError(
+                f"events younger than {self.retention_years} years (before {limit:%Y-%m-%d}) "
+                f"must be kept; refusing to purge up to {cutoff:%Y-%m-%d}")
+        cutoff_text = format_time(cutoff)
+        with self._write() as conn:
+            self._lock_head(conn)
+            first_kept = conn.execute(sa.select(sa.func.min(events_table.c.seq))
+                                      .where(events_table.c.at >= cutoff_text)).scalar()
+            query = sa.select(events_table.c.seq, events_table.c.hash)
+            if first_kept is not None:
+                query = query.where(events_table.c.seq < first_kept)
+            last = conn.execute(query.order_by(events_table.c.seq.desc()).limit(1)).first()
+            if last is None:
+                return 0
+            deleted = conn.execute(events_table.delete()
+                                   .where(events_table.c.seq <= last.seq)).rowcount
+            conn.execute(checkpoints_table.insert().values(
+                seq=last.seq, hash=last.hash, cutoff=cutoff_text, purged_events=deleted,
+                at=format_time(now), actor=actor))
+            gone = sa.select(events_table.c.change_id).where(
+                events_table.c.change_id == changes_table.c.change_id).exists()
+            conn.execute(changes_table.delete().where(~gone))
+        return int(deleted)
+
+
+def _to_event(row: Any) -> ChangeEvent:
+    return ChangeEvent(seq=row.seq, change_id=row.change_id, type=row.type,
+                       at=parse_time(row.at), actor=row.actor, payload=json.loads(row.payload),
+                       prev_hash=row.prev_hash, hash=row.hash)
