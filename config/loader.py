@@ -7,6 +7,7 @@ failing, so one run of `changeflow check-config` lists everything to fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ ROSTER_FILE = "roster.yaml"
 SERVICES_FILE = "services.yaml"
 
 M = TypeVar("M", bound=BaseModel)
+
+_VALIDATOR_PREFIX = re.compile(r"^(Value error|Assertion failed), ")
+"""What pydantic puts before a validator's own message; the message alone reads better."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ def key_path(loc: Sequence[int | str]) -> str:
     """Render a pydantic error location as `a.b[1].c`."""
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for "the key itself was invalid"
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -90,15 +96,15 @@ def _validate(model: type[M], data: Any, name: str) -> tuple[M | None, list[Prob
         problems = []
         for err in exc.errors():
             loc = err["loc"]
-            msg = err["msg"]
+            msg = _VALIDATOR_PREFIX.sub("", err["msg"])
             if err["type"] == "missing":
                 msg = "required field is missing"
             elif err["type"] == "extra_forbidden":
                 msg = "unknown field (check its spelling)"
+            elif loc and loc[-1] == "[key]":
+                msg = f"invalid key: {msg}"
             problems.append(Problem(name, key_path(loc), msg))
         return None, problems
-
-
 
 
 def load_policy(path: Path) -> tuple[Policy | None, list[Problem]]:
@@ -122,18 +128,24 @@ def load_roster(path: Path, policy: Policy | None) -> tuple[Roster | None, list[
     if not isinstance(people, list) or not people:
         return None, [Problem(name, "people", "must be a non-empty list of people")]
     found: dict[str, Person] = {}
+    first_at: dict[str, int] = {}
     for i, raw in enumerate(people):
         person, errs = _validate(Person, raw, name)
-        problems += [Problem(name, f"people[{i}].{e.path}", e.message) for e in errs]
+        problems += [Problem(name, f"people[{i}].{e.path}" if e.path else f"people[{i}]",
+                             e.message) for e in errs]
         if person is None:
             continue
         if person.id in found:
-            problems.append(Problem(name, f"people[{i}].id", f"duplicate id {person.id!r}"))
-        found[person.id] = person
+            problems.append(Problem(name, f"people[{i}].id", f"duplicate id {person.id!r} "
+                                    f"(already used by people[{first_at[person.id]}])"))
+        else:
+            found[person.id] = person
+            first_at[person.id] = i
         if policy is not None:
+            known = ", ".join(policy.roles)
             for role in sorted(person.roles - policy.roles.keys()):
                 problems.append(Problem(name, f"people[{i}].roles",
-                                        f"unknown role {role!r} (known: {', '.join(policy.roles)})"))
+                                        f"unknown role {role!r} (known: {known})"))
     return (Roster(people=found) if not problems else None), problems
 
 

@@ -207,7 +207,7 @@ class Policy(Frozen):
     standard_procedures: dict[str, StandardProcedure] = {}
     prohibited_practices: list[ProhibitedPractice] = []
 
-    def problems(self) -> list[tuple[str, str]]:
+    def problems(self) -> list[tuple[str, str]]:  # noqa: C901 (a flat list of checks)
         """Cross-references that do not resolve, as (key path, message) pairs."""
         found: list[tuple[str, str]] = []
 

@@ -431,36 +431,24 @@ class SqlChangeLog:
 
     def verify(self) -> Verification:
         """Recompute the whole chain from its start or last checkpoint; name the first break."""
-        with self.engine.connect() as conn:
+        conn = self.engine.connect()
+        if self.dialect == "postgresql":  # one snapshot for the head and the events
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn:
             start_seq, prev = self._checkpoint(conn)
             head = conn.execute(sa.select(head_table.c.seq, head_table.c.hash)).one()
             head_seq, head_hash = int(head.seq), str(head.hash)
             expected = start_seq + 1
             checked = 0
-            # Events appended after the head was read are left for the next verify.
-            result = conn.execution_options(stream_results=True, yield_per=20000).execute(
-                sa.text("SELECT seq, change_id, type, at, actor, payload, prev_hash, hash "
-                        "FROM change_events WHERE seq <= :head ORDER BY seq"),
-                {"head": head_seq})
+            result = conn.execution_options(stream_results=True, yield_per=20000) \
+                .exec_driver_sql("SELECT seq, change_id, type, at, actor, payload, prev_hash, "
+                                 "hash FROM change_events ORDER BY seq")
             for part in result.partitions():
                 for seq, cid, typ, at, actor, payload, prev_hash, stored in part:
-                    problem = None
-                    if seq != expected:
-                        problem = (f"expected event {expected} next but found {seq}: "
-                                   f"event {expected} was deleted or the order was changed")
-                        if seq < expected:
-                            problem = f"event {seq} appears out of order (after {expected - 1})"
-                        bad = min(seq, expected)
-                    elif prev_hash != prev:
-                        problem = ("its previous-hash does not match the event before it: "
-                                   "an event was inserted, removed or reordered here")
-                        bad = seq
-                    elif hashlib.sha256(SEP.join((str(seq), cid, typ, at, actor, payload,
-                                                  prev_hash)).encode("utf-8")
-                                        ).hexdigest() != stored:
-                        problem = "its content does not match its hash: the event was edited"
-                        bad = seq
-                    if problem is not None:
+                    body = SEP.join((str(seq), cid, typ, at, actor, payload, prev_hash))
+                    if (seq != expected or seq > head_seq or prev_hash != prev
+                            or hashlib.sha256(body.encode("utf-8")).hexdigest() != stored):
+                        bad, problem = _diagnose(seq, expected, head_seq, prev_hash, prev)
                         return Verification(False, checked, expected - 1, prev, bad,
                                             f"event {bad} ({cid}, {typ}): {problem}")
                     prev = stored
@@ -469,7 +457,8 @@ class SqlChangeLog:
         last = expected - 1
         if (last, prev) != (head_seq, head_hash):
             return Verification(False, checked, last, prev, last + 1,
-                                f"event {last + 1}: the chain head records event {head_seq} "
+                                f"event {last + 1} (at the end): the chain head records event "
+                                f"{head_seq} "
                                 f"but the log ends at event {last}: events at the end were "
                                 "deleted")
         return Verification(True, checked, last, prev)
@@ -511,6 +500,21 @@ class SqlChangeLog:
                 events_table.c.change_id == changes_table.c.change_id).exists()
             conn.execute(changes_table.delete().where(~gone))
         return int(deleted)
+
+
+def _diagnose(seq: int, expected: int, head_seq: int, prev_hash: str,
+              prev: str) -> tuple[int, str]:
+    """Which event breaks the chain, and how, for a row that failed the fast check."""
+    if seq > head_seq:
+        return seq, (f"the chain head ends at event {head_seq}: this event was added "
+                     "behind the log's back")
+    if seq != expected:
+        return expected, (f"missing (the next event found is {seq}): it was deleted or "
+                          "renumbered")
+    if prev_hash != prev:
+        return seq, ("its previous-hash does not match the event before it: an event was "
+                     "inserted, removed or reordered here")
+    return seq, "its content does not match its hash: the event was edited"
 
 
 def _to_event(row: Any) -> ChangeEvent:

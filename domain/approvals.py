@@ -1,0 +1,178 @@
+"""Who must approve a change, and whether the approvals given are valid (sections 1, 2, 5, 6).
+
+Separation of duties and attribution are checked here, against the roster: an approval
+counts only when its person is in the roster, holds the role, is not a shared account,
+is not the change's author (except a standard change's self-approval, which only the
+author can give), and has not already filled another role of the same change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from domain.models import Approval, Category, ChangeRequest, Decision, Frozen, Person, Roster
+from domain.policy import ApprovalRequirement, Policy
+from domain.security import security_review_reasons
+
+SECURITY_REVIEW_CATEGORIES = frozenset({Category.NORMAL, Category.MAJOR})
+"""Categories that get Security's review when the change touches a sensitive area.
+
+Section 2 (the normal process, which a major change also goes through) asks for it.
+A standard change is pre-approved by definition (certificate renewals would otherwise
+always need Security), and an emergency is approved by the CISO, who owns security and
+is the retroactive signer, so neither gets an extra Security approval.
+"""
+
+VERBAL_CHANNEL = "verbal"
+"""`Approval.channel` of an approval given by voice and recorded by someone else."""
+
+
+class ApprovalVerdict(Frozen):
+    """Whether a change's approvals are complete, and why not.
+
+    Attributes:
+        satisfied: every required role has a valid approval and nobody declined.
+        declined: someone declined (a decline always stops the change).
+        missing: required roles without a valid approval, in requirement order.
+        problems: one human-readable reason per approval that did not count, or decline.
+        approvers: role -> person id of the approvals that counted.
+    """
+
+    satisfied: bool
+    declined: bool
+    missing: list[str] = []
+    problems: list[str] = []
+    approvers: dict[str, str] = {}
+
+
+def required_approvals(change: ChangeRequest, policy: Policy) -> list[ApprovalRequirement]:
+    """The approvals `change` needs: its category's, plus Security's when triggered.
+
+    Security (`policy.security_review.role`) is added for categories in
+    `SECURITY_REVIEW_CATEGORIES` when `security_review_reasons` finds any reason, unless
+    the category already requires that role.
+    """
+    required = list(policy.categories[change.category].approvals)
+    role = policy.security_review.role
+    if (change.category in SECURITY_REVIEW_CATEGORIES
+            and all(req.role != role for req in required)
+            and security_review_reasons(change, policy)):
+        required.append(ApprovalRequirement(role=role))
+    return required
+
+
+def eligible_approvers(requirement: ApprovalRequirement, change: ChangeRequest,
+                       roster: Roster, *, fallback: bool = False) -> list[Person]:
+    """Who may give `requirement` for `change`: whom to ask, in id order.
+
+    Holders of the role (of its `fallback_role` when `fallback` is True) who are not
+    shared accounts; never the author, except for a self-approval, which only the author
+    may give.
+    """
+    role = requirement.fallback_role if fallback else requirement.role
+    if role is None:
+        return []
+    holders = roster.holding(role)
+    if requirement.self_approval:
+        return [p for p in holders if p.id == change.author]
+    return [p for p in holders if p.id != change.author]
+
+
+def _who(person_id: str, person: Person | None) -> str:
+    return f"{person.name} ({person.id})" if person else repr(person_id)
+
+
+def _match(approval: Approval, required: Sequence[ApprovalRequirement]
+           ) -> tuple[ApprovalRequirement | None, bool]:
+    """The requirement an approval is for, and whether it is given as a fallback."""
+    for req in required:
+        if req.role == approval.role:
+            return req, False
+    for req in required:
+        if req.fallback_role == approval.role:
+            return req, True
+    return None, False
+
+
+def _refusal(approval: Approval, req: ApprovalRequirement, fallback: bool,
+             change: ChangeRequest, person: Person | None) -> str | None:
+    """Why a well-targeted approval does not count, or None when it does."""
+    who, role = _who(approval.person_id, person), approval.role
+    if person is None:
+        return f"{who} approved as {role!r} but is not in the roster"
+    if person.shared_account:
+        return (f"{who} is a shared account and cannot approve as {role!r} "
+                "(every approval must be attributable to one person)")
+    if role not in person.roles:
+        hint = (f"; a fallback approval is recorded as {req.fallback_role!r} with a reason"
+                if req.fallback_role and req.fallback_role in person.roles else "")
+        return f"{who} does not hold role {role!r}{hint}"
+    if req.self_approval and person.id != change.author:
+        return (f"{who} cannot give the self-approval as {role!r}: only the change's "
+                f"author ({change.author}) can")
+    if not req.self_approval and person.id == change.author:
+        return (f"{who} is the change's author and cannot approve it as {role!r} "
+                "(separation of duties)")
+    if req.verbal and approval.channel != VERBAL_CHANNEL:
+        return (f"{who} approved as {role!r} via {approval.channel!r}, but this approval "
+                f"must be given verbally (channel {VERBAL_CHANNEL!r})")
+    if fallback and not (approval.fallback_reason or "").strip():
+        return (f"{who} approved as {role!r} in place of {req.role!r} without a "
+                f"fallback_reason (why the {req.role} was unavailable)")
+    return None
+
+
+def check_approvals(change: ChangeRequest, approvals: Sequence[Approval], policy: Policy,
+                    roster: Roster) -> ApprovalVerdict:
+    """Judge the approvals given for `change` against what it requires.
+
+    Approvals are taken in time order (`Approval.at`). Each requirement is filled by the
+    first approval that counts (see `_refusal` for what does not). An approval in the
+    requirement's `fallback_role` fills it only with a non-blank `fallback_reason`.
+    A person who already filled one role cannot fill another. Any decline, by anyone,
+    makes the verdict declined and unsatisfied: stopping a change is always safe, and the
+    problem text says if the decliner was not an eligible approver.
+
+    Args:
+        change: the change request.
+        approvals: decisions recorded for it, in any order.
+        policy: the policy (categories, Security review trigger).
+        roster: who holds which role.
+
+    Returns:
+        The verdict; `satisfied` only when no role is missing and nobody declined.
+    """
+    required = required_approvals(change, policy)
+    filled: dict[str, str] = {}  # requirement role -> person id
+    roles_of: dict[str, str] = {}  # person id -> role they filled
+    problems: list[str] = []
+    declined = False
+    for approval in sorted(approvals, key=lambda a: a.at):
+        person = roster.get(approval.person_id)
+        who, role = _who(approval.person_id, person), approval.role
+        req, fallback = _match(approval, required)
+        if approval.decision is Decision.DECLINE:
+            declined = True
+            why = f": {approval.comment}" if approval.comment.strip() else ""
+            refused = _refusal(approval, req, fallback, change, person) if req else None
+            note = f" (not an eligible approver: {refused})" if refused else ""
+            problems.append(f"{who} declined as {role!r}{why}{note}")
+            continue
+        if req is None:
+            problems.append(f"{who} approved as {role!r}, a role this change does not need "
+                            f"(needed: {', '.join(r.role for r in required)})")
+            continue
+        refused = _refusal(approval, req, fallback, change, person)
+        if refused:
+            problems.append(refused)
+        elif req.role in filled:
+            continue  # a second valid approval for a filled role adds nothing
+        elif approval.person_id in roles_of:
+            problems.append(f"{who} already approved as {roles_of[approval.person_id]!r} "
+                            f"and cannot also approve as {role!r} (one person per role)")
+        else:
+            filled[req.role] = approval.person_id
+            roles_of[approval.person_id] = role
+    missing = [req.role for req in required if req.role not in filled]
+    return ApprovalVerdict(satisfied=not missing and not declined, declined=declined,
+                           missing=missing, problems=problems, approvers=filled)

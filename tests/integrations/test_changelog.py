@@ -1,0 +1,288 @@
+"""The SQL change log, each behaviour on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from domain.lifecycle import IllegalTransition
+from integrations.changelog_sql import NewEvent, RetentionError, SqlChangeLog
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def submitted(change_id: str, at: datetime = NOW) -> NewEvent:
+    return NewEvent(change_id, "change_submitted", "alice",
+                    {"summary": f"change {change_id}", "category": "normal",
+                     "service": "sample", "version": "1.0.0", "author": "alice"}, at)
+
+
+def note(change_id: str, i: int, at: datetime = NOW) -> NewEvent:
+    return NewEvent(change_id, "note", "alice", {"i": i}, at)
+
+
+@pytest.fixture
+def log(database_url: str):
+    log = SqlChangeLog(database_url)
+    yield log
+    log.close()
+
+
+def seeded(log: SqlChangeLog, changes: int = 3, notes: int = 2) -> None:
+    batch = []
+    for c in range(1, changes + 1):
+        batch.append(submitted(f"CHG-{c}"))
+        batch += [note(f"CHG-{c}", i) for i in range(notes)]
+    log.append_many(batch)
+
+
+def tamper(log: SqlChangeLog, *statements: str) -> None:
+    """Change the database behind the log's back, as someone with DDL rights could."""
+    with log.engine.begin() as conn:
+        if log.dialect == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER change_events_no_update")
+            conn.exec_driver_sql("DROP TRIGGER change_events_retention")
+        else:
+            conn.exec_driver_sql("ALTER TABLE change_events DISABLE TRIGGER change_events_guard")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+
+def test_append_projects_the_change_record(log: SqlChangeLog) -> None:
+    log.append_many([
+        submitted("CHG-1"),
+        NewEvent("CHG-1", "approval_recorded", "erin",
+                 {"role": "engineering_lead", "person_id": "erin", "decision": "approve"}, NOW),
+    ])
+    record = log.record("CHG-1")
+    assert record is not None
+    assert (record.state, record.author, record.approvers) == (
+        "in_review", "alice", ["engineering_lead:erin"])
+    assert [e.type for e in log.events("CHG-1")] == ["change_submitted", "approval_recorded"]
+    assert log.record("CHG-404") is None
+
+
+def test_chain_links_every_event_to_the_one_before(log: SqlChangeLog) -> None:
+    seeded(log)
+    events = [e for c in ("CHG-1", "CHG-2", "CHG-3") for e in log.events(c)]
+    events.sort(key=lambda e: e.seq)
+    assert [e.seq for e in events] == list(range(1, 10))
+    for before, after in zip(events, events[1:], strict=False):
+        assert after.prev_hash == before.hash
+    result = log.verify()
+    assert (result.ok, result.checked, result.head_hash) == (True, 9, events[-1].hash)
+
+
+def test_illegal_event_is_refused_and_nothing_is_written(log: SqlChangeLog) -> None:
+    seeded(log, changes=1)
+    head = log.head()
+    with pytest.raises(IllegalTransition, match="'deployment_succeeded' cannot follow"):
+        log.append_many([note("CHG-1", 9), NewEvent("CHG-1", "deployment_succeeded", "alice",
+                                                     {}, NOW)])
+    assert log.head() == head
+    assert len(log.events("CHG-1")) == 3
+    assert log.record("CHG-1").state == "submitted"  # type: ignore[union-attr]
+    assert log.verify().ok
+
+
+@pytest.mark.parametrize("event, message", [
+    (NewEvent("CHG 1", "note", "alice", {}, NOW), "change id 'CHG 1' is malformed"),
+    (NewEvent("CHG-1", "note", "", {}, NOW), "actor '' is malformed"),
+    (NewEvent("CHG-1", "note", "alice", {"x": object()}, NOW), "payload of 'note'"),
+    (NewEvent("CHG-1", "note", "alice", {"x": float("nan")}, NOW), "is not JSON"),
+    (NewEvent("CHG-1", "note", "alice", {}, NOW.replace(tzinfo=None)), "timezone-aware"),
+])
+def test_malformed_event_is_refused_before_writing(log: SqlChangeLog, event: NewEvent,
+                                                   message: str) -> None:
+    seeded(log, changes=1)
+    head = log.head()
+    with pytest.raises(ValueError, match=message):
+        log.append(event.change_id, event.type, event.actor, event.payload, event.at)
+    assert log.head() == head
+
+
+APPENDER = textwrap.dedent("""
+    import sys
+    from datetime import UTC, datetime
+    from integrations.changelog_sql import NewEvent, SqlChangeLog
+    url, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    log = SqlChangeLog(url)
+    now = datetime.now(UTC)
+    for i in range(rounds):
+        cid = f"{name}-{i}"
+        log.append(cid, "change_submitted", "alice", {"category": "normal"}, now)
+        log.append_many([NewEvent(cid, "note", "alice", {"i": j}, now) for j in range(3)])
+""")
+
+
+def test_two_processes_appending_at_once_keep_one_chain(log: SqlChangeLog,
+                                                        database_url: str) -> None:
+    rounds = 60
+    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, database_url, name, str(rounds)],
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             for name in ("PA", "PB")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    result = log.verify()
+    assert result.ok, result.problem
+    assert result.checked == log.count() == 2 * rounds * 4
+    assert log.head()[0] == 2 * rounds * 4
+    assert len(log.changes()) == 2 * rounds
+
+
+@pytest.mark.parametrize("statements, bad_seq, words", [
+    (["UPDATE change_events SET payload = '{\"i\":99}' WHERE seq = 3"], 3, "was edited"),
+    (["UPDATE change_events SET actor = 'mallory' WHERE seq = 5"], 5, "was edited"),
+    (["DELETE FROM change_events WHERE seq = 4"], 4, "was deleted"),
+    (["DELETE FROM change_events WHERE seq = 9"], 9, "events at the end were deleted"),
+    (["UPDATE change_events SET seq = -seq WHERE seq IN (4, 5)",
+      "UPDATE change_events SET seq = 5 WHERE seq = -4",
+      "UPDATE change_events SET seq = 4 WHERE seq = -5"], 4, "reordered"),
+    (["INSERT INTO change_events (seq, change_id, type, at, actor, payload, prev_hash, hash) "
+      "VALUES (10, 'CHG-1', 'note', '2026-11-26T09:00:00.000000Z', 'mallory', '{}', "
+      "'forged-prev', 'forged-hash')"], 10, "behind the log's back"),
+])
+def test_verify_names_the_first_tampered_event(log: SqlChangeLog, statements: list[str],
+                                               bad_seq: int, words: str) -> None:
+    seeded(log)
+    assert log.verify().ok
+    tamper(log, *statements)
+    result = log.verify()
+    assert not result.ok
+    assert result.bad_seq == bad_seq
+    assert result.problem is not None and result.problem.startswith(f"event {bad_seq} ")
+    assert words in result.problem
+
+
+def test_inserted_event_in_the_middle_is_caught(log: SqlChangeLog) -> None:
+    seeded(log)
+    tamper(log,
+           "UPDATE change_events SET seq = seq + 100 WHERE seq >= 4",
+           "UPDATE change_events SET seq = seq - 99 WHERE seq >= 104",
+           "INSERT INTO change_events (seq, change_id, type, at, actor, payload, prev_hash, hash)"
+           " VALUES (4, 'CHG-2', 'note', '2026-11-26T09:00:00.000000Z', 'mallory', '{}',"
+           " 'forged-prev', 'forged-hash')",
+           "UPDATE chain_head SET seq = 10")
+    result = log.verify()
+    assert (result.ok, result.bad_seq) == (False, 4)
+
+
+def test_database_refuses_updates_and_young_deletes(log: SqlChangeLog) -> None:
+    seeded(log, changes=1)
+    for statement in ("UPDATE change_events SET actor = 'mallory' WHERE seq = 1",
+                      "DELETE FROM change_events WHERE seq = 3"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only|cannot be deleted"):
+            with log.engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+    assert log.count() == 3
+    assert log.verify().ok
+
+
+def test_purge_inside_retention_is_refused(log: SqlChangeLog) -> None:
+    seeded(log, changes=1)
+    with pytest.raises(RetentionError, match="younger than 3 years"):
+        log.purge(cutoff=NOW - timedelta(days=3 * 365 - 30), now=NOW, actor="ops")
+    assert log.count() == 3
+
+
+def test_purge_keeps_a_chain_that_verifies_from_its_checkpoint(log: SqlChangeLog) -> None:
+    old = datetime.now(UTC) - timedelta(days=5 * 365)
+    older_than_cutoff = [submitted("CHG-1", old), note("CHG-1", 0, old),
+                         submitted("CHG-2", old + timedelta(days=1))]
+    recent = [note("CHG-2", 1), submitted("CHG-3"), note("CHG-3", 0)]
+    log.append_many(older_than_cutoff + recent)
+    now = datetime.now(UTC)
+    purged = log.purge(cutoff=now - timedelta(days=4 * 365), now=now, actor="ops")
+    assert purged == 3
+    assert log.count() == 3
+    result = log.verify()
+    assert (result.ok, result.checked, result.head_seq) == (True, 3, 6)
+    assert log.record("CHG-1") is None  # every event of CHG-1 is gone
+    assert log.record("CHG-2") is not None
+    # The checkpoint still catches tampering with the first remaining event.
+    tamper(log, "DELETE FROM change_events WHERE seq = 4")
+    assert log.verify().bad_seq == 4
+
+
+CRASH_MID_APPEND = textwrap.dedent("""
+    import os, sys
+    from datetime import UTC, datetime
+    from integrations import changelog_sql
+    from integrations.changelog_sql import NewEvent, SqlChangeLog
+    def crash(*args, **kwargs):
+        os.kill(os.getpid(), 9)   # the events are inserted, the transaction is not committed
+    changelog_sql.SqlChangeLog._save_records = staticmethod(crash)
+    log = SqlChangeLog(sys.argv[1])
+    now = datetime.now(UTC)
+    log.append_many([NewEvent("CHG-9", "change_submitted", "alice", {}, now),
+                     NewEvent("CHG-9", "note", "alice", {}, now)])
+""")
+
+
+def test_a_crash_mid_append_leaves_no_half_written_event(log: SqlChangeLog,
+                                                         database_url: str) -> None:
+    seeded(log, changes=1)
+    head = log.head()
+    done = subprocess.run([sys.executable, "-c", CRASH_MID_APPEND, database_url], cwd=ROOT,
+                          capture_output=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    assert log.head() == head
+    assert log.events("CHG-9") == [] and log.record("CHG-9") is None
+    assert log.verify().ok
+    log.append("CHG-9", "change_submitted", "alice", {}, NOW)  # and the log still works
+    assert log.verify().ok
+
+
+CRASH_AFTER_INTENT = textwrap.dedent("""
+    import os, sys
+    from datetime import UTC, datetime
+    from integrations.changelog_sql import SqlChangeLog
+    log = SqlChangeLog(sys.argv[1])
+    log.record_intent("CHG-1", "deploy", "alice", {"version": "1.0.0"}, datetime.now(UTC))
+    os.kill(os.getpid(), 9)   # the deploy would have run here
+""")
+
+
+def test_a_crash_between_intent_and_outcome_is_visible(log: SqlChangeLog,
+                                                       database_url: str) -> None:
+    seeded(log, changes=1)
+    done = subprocess.run([sys.executable, "-c", CRASH_AFTER_INTENT, database_url], cwd=ROOT,
+                          capture_output=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    (pending,) = log.unfinished_effects("CHG-1")
+    assert pending.payload["action"] == "deploy"
+    log.record_outcome("CHG-1", pending.payload["effect_id"], "alice", True,
+                       {"checked": "deployed version found"}, NOW)
+    assert log.unfinished_effects() == []
+
+
+def test_queries_keep_emergencies_apart(log: SqlChangeLog) -> None:
+    log.append_many([submitted("CHG-1"),
+                     NewEvent("CHG-2", "change_submitted", "carol",
+                              {"category": "emergency", "summary": "hotfix"}, NOW)])
+    assert [c.change_id for c in log.changes(emergency=True)] == ["CHG-2"]
+    assert [c.change_id for c in log.changes(emergency=False)] == ["CHG-1"]
+    assert [c.change_id for c in log.changes(category="normal")] == ["CHG-1"]
+    window = list(log.events_between(NOW - timedelta(minutes=1), NOW + timedelta(minutes=1)))
+    assert [e.change_id for e in window] == ["CHG-1", "CHG-2"]
+    assert list(log.events_between(NOW + timedelta(minutes=1), NOW + timedelta(hours=1))) == []
+
+
+def test_schema_creation_is_idempotent(database_url: str) -> None:
+    first = SqlChangeLog(database_url)
+    first.append("CHG-1", "change_submitted", "alice", {}, NOW)
+    second = SqlChangeLog(database_url)
+    assert second.verify().ok and second.count() == 1
+    first.close()
+    second.close()
+
