@@ -130,9 +130,9 @@ def project(record: ChangeRecord | None, change_id: str, event_type: str,
     base: dict[str, Any] = (record.model_dump() if record else
                             {"change_id": change_id, "opened_at": at})
     base.update(state=state, updated_at=at, last_seq=seq)
-    if event_type == "change_submitted":
-        base.update({k: payload[k] for k in _SUBMITTED_FIELDS if k in payload})
-        if "category" in payload:
+    if event_type in ("change_submitted", "validation_failed"):
+        base.update({k: payload[k] for k in _SUBMITTED_FIELDS if isinstance(payload.get(k), str)})
+        if payload.get("category") in set(Category):
             base["category"] = Category(payload["category"])
     elif event_type == "approval_recorded" and payload.get("decision") == "approve":
         name = f"{payload.get('role')}:{payload.get('person_id')}"

@@ -1,4 +1,4 @@
-"""Is a rollback plan complete? (policy section 4)
+"""Whether a rollback plan is complete (policy section 4).
 
 "Every production change has a documented rollback plan before deployment", with a
 trigger, steps, an owner, verification steps and a time estimate. Completeness is a
@@ -8,7 +8,7 @@ to the author.
 
 from __future__ import annotations
 
-from domain.models import Roster, RollbackPlan
+from domain.models import RollbackPlan, Roster
 from domain.policy import Policy
 
 

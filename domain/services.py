@@ -72,6 +72,9 @@ class Service(Frozen):
 
     description: str = ""
     owner: str | None = None
+    baseline_version: str | None = Field(
+        default=None, description="The version running before changeflow managed the service: "
+                                  "what a first change rolls back to")
     environments: dict[Environment, EnvironmentSpec]
 
     @field_validator("environments")

@@ -54,16 +54,18 @@ class HttpChecks:
             with self.session.get(url, timeout=spec.timeout_seconds, stream=True) as response:
                 body = self._read_body(response, started + spec.timeout_seconds)
                 status = response.status_code
-        except requests.Timeout as exc:
-            return result(False, None, f"timed out after {spec.timeout_seconds:g} s: "
-                                       f"{_reason(exc)}")
+        except requests.ConnectTimeout:
+            return result(False, None, f"timed out after {spec.timeout_seconds:g} s connecting")
+        except requests.Timeout:
+            return result(False, None, f"timed out after {spec.timeout_seconds:g} s "
+                                       "waiting for the answer")
         except requests.ConnectionError as exc:
             if "timed out" in str(exc):  # a stalled body surfaces as ConnectionError
-                return result(False, None, f"timed out after {spec.timeout_seconds:g} s: "
-                                           f"{_reason(exc)}")
+                return result(False, None, f"timed out after {spec.timeout_seconds:g} s "
+                                           "reading the body")
             return result(False, None, f"connection failed: {_reason(exc)}")
-        except (requests.RequestException, OSError, ValueError) as exc:
-            return result(False, None, f"request failed: {_reason(exc)}")
+        except Exception as exc:  # anything else still fails closed: a check never raises
+            return result(False, None, f"request failed: {type(exc).__name__}: {_reason(exc)}")
         if status != spec.expect_status:
             return result(False, status, f"expected status {spec.expect_status}, got {status}: "
                                          f"{_snippet(body)}")

@@ -1,0 +1,167 @@
+"""The `changeflow` command that users and operators run.
+
+Exit codes: 0 fine; 1 a check found problems (config, chain); 2 the command could not run
+(bad settings, unknown change, unreachable database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+from pydantic import ValidationError
+
+from changeflow.report import print_changes
+from config.loader import ConfigError, check_config, load_config
+from config.settings import Settings
+from integrations.changelog_sql import SqlChangeLog
+from integrations.factory import open_change_log
+
+EXIT_PROBLEMS = 1
+EXIT_UNUSABLE = 2
+
+
+class CommandFailed(Exception):
+    """The command cannot run; the message says why and how to fix it."""
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"CHANGEFLOW_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                 for e in exc.errors()]
+        raise CommandFailed("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def _open_log(settings: Settings) -> SqlChangeLog:
+    try:
+        config = load_config(settings.config_dir)
+    except ConfigError as exc:
+        raise CommandFailed(f"configuration has problems (run `changeflow check-config`):\n"
+                            f"{exc}") from None
+    try:
+        return open_change_log(settings, config)
+    except Exception as exc:  # noqa: BLE001 - any driver error: name the setting, not the URL
+        raise CommandFailed(
+            f"cannot open the change log at CHANGEFLOW_DATABASE_URL: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300]}") from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate policy, roster and services; print every problem."""
+    settings = _settings()
+    config, problems = check_config(settings.config_dir)
+    if problems or config is None:
+        for problem in problems:
+            print(problem)
+        print(f"{len(problems)} problem(s) in {settings.config_dir}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"ok: {config.policy.id} v{config.policy.version}, {len(config.roster.people)} "
+          f"people, {len(config.services.services)} service(s) in {settings.config_dir}")
+    return 0
+
+
+def cmd_log_verify(args: argparse.Namespace) -> int:
+    """Check the hash chain; name the first bad event."""
+    log = _open_log(_settings())
+    result = log.verify()
+    log.close()
+    if not result.ok:
+        print(f"chain BROKEN after {result.checked} good event(s): {result.problem}")
+        return EXIT_PROBLEMS
+    print(f"chain ok: {result.checked} event(s) verified, head event {result.head_seq}, "
+          f"head hash {result.head_hash}")
+    return 0
+
+
+def cmd_log_export(args: argparse.Namespace) -> int:
+    """Print one change's events as JSON."""
+    log = _open_log(_settings())
+    events = log.events(args.change_id)
+    log.close()
+    if not events:
+        raise CommandFailed(f"no change {args.change_id!r} in the change log "
+                            "(`changeflow changes` lists them)")
+    print(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
+    return 0
+
+
+def cmd_log_purge(args: argparse.Namespace) -> int:
+    """Delete events older than a date, keeping the retention period."""
+    log = _open_log(_settings())
+    cutoff = datetime.combine(args.before, datetime.min.time(), tzinfo=UTC)
+    try:
+        purged = log.purge(cutoff=cutoff, now=datetime.now(UTC), actor=args.actor)
+    except Exception as exc:  # noqa: BLE001 - RetentionError and driver errors alike
+        raise CommandFailed(str(exc)) from None
+    finally:
+        log.close()
+    print(f"purged {purged} event(s) before {args.before}; a checkpoint was recorded")
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    """List changes with category, state, outcome and incidents."""
+    log = _open_log(_settings())
+    records = log.changes()
+    log.close()
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return 0
+    print_changes(records)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo end to end on embedded defaults."""
+    from changeflow.demo import run_demo
+
+    return run_demo()
+
+
+def _date(text: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2023-01-31") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    top = argparse.ArgumentParser(prog="changeflow", description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("check-config", help="validate policy, roster and services") \
+        .set_defaults(func=cmd_check_config)
+    log = sub.add_parser("log", help="the change log").add_subparsers(
+        dest="log_command", required=True, metavar="LOG_COMMAND")
+    log.add_parser("verify", help="check the hash chain").set_defaults(func=cmd_log_verify)
+    export = log.add_parser("export", help="print a change's events as JSON")
+    export.add_argument("change_id")
+    export.set_defaults(func=cmd_log_export)
+    purge = log.add_parser("purge", help="delete events older than the retention period")
+    purge.add_argument("--before", type=_date, required=True, help="YYYY-MM-DD (UTC)")
+    purge.add_argument("--actor", required=True, help="your roster id, recorded")
+    purge.set_defaults(func=cmd_log_purge)
+    changes = sub.add_parser("changes", help="list changes")
+    changes.add_argument("--json", action="store_true", help="print JSON")
+    changes.set_defaults(func=cmd_changes)
+    sub.add_parser("demo", help="run the demo").set_defaults(func=cmd_demo)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `changeflow` console script."""
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CommandFailed as exc:
+        print(f"changeflow: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The composition root: the one place that builds adapters from settings.
+
+With no settings, everything is embedded: SQLite change log under `var/`, tickets from
+a local folder, subprocess commands, HTTP checks, and a local outbox for notices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from config.loader import Config, load_config
+from config.settings import Settings
+from integrations.changelog_sql import SqlChangeLog, normalize_url
+from integrations.commands import SubprocessRunner
+from integrations.http_checks import HttpChecks
+from integrations.local_tickets import LocalChangeTickets
+from integrations.outbox import OutboxNotifier
+from integrations.ports import ChangeTickets, Checks, CommandRunner, Notifier
+
+
+@dataclass
+class Adapters:
+    """Everything a flow talks to, behind its port."""
+
+    config: Config
+    change_log: SqlChangeLog
+    tickets: ChangeTickets
+    runner: CommandRunner
+    checks: Checks
+    notifier: Notifier
+
+    def close(self) -> None:
+        """Release connections."""
+        self.change_log.close()
+
+
+def change_log_url(settings: Settings) -> str:
+    """The change log's URL with the password from settings, if one is set."""
+    url = normalize_url(settings.resolved_database_url)
+    if settings.database_password is not None:
+        parsed = sa.make_url(url).set(password=settings.database_password.get_secret_value())
+        return parsed.render_as_string(hide_password=False)
+    if url.startswith("sqlite:///"):
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return url
+
+
+def open_change_log(settings: Settings, config: Config) -> SqlChangeLog:
+    """The change log the settings point at, with the policy's retention."""
+    return SqlChangeLog(change_log_url(settings),
+                        retention_years=config.policy.change_log.retention_years)
+
+
+def build(settings: Settings | None = None) -> Adapters:
+    """Load the configuration and build every adapter the settings choose.
+
+    Raises:
+        config.loader.ConfigError: a configuration file is broken.
+    """
+    settings = settings or Settings()
+    config = load_config(settings.config_dir)
+    return Adapters(
+        config=config,
+        change_log=open_change_log(settings, config),
+        tickets=LocalChangeTickets(settings.resolved_tickets_dir),
+        runner=SubprocessRunner(),
+        checks=HttpChecks(),
+        notifier=OutboxNotifier(settings.resolved_outbox_path),
+    )
