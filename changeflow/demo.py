@@ -33,6 +33,7 @@ from integrations.factory import Adapters, build
 
 DEMO_TICKETS = ("CHG-104", "CHG-101", "CHG-102", "CHG-103")
 BROKEN_VERSION = "2.1.0"
+"""Passes staging, fails in production: the demo's automatic rollback."""
 SAMPLE_PORT = 18765
 SCRIPT = "demo-script"
 
@@ -233,8 +234,10 @@ def run_demo() -> int:
     adapters = build(settings)
     print(f"  ok: {adapters.config.policy.id} v{adapters.config.policy.version}")
     baseline = adapters.config.services.services["sample"].baseline_version or "1.0.0"
-    print(f"2. Sample service on 127.0.0.1:{SAMPLE_PORT} (version {BROKEN_VERSION} is broken)")
-    with start_sample_service(var / "sample", SAMPLE_PORT, [BROKEN_VERSION]) as service:
+    print(f"2. Sample service on 127.0.0.1:{SAMPLE_PORT} (version {BROKEN_VERSION} is broken "
+          "in production)")
+    with start_sample_service(var / "sample", SAMPLE_PORT,
+                              [f"{BROKEN_VERSION}@production"]) as service:
         for environment in ("staging", "production"):
             deploy(var / "sample", environment, baseline)
         print(f"  {service.url}: staging and production run {baseline}")

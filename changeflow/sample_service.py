@@ -59,7 +59,7 @@ def deploy(state_dir: Path, environment: str, version: str) -> dict[str, Any]:
     """
     if environment not in ENVIRONMENTS:
         raise ValueError(f"unknown environment {environment!r}")
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         raise ValueError(f"{version!r} is not a version (nothing to deploy)")
     state_dir.mkdir(parents=True, exist_ok=True)
     old = read_state(state_dir, environment)
@@ -94,7 +94,8 @@ def answer(state_dir: Path, broken: frozenset[str], path: str) -> tuple[int, str
     version = state.get("version") if state else None
     if not isinstance(version, str):
         return 503, f"nothing deployed to {environment}\n"
-    is_broken = version in broken
+    # "2.1.0" is broken everywhere; "2.1.0@production" only there (it passes staging).
+    is_broken = version in broken or f"{version}@{environment}" in broken
     if what == "health":
         return (500, f"broken {version}\n") if is_broken else (200, f"ok {version}\n")
     if what == "version":
@@ -263,7 +264,8 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--state-dir", type=Path, required=True)
     serve_cmd.add_argument("--port", type=int, default=18765, help="0 picks a free port")
     serve_cmd.add_argument("--broken-versions", default="",
-                           help="comma-separated versions whose health check fails")
+                           help="comma-separated versions whose health check fails; "
+                                "VERSION@ENVIRONMENT fails in that environment only")
     deploy_cmd = commands.add_parser("deploy", help="make a version the one served")
     deploy_cmd.add_argument("--state-dir", type=Path, required=True)
     deploy_cmd.add_argument("--environment", choices=ENVIRONMENTS, required=True)

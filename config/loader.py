@@ -73,17 +73,59 @@ def key_path(loc: Sequence[int | str]) -> str:
     return out
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses duplicate keys.
+
+    PyYAML keeps the last of two equal keys without a word; in the policy that would let
+    a second `major:` silently replace the first.
+    """
+
+
+def _unique_keys(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # keys merged in with `<<` may be overridden: that is their purpose
+        key = loader.construct_object(key_node)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            continue  # an unhashable key: construct_mapping reports it
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_keys)
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """`line L, column C: problem`, plus where the construct it broke began.
+
+    PyYAML often notices a mistake a line after it was made (an unclosed `[` is reported
+    where the next key starts); its context mark names the line where the construct began.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    reason = getattr(exc, "problem", None) or str(exc)
+    context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and cmark is not None and (mark is None or cmark.line != mark.line
+                                          or cmark.column != mark.column):
+        reason += f" ({context} at line {cmark.line + 1}, column {cmark.column + 1})"
+    return f"{where}{reason}"
+
+
 def _read_yaml(path: Path) -> tuple[Any, list[Problem]]:
     name = path.name
     if not path.is_file():
         return None, [Problem(name, "", f"file not found at {path}")]
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        return None, [Problem(name, "", f"not valid YAML: {where}{reason}")]
+        return None, [Problem(name, "", f"not valid YAML: {_yaml_reason(exc)}")]
     if not isinstance(data, dict):
         return None, [Problem(name, "", "must be a mapping at the top level")]
     return data, []

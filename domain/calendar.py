@@ -40,13 +40,15 @@ def is_business_day(day: date, holidays: Iterable[date]) -> bool:
 
 
 def local_datetime(day: date, at: time, tz: ZoneInfo, *, fold: int = 0) -> datetime:
-    """The aware instant of wall-clock time `at` on `day` in `tz`, normalised.
+    """The instant of wall-clock time `at` on `day` in `tz`, as an aware UTC datetime.
 
-    A wall time inside a DST gap does not exist; it is resolved as zoneinfo does for the
-    given `fold` and then normalised through UTC, so the result is a real instant.
+    A wall time repeated when clocks go back is the first pass with `fold=0` and the
+    second with `fold=1`. A wall time inside a DST gap does not exist; it is resolved as
+    zoneinfo does for the given `fold` (0: with the offset before the jump). The result is
+    in UTC because an aware datetime with `fold=1` never compares equal to another zone's.
     """
     naive = datetime.combine(day, at).replace(fold=fold)
-    return naive.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
+    return naive.replace(tzinfo=tz).astimezone(UTC)
 
 
 def add_business_days(start: datetime, days: int, holidays: Iterable[date],
@@ -83,5 +85,4 @@ def add_business_days(start: datetime, days: int, holidays: Iterable[date],
         day += timedelta(days=1)
         if is_business_day(day, off):
             counted += 1
-    return local_datetime(day, local.time(), tz,
-                          fold=local.fold).astimezone(UTC)
+    return local_datetime(day, local.time(), tz, fold=local.fold)

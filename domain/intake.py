@@ -17,7 +17,7 @@ from domain.policy import Policy
 from domain.rollback import missing_rollback_fields
 from domain.services import ServiceCatalog
 
-VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
+VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}\Z")
 
 REQUIRED_TEXT = ("summary", "description", "scope", "risk_assessment", "testing_plan")
 

@@ -49,8 +49,8 @@ def _on_day(day: date, windows: list[Window], tz: ZoneInfo) -> list[Interval]:
     out: list[Interval] = []
     for w in windows:
         if weekday in w.days:
-            start = local_datetime(day, w.start, tz, fold=0).astimezone(UTC)
-            end = local_datetime(day, w.end, tz, fold=1).astimezone(UTC)
+            start = local_datetime(day, w.start, tz, fold=0)
+            end = local_datetime(day, w.end, tz, fold=1)
             if start < end:
                 out.append((start, end))
     return _merge(out)
@@ -97,9 +97,11 @@ def earliest_start(now: datetime, schedule: SchedulePolicy,
     Without `notified_at`, stakeholders are taken to be notified at `now`, so notice
     can never be skipped by not saying when it was given.
     """
-    require_aware(now, "now")
-    sent = require_aware(notified_at, "notified_at") if notified_at is not None else now
-    return max(now, sent + timedelta(hours=schedule.notice_hours)).astimezone(UTC)
+    now = require_aware(now, "now").astimezone(UTC)
+    sent = (require_aware(notified_at, "notified_at").astimezone(UTC)
+            if notified_at is not None else now)
+    # In UTC, `+ timedelta` is elapsed time; on a local datetime it would be wall-clock.
+    return max(now, sent + timedelta(hours=schedule.notice_hours))
 
 
 def next_slot(now: datetime, schedule: SchedulePolicy, notified_at: datetime | None = None,
@@ -163,7 +165,8 @@ def slot_allowed(at: datetime, schedule: SchedulePolicy, notified_at: datetime |
     if notice and notified_at is None:
         reasons.append(f"stakeholders have not been notified "
                        f"({schedule.notice_hours}h notice required)")
-    elif notified_at is not None and at < require_aware(notified_at, "notified_at") + notice:
+    elif (notified_at is not None
+          and at < require_aware(notified_at, "notified_at").astimezone(UTC) + notice):
         reasons.append(f"stakeholders were notified at {_local(notified_at, tz)}, less than "
                        f"{schedule.notice_hours}h before {_local(at, tz)}")
     days = sorted({at.astimezone(tz).date(), end.astimezone(tz).date()})

@@ -438,16 +438,14 @@ class SqlChangeLog:
             start_seq, prev = self._checkpoint(conn)
             head = conn.execute(sa.select(head_table.c.seq, head_table.c.hash)).one()
             head_seq, head_hash = int(head.seq), str(head.hash)
+            sha256 = hashlib.sha256
             expected = start_seq + 1
             checked = 0
-            result = conn.execution_options(stream_results=True, yield_per=20000) \
-                .exec_driver_sql("SELECT seq, change_id, type, at, actor, payload, prev_hash, "
-                                 "hash FROM change_events ORDER BY seq")
-            for part in result.partitions():
-                for seq, cid, typ, at, actor, payload, prev_hash, stored in part:
+            for batch in self._raw_rows(conn):
+                for seq, cid, typ, at, actor, payload, prev_hash, stored in batch:
                     body = SEP.join((str(seq), cid, typ, at, actor, payload, prev_hash))
                     if (seq != expected or seq > head_seq or prev_hash != prev
-                            or hashlib.sha256(body.encode("utf-8")).hexdigest() != stored):
+                            or sha256(body.encode("utf-8")).hexdigest() != stored):
                         bad, problem = _diagnose(seq, expected, head_seq, prev_hash, prev)
                         return Verification(False, checked, expected - 1, prev, bad,
                                             f"event {bad} ({cid}, {typ}): {problem}")
@@ -462,6 +460,25 @@ class SqlChangeLog:
                                 f"but the log ends at event {last}: events at the end were "
                                 "deleted")
         return Verification(True, checked, last, prev)
+
+    def _raw_rows(self, conn: Connection) -> Iterator[list[tuple[Any, ...]]]:
+        """Every event as a plain tuple, in chain order, in batches, inside `conn`'s snapshot.
+
+        Verification is bound by row fetching; the DBAPI cursor skips SQLAlchemy's row
+        layer, and on PostgreSQL a server-side cursor keeps memory flat.
+        """
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None
+        query = ("SELECT seq, change_id, type, at, actor, payload, prev_hash, hash "
+                 "FROM change_events ORDER BY seq")
+        cursor = (dbapi.cursor(name="changeflow_verify") if self.dialect == "postgresql"
+                  else dbapi.cursor())
+        try:
+            cursor.execute(query)
+            while batch := cursor.fetchmany(20000):
+                yield batch
+        finally:
+            cursor.close()
 
     def purge(self, cutoff: datetime, now: datetime, actor: str) -> int:
         """Delete events older than `cutoff`, recording a checkpoint to verify from.

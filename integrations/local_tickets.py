@@ -105,7 +105,7 @@ class LocalChangeTickets:
             return []
         keys = []
         for path in self.folder.glob("*.yaml"):
-            if KEY_PATTERN.match(path.stem):
+            if KEY_PATTERN.fullmatch(path.stem):
                 keys.append(path.stem)
             else:
                 log.warning("ignoring %s: its name is not a ticket key like CHG-101", path)
@@ -133,7 +133,7 @@ class LocalChangeTickets:
         return [c["body"] for c in self._read_sidecar(key)["comments"]]
 
     def _ticket_path(self, key: str) -> Path:
-        if not KEY_PATTERN.match(key):
+        if not KEY_PATTERN.fullmatch(key):
             raise ValueError(f"{key!r} is not a ticket key (expected e.g. CHG-101)")
         return self.folder / f"{key}.yaml"
 

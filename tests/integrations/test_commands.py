@@ -86,7 +86,8 @@ def test_invalid_utf8_is_replaced_not_raised():
 
 
 def test_cwd_and_env_are_honoured(tmp_path: Path):
-    code = "import os; print(os.getcwd()); print(os.environ['CHANGE_ID']); print('PATH' in os.environ)"
+    code = ("import os; print(os.getcwd()); print(os.environ['CHANGE_ID']); "
+            "print('PATH' in os.environ)")
     result = SubprocessRunner().run([PY, "-c", code], timeout_seconds=30, cwd=tmp_path,
                                     env={"CHANGE_ID": "CHG-1"})
     assert result.stdout.splitlines() == [str(tmp_path), "CHG-1", "True"]

@@ -7,7 +7,7 @@ from integrations.http_checks import HttpChecks
 
 
 def check(url: str, **kwargs: object):
-    return HttpChecks().check(HttpCheck(name="health", url=url, **kwargs))  # type: ignore[arg-type]
+    return HttpChecks().check(HttpCheck(name="health", url=url, **kwargs))
 
 
 def test_200_passes(http_server: str):

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import pytest
+
+from domain.approvals import ApprovalVerdict
+from domain.gates import evaluate_gates, gates_block
+from domain.models import (
+    Category,
+    CiEvidence,
+    CodeReviewEvidence,
+    GateResult,
+    GateStatus,
+    SastEvidence,
+)
+from domain.policy import GATES, SecurityScanGate
+from tests.unit.conftest import full_plan, good_evidence, make_change
+
+PASSED, FAILED, UNKNOWN, BYPASSED = (GateStatus.PASSED, GateStatus.FAILED, GateStatus.UNKNOWN,
+                                     GateStatus.BYPASSED)
+OK = ApprovalVerdict(satisfied=True, declined=False,
+                     approvers={"engineering_lead": "erin", "qa": "quinn"})
+
+
+def review(*ids: str) -> CodeReviewEvidence:
+    return CodeReviewEvidence(reviewers=list(ids))
+
+
+def gate_of(results: list[GateResult], name: str) -> GateResult:
+    (result,) = [r for r in results if r.gate == name]
+    return result
+
+
+# (gate, change overrides, evidence overrides, status, reason)
+CASES = [
+    ("code_review", {}, {}, PASSED,
+     "2 reviewer(s) counted (bob, erin), 1 senior (erin)"),
+    ("code_review", {}, {"code_review": None}, UNKNOWN, "no code review evidence"),
+    ("code_review", {}, {"code_review": review("bob", "oscar")}, FAILED,
+     "needs 2 reviewer(s), 1 senior: 2 reviewer(s) counted (bob, oscar), 0 senior (none)"),
+    ("code_review", {}, {"code_review": review("erin")}, FAILED,
+     "needs 2 reviewer(s), 1 senior: 1 reviewer(s) counted (erin), 1 senior (erin)"),
+    ("code_review", {}, {"code_review": review("erin", "erin")}, FAILED,
+     "needs 2 reviewer(s), 1 senior: 1 reviewer(s) counted (erin), 1 senior (erin)"),
+    ("code_review", {}, {"code_review": review("alice", "bob")}, FAILED,
+     "needs 2 reviewer(s), 1 senior: 1 reviewer(s) counted (bob), 0 senior (none); "
+     "not counted: 'alice' is the author"),
+    ("code_review", {}, {"code_review": review("deploybot", "zed", "erin")}, FAILED,
+     "needs 2 reviewer(s), 1 senior: 1 reviewer(s) counted (erin), 1 senior (erin); "
+     "not counted: 'deploybot' is a shared account; 'zed' is not in the roster"),
+    ("code_review", {}, {"code_review": review("alice", "bob", "carol")}, PASSED,
+     "2 reviewer(s) counted (bob, carol), 1 senior (carol); not counted: 'alice' is the "
+     "author"),
+    ("automated_tests", {}, {}, PASSED, "CI passed with no failing tests"),
+    ("automated_tests", {}, {"ci": CiEvidence(status="passed")}, PASSED,
+     "CI passed with no failing tests"),
+    ("automated_tests", {}, {"ci": CiEvidence(status="passed", failed_tests=3)}, FAILED,
+     "CI passed but reports 3 failing test(s)"),
+    ("automated_tests", {}, {"ci": CiEvidence(status="failed", failed_tests=0)}, FAILED,
+     "CI status is 'failed', not 'passed'"),
+    ("automated_tests", {}, {"ci": CiEvidence(status="cancelled")}, FAILED,
+     "CI status is 'cancelled', not 'passed'"),
+    ("automated_tests", {}, {"ci": CiEvidence(status="running")}, UNKNOWN,
+     "CI has not finished (status 'running')"),
+    ("automated_tests", {}, {"ci": CiEvidence()}, UNKNOWN, "no CI result"),
+    ("automated_tests", {}, {"ci": None}, UNKNOWN, "no CI result"),
+    ("security_scan", {}, {}, PASSED, "no open critical/high SAST findings"),
+    ("security_scan", {}, {"sast": SastEvidence(critical=1, high=2)}, FAILED,
+     "open SAST findings: 1 critical, 2 high"),
+    ("security_scan", {}, {"sast": SastEvidence(critical=0, high=4)}, FAILED,
+     "open SAST findings: 4 high"),
+    ("security_scan", {}, {"sast": SastEvidence(critical=0)}, UNKNOWN,
+     "SAST result has no count of high findings"),
+    ("security_scan", {}, {"sast": SastEvidence(high=1)}, FAILED,
+     "open SAST findings: 1 high"),
+    ("security_scan", {}, {"sast": None}, UNKNOWN, "no SAST result"),
+    ("staging_validation", {}, {}, PASSED, "staging validation passed"),
+    ("staging_validation", {}, {"staging_passed": False}, FAILED, "staging validation failed"),
+    ("staging_validation", {}, {"staging_passed": None}, UNKNOWN, "no staging result"),
+    ("rollback_plan", {}, {}, PASSED, "rollback plan complete"),
+    ("rollback_plan", {"rollback_plan": full_plan(steps=" ", owner="deploybot")}, {}, FAILED,
+     "rollback plan incomplete: steps, owner ('deploybot' is a shared account)"),
+    ("approval", {}, {}, PASSED, "approved (engineering_lead: erin, qa: quinn)"),
+]
+
+
+@pytest.mark.parametrize(("gate", "overrides", "evidence", "status", "reason"),
+                         [pytest.param(*c, id=f"{c[0]}-{i}") for i, c in enumerate(CASES)])
+def test_gate(policy, roster, gate, overrides, evidence, status, reason):
+    change = make_change(evidence=good_evidence(**evidence), **overrides)
+    result = gate_of(evaluate_gates(change, policy, roster, OK), gate)
+    assert (result.status, result.reason) == (status, reason)
+    assert result.blocks is (status in (FAILED, UNKNOWN))
+
+
+@pytest.mark.parametrize(("verdict", "status", "reason"), [
+    pytest.param(ApprovalVerdict(satisfied=False, declined=False, missing=["qa"]), FAILED,
+                 "missing: qa", id="missing"),
+    pytest.param(ApprovalVerdict(satisfied=False, declined=True, missing=["qa"],
+                                 problems=["Quinn Tester (quinn) declined as 'qa'"]),
+                 FAILED, "declined; missing: qa (Quinn Tester (quinn) declined as 'qa')",
+                 id="declined"),
+    pytest.param(ApprovalVerdict(satisfied=False, declined=False), UNKNOWN,
+                 "approval verdict is inconsistent", id="inconsistent"),
+])
+def test_approval_gate(policy, roster, verdict, status, reason):
+    result = gate_of(evaluate_gates(make_change(), policy, roster, verdict), "approval")
+    assert (result.status, result.reason) == (status, reason)
+
+
+@pytest.mark.parametrize(("category", "gates"), [
+    pytest.param(Category.STANDARD, ["automated_tests", "rollback_plan", "approval"],
+                 id="standard"),
+    pytest.param(Category.NORMAL, list(GATES), id="normal"),
+    pytest.param(Category.MAJOR, list(GATES), id="major"),
+    pytest.param(Category.EMERGENCY, list(GATES), id="emergency"),
+])
+def test_only_the_categorys_gates_in_policy_order(policy, roster, category, gates):
+    results = evaluate_gates(make_change(category=category), policy, roster, OK)
+    assert [r.gate for r in results] == gates
+
+
+def test_emergency_bypass_is_recorded(policy, roster):
+    change = make_change(category=Category.EMERGENCY,
+                         evidence=good_evidence(code_review=None, staging_passed=None))
+    results = evaluate_gates(change, policy, roster, OK,
+                             bypassed={"code_review", "staging_validation"})
+    statuses = {r.gate: r.status for r in results}
+    assert statuses == {"code_review": BYPASSED, "automated_tests": PASSED,
+                        "security_scan": PASSED, "staging_validation": BYPASSED,
+                        "rollback_plan": PASSED, "approval": PASSED}
+    assert gate_of(results, "code_review").reason == (
+        "bypassed under the emergency process (allowed by the policy; tracked for the "
+        "quarterly report)")
+    assert gates_block(results) == []
+
+
+@pytest.mark.parametrize(("category", "bypassed", "message"), [
+    pytest.param(Category.NORMAL, {"code_review"},
+                 "normal changes may not bypass code_review (bypassable: none)", id="normal"),
+    pytest.param(Category.EMERGENCY, {"security_scan", "code_review", "approval"},
+                 "emergency changes may not bypass approval, security_scan (bypassable: "
+                 "code_review, staging_validation)", id="emergency-not-bypassable"),
+])
+def test_bypass_refused(policy, roster, category, bypassed, message):
+    with pytest.raises(ValueError) as info:
+        evaluate_gates(make_change(category=category), policy, roster, OK, bypassed=bypassed)
+    assert str(info.value) == message
+
+
+def test_gates_block_fails_closed(policy, roster):
+    change = make_change(evidence=good_evidence(ci=None, sast=SastEvidence(critical=1, high=0)))
+    blocking = gates_block(evaluate_gates(change, policy, roster, OK))
+    assert [(r.gate, r.status) for r in blocking] == [("automated_tests", UNKNOWN),
+                                                      ("security_scan", FAILED)]
+
+
+def test_blocking_severities_come_from_the_policy(policy, roster):
+    strict = policy.model_copy(update={"gates": policy.gates.model_copy(update={
+        "security_scan": SecurityScanGate(blocking_severities=["critical", "high", "medium"])})})
+    result = gate_of(evaluate_gates(make_change(), strict, roster, OK), "security_scan")
+    assert (result.status, result.reason) == (UNKNOWN,
+                                              "SAST result has no count of medium findings")
+
+
+def test_all_pass_on_good_evidence(policy, roster):
+    results = evaluate_gates(make_change(), policy, roster, OK)
+    assert gates_block(results) == []
+    assert all(r.status is PASSED for r in results)
