@@ -160,8 +160,8 @@ def load_policy(path: Path) -> tuple[Policy | None, list[Problem]]:
     return (policy if not problems else None), problems
 
 
-def load_roster(path: Path, policy: Policy | None) -> tuple[Roster | None, list[Problem]]:
-    """Load roster.yaml, checking roles against the policy when there is one."""
+def load_roster(path: Path, roles: Sequence[str] | None) -> tuple[Roster | None, list[Problem]]:
+    """Load roster.yaml, checking roles against the policy's when they are known."""
     data, problems = _read_yaml(path)
     if problems:
         return None, problems
@@ -183,9 +183,9 @@ def load_roster(path: Path, policy: Policy | None) -> tuple[Roster | None, list[
         else:
             found[person.id] = person
             first_at[person.id] = i
-        if policy is not None:
-            known = ", ".join(policy.roles)
-            for role in sorted(person.roles - policy.roles.keys()):
+        if roles is not None:
+            known = ", ".join(roles)
+            for role in sorted(person.roles - set(roles)):
                 problems.append(Problem(name, f"people[{i}].roles",
                                         f"unknown role {role!r} (known: {known})"))
     return (Roster(people=found) if not problems else None), problems
@@ -206,10 +206,20 @@ def load_services(path: Path, roster: Roster | None) -> tuple[ServiceCatalog | N
     return (catalog if not problems else None), problems
 
 
+def _role_names(path: Path, policy: Policy | None) -> list[str] | None:
+    """The policy's roles, read from the raw file when the policy itself has problems."""
+    if policy is not None:
+        return list(policy.roles)
+    data, _ = _read_yaml(path)
+    roles = data.get("roles") if isinstance(data, dict) else None
+    return [str(r) for r in roles] if isinstance(roles, dict) else None
+
+
 def check_config(config_dir: Path) -> tuple[Config | None, list[Problem]]:
     """Load all three files; return the config when there are no problems, and the list."""
     policy, problems = load_policy(config_dir / POLICY_FILE)
-    roster, more = load_roster(config_dir / ROSTER_FILE, policy)
+    roster, more = load_roster(config_dir / ROSTER_FILE, _role_names(config_dir / POLICY_FILE,
+                                                                     policy))
     problems += more
     services, more = load_services(config_dir / SERVICES_FILE, roster)
     problems += more

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -30,7 +31,18 @@ from domain.models import (
 from domain.policy import Policy, SchedulePolicy
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
-AT = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    """Wall-clock time in Berlin, the policy's time zone."""
+    return datetime(year, month, day, hour, minute, tzinfo=BERLIN)
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+        second: int = 0) -> datetime:
+    """An instant in UTC."""
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def full_plan(**overrides: Any) -> RollbackPlan:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from domain.approvals import (
@@ -20,7 +22,7 @@ LEADBOT = Person(id="leadbot", name="Lead Bot", email="leadbot@example.com",
 NORMAL, STANDARD, MAJOR, EMERGENCY = (Category.NORMAL, Category.STANDARD, Category.MAJOR,
                                       Category.EMERGENCY)
 DECLINE = Decision.DECLINE
-VERBAL = {"channel": "verbal"}
+VERBAL: dict[str, Any] = {"channel": "verbal"}
 
 # (id, change overrides, approvals, satisfied, declined, missing, problems, approvers)
 CASES = [

@@ -1,20 +1,15 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, time
 
 import pytest
 
 from domain.calendar import add_business_days, is_business_day, local_datetime
+from tests.unit.conftest import BERLIN, berlin
 
-BERLIN = ZoneInfo("Europe/Berlin")
 XMAS = [date(2026, 12, 24), date(2026, 12, 25)]
 POLICY_HOLIDAYS = [date(2026, 12, 24), date(2026, 12, 25), date(2026, 12, 26),
                    date(2026, 12, 31), date(2027, 1, 1)]
-
-
-def berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(("start", "days", "holidays", "expected"), [
@@ -87,6 +82,4 @@ def test_is_business_day(day, holidays, expected):
                  id="fold1-second-pass"),
 ])
 def test_local_datetime_resolves_dst(day, fold, expected_utc):
-    from datetime import time
-
     assert local_datetime(day, time(2, 30), BERLIN, fold=fold) == expected_utc

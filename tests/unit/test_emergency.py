@@ -1,21 +1,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from domain.emergency import Obligation, emergency_obligations, obligation_status
-
-BERLIN = ZoneInfo("Europe/Berlin")
-
-
-def berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+from tests.unit.conftest import berlin, utc
 
 
 @pytest.mark.parametrize(("deployed_at", "documentation", "review"), [

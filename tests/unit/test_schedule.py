@@ -7,17 +7,9 @@ import pytest
 
 from domain.policy import SchedulePolicy, Window
 from domain.schedule import NoSlotError, earliest_start, next_slot, slot_allowed
+from tests.unit.conftest import berlin, utc
 
-BERLIN = ZoneInfo("Europe/Berlin")
 H, M = timedelta(hours=1), timedelta(minutes=1)
-
-
-def berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
 
 
 def sundays(start: str, end: str, notice_hours: int = 0) -> SchedulePolicy:

@@ -1,0 +1,158 @@
+"""The `changeflow` console script, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from config.settings import PROJECT_ROOT
+from integrations.changelog_sql import SqlChangeLog
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+CHANGEFLOW = Path(sys.executable).with_name("changeflow")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CHANGEFLOW_")}
+    full.update(env or {})
+    return subprocess.run([str(CHANGEFLOW), *args], capture_output=True, text=True,
+                          env=full, timeout=120, cwd=PROJECT_ROOT)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> dict[str, str]:
+    config = tmp_path / "config"
+    shutil.copytree(PROJECT_ROOT / "config", config)
+    return {"CHANGEFLOW_CONFIG_DIR": str(config), "CHANGEFLOW_VAR_DIR": str(tmp_path / "var"),
+            "CHANGEFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'log.db'}"}
+
+
+def test_check_config_accepts_the_shipped_files(workspace: dict[str, str]) -> None:
+    done = run("check-config", env=workspace)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok: SOC2-CHG-001 v1.0, 8 people, 1 service(s)")
+
+
+def test_check_config_prints_every_problem(workspace: dict[str, str]) -> None:
+    config = Path(workspace["CHANGEFLOW_CONFIG_DIR"])
+    policy = config / "policy.yaml"
+    policy.write_text(policy.read_text().replace("      - role: ciso\n", "      - role: cso\n", 1)
+                      .replace("notice_hours: 24", "notice_hours: -1"))
+    roster = config / "roster.yaml"
+    roster.write_text(roster.read_text().replace("roles: [qa]", "roles: [qa, tester]"))
+    done = run("check-config", env=workspace)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert "policy.yaml: schedule.notice_hours: Input should be greater than or equal to 0" \
+        in lines
+    assert any(line.startswith("roster.yaml: people[3].roles: unknown role 'tester'")
+               for line in lines)
+    assert "problem(s)" in done.stderr
+
+
+def test_check_config_names_the_unknown_role(workspace: dict[str, str]) -> None:
+    policy = Path(workspace["CHANGEFLOW_CONFIG_DIR"]) / "policy.yaml"
+    text = policy.read_text()
+    major = text.index("  major:")
+    text = text[:major] + text[major:].replace("- role: ciso", "- role: cso", 1)
+    policy.write_text(text)
+    done = run("check-config", env=workspace)
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        "policy.yaml: categories.major.approvals[1]: unknown role 'cso'")
+
+
+def test_bad_setting_is_named(workspace: dict[str, str]) -> None:
+    done = run("changes", env={**workspace, "CHANGEFLOW_TICKETS": "carrier-pigeon"})
+    assert done.returncode == 2
+    assert "CHANGEFLOW_TICKETS: Input should be 'local'" in done.stderr
+
+
+def test_unreachable_database_is_named_without_the_url(workspace: dict[str, str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://someone:hunter2-witness@127.0.0.1:{port}/nothing"
+    done = run("log", "verify", env={**workspace, "CHANGEFLOW_DATABASE_URL": url})
+    assert done.returncode == 2
+    assert "cannot open the change log at CHANGEFLOW_DATABASE_URL" in done.stderr
+    assert "hunter2-witness" not in done.stdout + done.stderr
+
+
+def _seed(url: str) -> SqlChangeLog:
+    log = SqlChangeLog(url)
+    log.append("CHG-1", "change_submitted", "alice",
+               {"summary": "Paginate orders", "category": "normal", "author": "alice"}, NOW)
+    log.append("CHG-1", "note", "alice", {"text": "hello"}, NOW)
+    log.append("CHG-2", "change_submitted", "carol",
+               {"summary": "Hotfix", "category": "emergency"}, NOW)
+    return log
+
+
+def test_log_verify_reports_ok_then_names_the_tampered_event(workspace: dict[str, str]) -> None:
+    log = _seed(workspace["CHANGEFLOW_DATABASE_URL"])
+    done = run("log", "verify", env=workspace)
+    assert done.returncode == 0
+    assert done.stdout.startswith("chain ok: 3 event(s) verified, head event 3")
+    with log.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER change_events_no_update")
+        conn.exec_driver_sql("UPDATE change_events SET actor = 'mallory' WHERE seq = 2")
+    done = run("log", "verify", env=workspace)
+    assert done.returncode == 1
+    assert "event 2 (CHG-1, note): its content does not match its hash" in done.stdout
+
+
+def test_log_export_prints_the_events_as_json(workspace: dict[str, str]) -> None:
+    _seed(workspace["CHANGEFLOW_DATABASE_URL"])
+    done = run("log", "export", "CHG-1", env=workspace)
+    assert done.returncode == 0
+    events = json.loads(done.stdout)
+    assert [(e["seq"], e["type"], e["actor"]) for e in events] == [
+        (1, "change_submitted", "alice"), (2, "note", "alice")]
+    assert events[1]["prev_hash"] == events[0]["hash"]
+    missing = run("log", "export", "CHG-404", env=workspace)
+    assert missing.returncode == 2 and "no change 'CHG-404'" in missing.stderr
+
+
+def test_changes_lists_changes_as_table_and_json(workspace: dict[str, str]) -> None:
+    _seed(workspace["CHANGEFLOW_DATABASE_URL"])
+    table = run("changes", env=workspace)
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[0].split() == [
+        "CHANGE", "CATEGORY", "STATE", "OUTCOME", "INCIDENTS", "SUMMARY"]
+    assert table.stdout.splitlines()[1].split()[:4] == ["CHG-1", "normal", "submitted", "-"]
+    records = json.loads(run("changes", "--json", env=workspace).stdout)
+    assert [(r["change_id"], r["category"]) for r in records] == [
+        ("CHG-1", "normal"), ("CHG-2", "emergency")]
+
+
+def test_purge_inside_retention_is_refused(workspace: dict[str, str]) -> None:
+    _seed(workspace["CHANGEFLOW_DATABASE_URL"])
+    done = run("log", "purge", "--before", "2026-01-01", "--actor", "alice", env=workspace)
+    assert done.returncode == 2
+    assert "younger than 3 years" in done.stderr
+
+
+def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
+    done = run("demo")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "CHG-104  REFUSED at submit: rollback_plan: missing" in out
+    assert "CHG-103  verification FAILED for 2.1.0: rolling back to 1.2.0" in out
+    assert "INC-CHG-103-1 opened as P3" in out
+    assert "chain ok:" in out
+    rows = {line.split()[0]: line.split()[1:4] for line in out.splitlines()
+            if line.startswith("  CHG-") and "closed" in line or "needs_information" in line}
+    assert rows["CHG-101"] == ["normal", "closed", "succeeded"]
+    assert rows["CHG-102"] == ["major", "closed", "succeeded"]
+    assert rows["CHG-103"] == ["normal", "closed", "rolled_back"]
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):  # the service is gone
+        s.connect(("127.0.0.1", 18765))
