@@ -19,11 +19,16 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from changeflow.sample_service import deploy, start_sample_service
 from changeflow.report import print_changes
+from changeflow.sample_service import deploy, start_sample_service
 from config.loader import check_config
 from config.settings import PROJECT_ROOT, Settings
-from domain.approvals import ApprovalVerdict, check_approvals, eligible_approvers, required_approvals
+from domain.approvals import (
+    ApprovalVerdict,
+    check_approvals,
+    eligible_approvers,
+    required_approvals,
+)
 from domain.calendar import add_business_days
 from domain.gates import evaluate_gates, gates_block
 from domain.intake import validate_ticket
@@ -53,9 +58,11 @@ class Walkthrough:
         self.values = {"python": _python(), "var_dir": str(settings.var_dir)}
 
     def say(self, change_id: str, text: str) -> None:
+        """Print one line about a change."""
         print(f"  {change_id:8} {text}")
 
     def record(self, change_id: str, type_: str, actor: str, **payload: Any) -> None:
+        """Append one event to the change log, now."""
         self.log.append(change_id, type_, actor, payload, now())
 
     def run(self, key: str) -> None:
@@ -92,6 +99,7 @@ class Walkthrough:
         self.deploy_and_verify(change)
 
     def approvals(self, change: ChangeRequest) -> list[Approval]:
+        """The approvals the change log holds for a change."""
         found = []
         for event in self.log.events(change.id):
             if event.type == "approval_recorded":
@@ -102,10 +110,12 @@ class Walkthrough:
         return found
 
     def verdict(self, change: ChangeRequest) -> ApprovalVerdict:
+        """The domain's judgement of the recorded approvals."""
         return check_approvals(change, self.approvals(change), self.cfg.policy,
                                self.cfg.roster)
 
     def review(self, change: ChangeRequest) -> bool:
+        """Step 2: ask each required role, record each decision, judge them."""
         for req in required_approvals(change, self.cfg.policy):
             approver = eligible_approvers(req, change, self.cfg.roster)[0]
             self.record(change.id, "approval_requested", SCRIPT, role=req.role,
@@ -124,6 +134,7 @@ class Walkthrough:
 
     def run_command(self, change: ChangeRequest, action: str, command: Command,
                     **values: str) -> bool:
+        """Run a catalog command, its intent recorded before and its outcome after."""
         argv = command.render({**self.values, "service": change.service,
                                "version": change.version, **values})
         effect = self.log.record_intent(change.id, action, SCRIPT, {"argv": argv}, now())
@@ -135,6 +146,7 @@ class Walkthrough:
         return result.ok
 
     def stage(self, change: ChangeRequest) -> bool:
+        """Step 3: deploy to staging and run the staging tests."""
         env = self.env(change, "staging")
         self.record(change.id, "staging_started", SCRIPT, version=change.version)
         ok = self.run_command(change, "deploy-staging", env.deploy, environment="staging")
@@ -146,19 +158,23 @@ class Walkthrough:
         return ok
 
     def env(self, change: ChangeRequest, name: str) -> EnvironmentSpec:
+        """The catalog entry of the change's service in one environment."""
         return self.cfg.services.services[change.service].environments[name]  # type: ignore[index]
 
     def checks_pass(self, change: ChangeRequest, env: EnvironmentSpec) -> tuple[bool, list[Any]]:
+        """Step 6: the smoke checks and monitors; all must pass."""
         results = [self.a.checks.check(c) for c in [*env.smoke_checks, *env.monitors]]
         return all(r.passed for r in results), [r.model_dump(mode="json") for r in results]
 
     def previous_version(self, service: str) -> str:
+        """What a rollback returns to: the last succeeded version, else the baseline."""
         good = [r for r in self.log.changes() if r.service == service
                 and r.outcome == "succeeded" and r.version]
         return good[-1].version if good and good[-1].version else \
             str(self.cfg.services.services[service].baseline_version)
 
     def deploy_and_verify(self, change: ChangeRequest) -> None:
+        """Steps 5 and 6: deploy to production, verify, roll back on failure."""
         env = self.env(change, "production")
         previous = self.previous_version(change.service)
         self.record(change.id, "deployment_started", change.author, environment="production",
@@ -179,6 +195,7 @@ class Walkthrough:
         self.roll_back(change, env, previous)
 
     def roll_back(self, change: ChangeRequest, env: EnvironmentSpec, previous: str) -> None:
+        """Section 4: the catalog's rollback, its verification, and the incident."""
         started = time.monotonic()
         self.record(change.id, "rollback_started", SCRIPT, to_version=previous,
                     reason="post-deployment verification failed")
@@ -196,7 +213,8 @@ class Walkthrough:
                                 policy.schedule.holidays, policy.schedule.zone)
         incident = f"INC-{change.id}-1"
         self.record(change.id, "incident_opened", SCRIPT, incident_id=incident,
-                    priority=priority, summary=f"Rollback of {change.id}", review_due=due.isoformat())
+                    priority=priority, summary=f"Rollback of {change.id}",
+                    review_due=due.isoformat())
         owner = change.rollback_plan.owner or change.author
         self.a.notifier.notify(Notice(to=owner, subject=f"{incident}: {change.id} rolled back",
                                       body=f"P{priority}; post-incident review due {due:%Y-%m-%d}",
@@ -208,6 +226,7 @@ class Walkthrough:
         self.close(change, "rolled_back" if ok else "failed")
 
     def close(self, change: ChangeRequest, outcome: str) -> None:
+        """Step 7: record the outcome and update the ticket."""
         self.record(change.id, "change_closed", SCRIPT, outcome=outcome)
         self.a.tickets.add_comment(change.id, f"changeflow: change closed, outcome {outcome}")
         self.a.tickets.transition(change.id, "closed")

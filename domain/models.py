@@ -87,7 +87,7 @@ class RollbackPlan(Frozen):
     """Policy section 4: the five parts of a documented rollback plan.
 
     Every field is optional here so that an incomplete plan can be held and its gaps
-    listed (`domain.rules.missing_rollback_fields`); completeness is a rule, not a type.
+    listed (`domain.rollback.missing_rollback_fields`); completeness is a rule, not a type.
     """
 
     trigger: str | None = None

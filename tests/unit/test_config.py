@@ -151,6 +151,11 @@ CASES: list[tuple[str, list[Edit], list[str]]] = [
       "should be greater than 0"]),
     ("services-missing-file", [("services.yaml", "", None)],
      ["services.yaml: file not found at {dir}/services.yaml"]),
+    ("roster-roles-checked-when-policy-is-broken",
+     [("policy.yaml", "  signoff_role: ciso\n", ""),
+      ("roster.yaml", "roles: [qa]", "roles: [qa, tester]")],
+     ["policy.yaml: emergency.signoff_role: required field is missing",
+      f"roster.yaml: people[3].roles: unknown role 'tester' (known: {ROLES})"]),
     # all three at once
     ("three-files-at-once",
      [("policy.yaml", "      - role: engineering_lead\n      - role: ciso\n    gates",

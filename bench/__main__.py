@@ -1,0 +1,62 @@
+"""`make bench`: measure, print, and save the figures the README quotes.
+
+Runs the change-log benchmarks on SQLite and on a throw-away PostgreSQL, with the
+machine's description, and writes `bench/results/latest.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.changelog import appends, sqlite_url, verify
+from tests.support.postgres import running_postgres
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}"}
+
+
+def main() -> None:
+    """Run every benchmark and print a summary."""
+    events = int(os.environ.get("BENCH_VERIFY_EVENTS", "1000000"))
+    results: dict[str, Any] = {"machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="changeflow-bench-") as tmp:
+        folder = Path(tmp)
+        results["appends_sqlite"] = appends(sqlite_url(folder, "appends"))
+        results["verify_sqlite"] = verify(sqlite_url(folder, "verify"), events)
+    with running_postgres() as pg:
+        results["appends_postgresql"] = appends(pg.create_database())
+        results["verify_postgresql"] = verify(pg.create_database(), events)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['system']}")
+    for db in ("sqlite", "postgresql"):
+        a, v = results[f"appends_{db}"], results[f"verify_{db}"]
+        print(f"{db:10} appends: {a['single_per_s']:>6}/s one per transaction, "
+              f"{a['batched_per_s']:>6}/s in batches of {a['batch_size']}")
+        print(f"{db:10} verify {v['events']:,} events: {v['verify_s']:.2f} s; plain sha256 "
+              f"over the same {v['megabytes']} MB: {v['plain_sha256_s']:.2f} s "
+              f"(ratio {v['ratio']}x)")
+    print(f"saved {RESULTS / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()
