@@ -1,0 +1,53 @@
+"""The `change-log-verify` flow against a real (test) Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.change_log_verify import change_log_verify
+from integrations.changelog_sql import SqlChangeLog
+from integrations.ports import ChainBroken
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def change_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SqlChangeLog:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    monkeypatch.setenv("CHANGEFLOW_DATABASE_URL", url)
+    monkeypatch.setenv("CHANGEFLOW_VAR_DIR", str(tmp_path / "var"))
+    log = SqlChangeLog(url)
+    log.append("CHG-1", "change_submitted", "alice", {"category": "normal"}, NOW)
+    log.append("CHG-1", "note", "alice", {"text": "x"}, NOW)
+    return log
+
+
+async def _artifact_markdown() -> str:
+    async with get_client() as client:
+        artifact = await client.read_latest_artifacts()
+        found = [a for a in artifact if a.key == "change-log-verification"]
+        assert found, "no change-log-verification artifact"
+        return str(found[0].data)
+
+
+def test_a_sound_chain_completes_and_publishes_its_head(change_log: SqlChangeLog) -> None:
+    result = change_log_verify()
+    assert result == {"events": 2, "head_seq": 2, "head_hash": change_log.head()[1]}
+    markdown = asyncio.run(_artifact_markdown())
+    assert "Change log chain holds" in markdown and change_log.head()[1] in markdown
+
+
+def test_a_tampered_chain_fails_the_run_naming_the_event(change_log: SqlChangeLog) -> None:
+    with change_log.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER change_events_no_update")
+        conn.exec_driver_sql("UPDATE change_events SET actor = 'mallory' WHERE seq = 2")
+    state = change_log_verify(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ChainBroken, match=r"event 2 \(CHG-1, note\): .* was edited"):
+        state.result()
+    assert "first bad event | 2" in asyncio.run(_artifact_markdown())
