@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 from changeflow.report import print_changes
 from config.loader import ConfigError, check_config, load_config
 from config.settings import Settings
-from integrations.changelog_sql import SqlChangeLog
+from integrations.changelog_sql import RetentionError, SqlChangeLog
 from integrations.factory import open_change_log
 
 EXIT_PROBLEMS = 1
@@ -37,18 +38,25 @@ def _settings() -> Settings:
         raise CommandFailed("invalid settings:\n  " + "\n  ".join(lines)) from None
 
 
-def _open_log(settings: Settings) -> SqlChangeLog:
+@contextmanager
+def _change_log() -> Iterator[SqlChangeLog]:
+    """The change log the settings point at, closed afterwards."""
+    settings = _settings()
     try:
         config = load_config(settings.config_dir)
     except ConfigError as exc:
         raise CommandFailed(f"configuration has problems (run `changeflow check-config`):\n"
                             f"{exc}") from None
     try:
-        return open_change_log(settings, config)
+        log = open_change_log(settings, config)
     except Exception as exc:  # noqa: BLE001 - any driver error: name the setting, not the URL
         raise CommandFailed(
             f"cannot open the change log at CHANGEFLOW_DATABASE_URL: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:300]}") from None
+    try:
+        yield log
+    finally:
+        log.close()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -67,9 +75,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_log_verify(args: argparse.Namespace) -> int:
     """Check the hash chain; name the first bad event."""
-    log = _open_log(_settings())
-    result = log.verify()
-    log.close()
+    with _change_log() as log:
+        result = log.verify()
     if not result.ok:
         print(f"chain BROKEN after {result.checked} good event(s): {result.problem}")
         return EXIT_PROBLEMS
@@ -80,9 +87,8 @@ def cmd_log_verify(args: argparse.Namespace) -> int:
 
 def cmd_log_export(args: argparse.Namespace) -> int:
     """Print one change's events as JSON."""
-    log = _open_log(_settings())
-    events = log.events(args.change_id)
-    log.close()
+    with _change_log() as log:
+        events = log.events(args.change_id)
     if not events:
         raise CommandFailed(f"no change {args.change_id!r} in the change log "
                             "(`changeflow changes` lists them)")
@@ -92,23 +98,20 @@ def cmd_log_export(args: argparse.Namespace) -> int:
 
 def cmd_log_purge(args: argparse.Namespace) -> int:
     """Delete events older than a date, keeping the retention period."""
-    log = _open_log(_settings())
     cutoff = datetime.combine(args.before, datetime.min.time(), tzinfo=UTC)
-    try:
-        purged = log.purge(cutoff=cutoff, now=datetime.now(UTC), actor=args.actor)
-    except Exception as exc:  # noqa: BLE001 - RetentionError and driver errors alike
-        raise CommandFailed(str(exc)) from None
-    finally:
-        log.close()
+    with _change_log() as log:
+        try:
+            purged = log.purge(cutoff=cutoff, now=datetime.now(UTC), actor=args.actor)
+        except RetentionError as exc:
+            raise CommandFailed(str(exc)) from None
     print(f"purged {purged} event(s) before {args.before}; a checkpoint was recorded")
     return 0
 
 
 def cmd_changes(args: argparse.Namespace) -> int:
     """List changes with category, state, outcome and incidents."""
-    log = _open_log(_settings())
-    records = log.changes()
-    log.close()
+    with _change_log() as log:
+        records = log.changes()
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return 0
