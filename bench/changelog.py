@@ -10,15 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from integrations.changelog_sql import (
-    SEP,
-    NewEvent,
-    SqlChangeLog,
-    event_hash,
-    events_table,
-    format_time,
-    head_table,
-)
+from integrations.changelog_schema import SEP, event_hash, events_table, format_time, head_table
+from integrations.changelog_sql import NewEvent, SqlChangeLog
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

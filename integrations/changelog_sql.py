@@ -22,65 +22,29 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from domain.lifecycle import ChangeRecord, project
 from domain.models import IDENTIFIER, ChangeEvent
-
-GENESIS = "0" * 64
-"""The previous hash of the first event ever appended."""
-
-SEP = "\x1f"
-"""Field separator of the canonical encoding; JSON escapes it inside payloads."""
-
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-"""Event times are stored as fixed-width UTC text: they sort, compare and hash as text."""
-
-metadata = sa.MetaData()
-
-events_table = sa.Table(
-    "change_events", metadata,
-    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("change_id", sa.String(128), nullable=False, index=True),
-    sa.Column("type", sa.String(64), nullable=False),
-    sa.Column("at", sa.String(32), nullable=False, index=True),
-    sa.Column("actor", sa.String(128), nullable=False),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("hash", sa.String(64), nullable=False, unique=True),
-)
-
-head_table = sa.Table(
-    "chain_head", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-)
-
-changes_table = sa.Table(
-    "changes", metadata,
-    sa.Column("change_id", sa.String(128), primary_key=True),
-    sa.Column("category", sa.String(32), index=True),
-    sa.Column("state", sa.String(32), nullable=False, index=True),
-    sa.Column("outcome", sa.String(32)),
-    sa.Column("opened_at", sa.String(32), nullable=False, index=True),
-    sa.Column("updated_at", sa.String(32), nullable=False),
-    sa.Column("record", sa.Text, nullable=False),
-)
-
-checkpoints_table = sa.Table(
-    "chain_checkpoints", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-    sa.Column("cutoff", sa.String(32), nullable=False),
-    sa.Column("purged_events", sa.BigInteger, nullable=False),
-    sa.Column("at", sa.String(32), nullable=False),
-    sa.Column("actor", sa.String(128), nullable=False),
+from integrations.changelog_schema import (
+    GENESIS,
+    SEP,
+    canonical_payload,
+    changes_table,
+    checkpoints_table,
+    event_hash,
+    events_table,
+    format_time,
+    guards,
+    head_table,
+    metadata,
+    normalize_url,
+    parse_time,
+    sqlite_engine,
 )
 
 
@@ -120,89 +84,6 @@ class Verification:
     problem: str | None = None
 
 
-def format_time(at: datetime) -> str:
-    """Canonical text of an aware datetime, in UTC."""
-    if at.tzinfo is None:
-        raise ValueError("event time must be timezone-aware")
-    return at.astimezone(UTC).strftime(TIME_FORMAT)
-
-
-def parse_time(text: str) -> datetime:
-    """Inverse of `format_time`."""
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
-
-
-def canonical_payload(payload: dict[str, Any]) -> str:
-    """The payload as canonical JSON (sorted keys, no spaces); raises on non-JSON values."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-
-
-def event_hash(seq: int, change_id: str, type_: str, at: str, actor: str, payload: str,
-               prev_hash: str) -> str:
-    """sha256 over the canonical encoding of one event and the hash before it."""
-    body = SEP.join((str(seq), change_id, type_, at, actor, payload, prev_hash))
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
-
-
-def normalize_url(url: str) -> str:
-    """Use psycopg 3 for plain `postgresql://` URLs."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
-def _sqlite_engine(url: str) -> Engine:
-    engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-    @sa.event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # Writers take the lock at the start, so two appenders serialise on the head;
-        # readers take a snapshot without blocking anyone.
-        write = conn.get_execution_options().get("changeflow_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
-
-
-def _guards(dialect: str, retention_years: int) -> list[str]:
-    """DDL for the append-only and retention triggers."""
-    if dialect == "sqlite":
-        return [
-            "CREATE TRIGGER IF NOT EXISTS change_events_no_update BEFORE UPDATE ON "
-            "change_events BEGIN SELECT RAISE(ABORT, 'change_events is append-only'); END",
-            "CREATE TRIGGER IF NOT EXISTS change_events_retention BEFORE DELETE ON "
-            "change_events WHEN OLD.at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', "
-            f"'-{retention_years} years') BEGIN SELECT RAISE(ABORT, "
-            f"'change_events younger than {retention_years} years cannot be deleted'); END",
-        ]
-    return [
-        f"""CREATE OR REPLACE FUNCTION change_events_guard() RETURNS trigger AS $$
-        BEGIN
-          IF TG_OP = 'UPDATE' THEN
-            RAISE EXCEPTION 'change_events is append-only';
-          END IF;
-          IF OLD.at > to_char((now() AT TIME ZONE 'UTC') - interval '{retention_years} years',
-                              'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') THEN
-            RAISE EXCEPTION 'change_events younger than {retention_years} years cannot be deleted';
-          END IF;
-          RETURN OLD;
-        END $$ LANGUAGE plpgsql""",
-        "DROP TRIGGER IF EXISTS change_events_guard ON change_events",
-        "CREATE TRIGGER change_events_guard BEFORE UPDATE OR DELETE ON change_events "
-        "FOR EACH ROW EXECUTE FUNCTION change_events_guard()",
-    ]
-
-
 class SqlChangeLog:
     """The change log on a SQL database. Safe to share between processes."""
 
@@ -215,7 +96,7 @@ class SqlChangeLog:
         """
         url = normalize_url(url)
         self.retention_years = retention_years
-        self.engine = (_sqlite_engine(url) if url.startswith("sqlite")
+        self.engine = (sqlite_engine(url) if url.startswith("sqlite")
                        else sa.create_engine(url, pool_pre_ping=True))
         self.dialect = self.engine.dialect.name
         with self.engine.begin() as conn:
@@ -225,7 +106,7 @@ class SqlChangeLog:
             if self.dialect == "postgresql":
                 # Serialise schema set-up between processes starting together.
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242)")
-            for ddl in _guards(self.dialect, retention_years):
+            for ddl in guards(self.dialect, retention_years):
                 conn.exec_driver_sql(ddl)
 
     @contextmanager

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from config.loader import Config, load_config
 from config.settings import Settings
-from integrations.changelog_sql import SqlChangeLog, normalize_url
+from integrations.changelog_schema import normalize_url
+from integrations.changelog_sql import SqlChangeLog
 from integrations.commands import SubprocessRunner
 from integrations.http_checks import HttpChecks
 from integrations.local_tickets import LocalChangeTickets
