@@ -54,16 +54,23 @@ def validate_ticket(ticket: Ticket, policy: Policy, roster: Roster,
         value = fields.get(name)
         if not isinstance(value, str) or not value.strip():
             problems.append(f"{name}: missing; add {_HINTS[name]}")
+    for name in ("service", "version", "author"):
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str):
+            hint = (f" (quote it: {name}: \"{value}\")" if isinstance(value, int | float)
+                    else "")
+            problems.append(f"{name}: must be text, not {type(value).__name__}{hint}")
+            fields.pop(name)
     service = fields.get("service")
     if service is not None and service not in services.services:
         problems.append(f"service: {service!r} is not in the service catalog (known: "
                         f"{', '.join(sorted(services.services))})")
     version = fields.get("version")
-    if version is not None and not VERSION.match(str(version)):
+    if version is not None and not VERSION.match(version):
         problems.append(f"version: {version!r} is not a plain version string "
                         "(letters, digits and . _ + -)")
     author = fields.get("author")
-    if author is not None and roster.get(str(author)) is None:
+    if author is not None and roster.get(author) is None:
         problems.append(f"author: {author!r} is not in the roster; use a roster id")
     if fields.get("rollback_plan") is None:
         problems.append("rollback_plan: missing; add trigger, steps, owner, verification "
@@ -74,7 +81,10 @@ def validate_ticket(ticket: Ticket, policy: Policy, roster: Roster,
     except ValidationError as exc:
         for err in exc.errors():
             where = _location(err["loc"])
-            if where in REQUIRED_TEXT or where == "rollback_plan":
+            if where in REQUIRED_TEXT or (where == "rollback_plan"
+                                          and ticket.fields.get("rollback_plan") is None) or (
+                    where in ("service", "version", "author") and where not in fields
+                    and where in ticket.fields):
                 continue  # reported above, with a hint
             msg = "missing" if err["type"] == "missing" else err["msg"]
             if err["type"] == "extra_forbidden":
