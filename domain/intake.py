@@ -49,49 +49,53 @@ def validate_ticket(ticket: Ticket, policy: Policy, roster: Roster,
         `rollback_plan: missing owner; add who executes the rollback`.
     """
     fields = dict(ticket.fields)
-    problems: list[str] = []
+    problems = _field_problems(fields, roster, services)
+    if fields.get("rollback_plan") is None:
+        problems["rollback_plan"] = ("missing; add trigger, steps, owner, verification and "
+                                     "time_estimate_minutes (policy section 4)")
+        fields["rollback_plan"] = {}
+    try:
+        change = ChangeRequest.model_validate({"id": ticket.key, **fields})
+    except ValidationError as exc:
+        found = [f"{name}: {text}" for name, text in problems.items()]
+        for err in exc.errors():
+            where = _location(err["loc"])
+            if str(err["loc"][0]) in problems:
+                continue  # reported already, with a hint
+            msg = "missing" if err["type"] == "missing" else err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field (check its spelling)"
+            found.append(f"{where}: {msg}")
+        return found
+    found = [f"{name}: {text}" for name, text in problems.items()]
+    missing = missing_rollback_fields(change.rollback_plan, policy, roster)
+    if missing and "rollback_plan" not in problems:
+        found.append(f"rollback_plan: missing {', '.join(missing)} (policy section 4)")
+    return found or change
+
+
+def _field_problems(fields: dict[str, Any], roster: Roster,
+                    services: ServiceCatalog) -> dict[str, str]:
+    """Problems with the text fields, by field name; drops fields that are not text."""
+    problems: dict[str, str] = {}
     for name in REQUIRED_TEXT:
         value = fields.get(name)
         if not isinstance(value, str) or not value.strip():
-            problems.append(f"{name}: missing; add {_HINTS[name]}")
+            problems[name] = f"missing; add {_HINTS[name]}"
     for name in ("service", "version", "author"):
         value = fields.get(name)
         if value is not None and not isinstance(value, str):
             hint = (f" (quote it: {name}: \"{value}\")" if isinstance(value, int | float)
                     else "")
-            problems.append(f"{name}: must be text, not {type(value).__name__}{hint}")
+            problems[name] = f"must be text, not {type(value).__name__}{hint}"
             fields.pop(name)
-    service = fields.get("service")
+    service, version, author = (fields.get(k) for k in ("service", "version", "author"))
     if service is not None and service not in services.services:
-        problems.append(f"service: {service!r} is not in the service catalog (known: "
-                        f"{', '.join(sorted(services.services))})")
-    version = fields.get("version")
+        problems["service"] = (f"{service!r} is not in the service catalog (known: "
+                               f"{', '.join(sorted(services.services))})")
     if version is not None and not VERSION.match(version):
-        problems.append(f"version: {version!r} is not a plain version string "
-                        "(letters, digits and . _ + -)")
-    author = fields.get("author")
+        problems["version"] = (f"{version!r} is not a plain version string "
+                               "(letters, digits and . _ + -)")
     if author is not None and roster.get(author) is None:
-        problems.append(f"author: {author!r} is not in the roster; use a roster id")
-    if fields.get("rollback_plan") is None:
-        problems.append("rollback_plan: missing; add trigger, steps, owner, verification "
-                        "and time_estimate_minutes (policy section 4)")
-        fields["rollback_plan"] = {}
-    try:
-        change = ChangeRequest.model_validate({"id": ticket.key, **fields})
-    except ValidationError as exc:
-        for err in exc.errors():
-            where = _location(err["loc"])
-            if where in REQUIRED_TEXT or (where == "rollback_plan"
-                                          and ticket.fields.get("rollback_plan") is None) or (
-                    where in ("service", "version", "author") and where not in fields
-                    and where in ticket.fields):
-                continue  # reported above, with a hint
-            msg = "missing" if err["type"] == "missing" else err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field (check its spelling)"
-            problems.append(f"{where}: {msg}")
-        return problems
-    missing = missing_rollback_fields(change.rollback_plan, policy, roster)
-    if missing and ticket.fields.get("rollback_plan") is not None:
-        problems.append(f"rollback_plan: missing {', '.join(missing)} (policy section 4)")
-    return problems or change
+        problems["author"] = f"{author!r} is not in the roster; use a roster id"
+    return problems
