@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.lifecycle import (
@@ -102,6 +102,7 @@ def test_a_declined_approval_is_not_listed_as_an_approver() -> None:
     assert record.approvers == []
 
 
+@settings(deadline=None)
 @given(st.lists(st.sampled_from(sorted(EVENT_TYPES)), max_size=30))
 def test_any_event_sequence_is_either_refused_or_follows_the_table(types: list[str]) -> None:
     state: str | None = None
