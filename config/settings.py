@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     outbox_path: Path | None = Field(
         default=None, description="Outbox file (JSON lines); default var/outbox.jsonl")
 
+    approval_timeout_hours: float = Field(
+        default=72, gt=0, description="How long an approval waits before it expires")
+    approval_poll_seconds: float = Field(
+        default=5, gt=0, description="How often a waiting run checks for a decision")
+
     @property
     def resolved_database_url(self) -> str:
         """The change log's URL, the SQLite default filled in."""

@@ -30,7 +30,7 @@ TRANSITIONS: dict[str, dict[str | None, str]] = {
     "change_submitted": {None: "submitted", "needs_information": "submitted"},
     "validation_failed": {None: "needs_information", "needs_information": "needs_information"},
     "approval_requested": {"submitted": "in_review", "in_review": "in_review",
-                           "testing": "testing"},
+                           "testing": "testing", "ready": "ready", "scheduled": "scheduled"},
     "approval_recorded": {"submitted": "in_review", "in_review": "in_review",
                           "testing": "testing"},
     "approval_granted": {"submitted": "approved", "in_review": "approved"},
@@ -60,7 +60,7 @@ NEUTRAL_EVENTS = frozenset({
     "note", "notification_sent", "approval_attempt_failed", "ticket_updated",
     "ticket_snapshot", "gate_bypassed", "incident_opened", "incident_reviewed",
     "obligation_opened", "obligation_closed", "reminder_sent", "escalated",
-    "effect_started", "effect_finished",
+    "effect_started", "effect_finished", "availability_confirmed", "staging_test_result",
 })
 """Evidence that may be recorded at any point of a change that exists; state unchanged."""
 

@@ -6,7 +6,10 @@ a local folder, subprocess commands, HTTP checks, and a local outbox for notices
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -31,6 +34,13 @@ class Adapters:
     runner: CommandRunner
     checks: Checks
     notifier: Notifier
+    settings: Settings = field(default_factory=Settings)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """The one source of time; tests replace it."""
+
+    def now(self) -> datetime:
+        """The current time, from `clock`."""
+        return self.clock()
 
     def close(self) -> None:
         """Release connections."""
@@ -69,4 +79,32 @@ def build(settings: Settings | None = None) -> Adapters:
         runner=SubprocessRunner(),
         checks=HttpChecks(),
         notifier=OutboxNotifier(settings.resolved_outbox_path),
+        settings=settings,
     )
+
+
+_installed: Adapters | None = None
+
+
+@contextmanager
+def installed(adapters: Adapters) -> Iterator[Adapters]:
+    """Make every flow in this process use `adapters` (tests, the demo) for the block."""
+    global _installed
+    previous, _installed = _installed, adapters
+    try:
+        yield adapters
+    finally:
+        _installed = previous
+
+
+@contextmanager
+def open_adapters() -> Iterator[Adapters]:
+    """The installed adapters, or ones built from settings and closed afterwards."""
+    if _installed is not None:
+        yield _installed
+        return
+    adapters = build()
+    try:
+        yield adapters
+    finally:
+        adapters.close()

@@ -5,7 +5,11 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from domain.lifecycle import ChangeRecord
+from domain.models import ChangeEvent, ChangeRequest
 from integrations.changelog_sql import SqlChangeLog, Verification
+from integrations.factory import Adapters
+from tasks.common import record, step
 
 
 @task(name="verify-chain")
@@ -29,3 +33,44 @@ def publish_verification(result: Verification) -> None:
               "against it."]
     create_markdown_artifact(key="change-log-verification", markdown="\n".join(lines),
                              description=f"Change log chain {status}")
+
+
+@step("close-change")
+def close_change(a: Adapters, change: ChangeRequest) -> ChangeRecord:
+    """Step 7: the outcome on the ticket, the record closed, the evidence as an artifact."""
+    record_now = a.change_log.record(change.id)
+    assert record_now is not None
+    if record_now.state != "closed":
+        outcome = record_now.outcome or record_now.state
+        record(a, change.id, "change_closed", outcome=outcome)
+        incidents = f"; incidents: {', '.join(record_now.incidents)}" \
+            if record_now.incidents else ""
+        a.tickets.add_comment(change.id, f"changeflow: closed with outcome {outcome}"
+                              f"{incidents}. Evidence: `changeflow log export {change.id}`.")
+        a.tickets.transition(change.id, "closed")
+    closed = a.change_log.record(change.id)
+    assert closed is not None
+    create_markdown_artifact(key=f"evidence-{change.id.lower()}",
+                             markdown=evidence_markdown(closed, a.change_log.events(change.id)),
+                             description=f"{change.id} evidence summary")
+    return closed
+
+
+def evidence_markdown(rec: ChangeRecord, events: list[ChangeEvent]) -> str:
+    """The change's record (policy section 7) and its event trail, as markdown."""
+    lines = [f"# {rec.change_id}: {rec.summary}", "",
+             "| field | value |", "|---|---|",
+             f"| change ID | {rec.change_id} |",
+             f"| category | {rec.category.value if rec.category else '-'} |",
+             f"| description | {' '.join(rec.description.split())[:300]} |",
+             f"| author | {rec.author} |",
+             f"| approvers | {', '.join(rec.approvers) or '-'} |",
+             f"| deployment date | {rec.deployed_at.isoformat() if rec.deployed_at else '-'} |",
+             f"| outcome | {rec.outcome or rec.state} |",
+             f"| incidents | {', '.join(rec.incidents) or 'none'} |",
+             f"| service, version | {rec.service} {rec.version} |", "",
+             "## Event trail", "", "| # | time (UTC) | event | actor |", "|---|---|---|---|"]
+    lines += [f"| {e.seq} | {e.at:%Y-%m-%d %H:%M:%S} | {e.type} | {e.actor} |" for e in events]
+    lines += ["", f"Last event hash: `{events[-1].hash if events else '-'}`; check the whole "
+              "chain with `changeflow log verify`."]
+    return "\n".join(lines)

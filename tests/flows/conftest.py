@@ -1,12 +1,18 @@
-"""One Prefect test server for every flow test, heartbeats off."""
+"""Flow tests: one Prefect test server for the session, heartbeats off, and a local stack."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
+
+from changeflow.approver import ScriptedApprover
+from changeflow.stack import Stack, embedded_stack
+
+BROKEN = "2.1.0"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -14,3 +20,19 @@ def prefect_server() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=90), \
             temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """Config, tickets, change log and sample service in tmp_path (2.1.0 broken in prod)."""
+    with embedded_stack(tmp_path, port=0, broken=(f"{BROKEN}@production",),
+                        approval_poll_seconds=1) as running:
+        yield running
+
+
+@pytest.fixture
+def approver(stack: Stack) -> Iterator[ScriptedApprover]:
+    """Approves every waiting decision with the first eligible person's code."""
+    scripted = ScriptedApprover(stack.outbox).start(interval=0.2)
+    yield scripted
+    scripted.stop()

@@ -1,0 +1,125 @@
+"""A scripted approver: answers waiting runs the way a person does in the Prefect UI.
+
+It reads the one-time codes changeflow sent (from the local outbox), and for each run
+that is paused or suspended waiting for a decision it submits the form through
+Prefect's API: decision, approver, code, comment. The demo and the tests use it; it
+holds no privilege a person in the UI does not have.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.flow_runs import resume_flow_run
+from prefect.input.actions import read_flow_run_input
+
+from integrations.outbox import read_outbox
+
+
+@dataclass(frozen=True)
+class CodeNotice:
+    """One code changeflow sent: to whom, for which run, role and purpose."""
+
+    to: str
+    code: str
+    run_id: str
+    role: str
+    purpose: str
+    change_id: str
+
+
+Policy = Callable[[list[CodeNotice], int], dict[str, Any] | None]
+"""Given the codes of the pending request and how many answers this approver already
+gave it, the form to submit (or None to leave it waiting)."""
+
+
+def approve_first(notices: list[CodeNotice], attempt: int) -> dict[str, Any] | None:
+    """Approve as the first person who was sent a code."""
+    first = notices[0]
+    return {"decision": "approve", "approver": first.to, "code": first.code,
+            "comment": f"approved by the scripted approver for {first.to}"}
+
+
+def code_notices(outbox: Path) -> list[CodeNotice]:
+    """Every code notice in the outbox, oldest first."""
+    found = []
+    for notice in read_outbox(outbox):
+        if notice.get("kind") != "approval-code":
+            continue
+        fields = dict(line.split(": ", 1) for line in str(notice["body"]).splitlines()
+                      if ": " in line)
+        found.append(CodeNotice(to=str(notice["to"]), code=fields["code"], run_id=fields["run"],
+                                role=fields["role"], purpose=fields["purpose"],
+                                change_id=str(notice.get("change_id"))))
+    return found
+
+
+class ScriptedApprover:
+    """Resumes waiting runs with the codes from the outbox, by a policy."""
+
+    def __init__(self, outbox: Path, policy: Policy = approve_first) -> None:
+        """Watch `outbox` for codes and answer with `policy`."""
+        self.outbox = outbox
+        self.policy = policy
+        self.answers: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def answer_waiting(self) -> int:
+        """Answer every run whose form is ready; returns how many were answered."""
+        notices = code_notices(self.outbox)
+        answered = 0
+        with get_client(sync_client=True) as client:
+            waiting = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+        for run in waiting:
+            keyset = run.state.state_details.run_input_keyset if run.state else None
+            if not keyset or read_flow_run_input(keyset["schema"], flow_run_id=run.id) is None:
+                continue  # the form is not saved yet
+            mine = [n for n in notices if n.run_id == str(run.id)]
+            if not mine:
+                continue
+            latest = (mine[-1].role, mine[-1].purpose)
+            pending = [n for n in mine if (n.role, n.purpose) == latest]
+            tries = sum(1 for a in self.answers if (a["run_id"], a["role"], a["purpose"])
+                        == (str(run.id), *latest))
+            form = self.policy(pending, tries)
+            if form is None:
+                continue
+            resume_flow_run(UUID(str(run.id)), run_input=form)
+            self.answers.append({"run_id": str(run.id), "role": latest[0],
+                                 "purpose": latest[1], "change_id": pending[0].change_id,
+                                 **form})
+            answered += 1
+        return answered
+
+    def start(self, interval: float = 0.3) -> ScriptedApprover:
+        """Answer in a background thread until `stop()`."""
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.answer_waiting()
+                except Exception:  # noqa: BLE001 - a run resumed meanwhile; try next round
+                    continue
+
+        self._thread = threading.Thread(target=loop, name="scripted-approver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the background thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -1,0 +1,35 @@
+"""`change-request`: the entry point an engineer starts from the Prefect UI with a ticket key.
+
+It reads the change's category and runs that category's lifecycle as a subflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from domain.models import Category
+from flows.lifecycle import major_change, normal_change
+from integrations.factory import open_adapters
+from tasks.common import ChangeStopped, last_of
+from tasks.intake import submit_change
+
+LIFECYCLES = {Category.NORMAL: normal_change, Category.MAJOR: major_change}
+
+
+@flow(name="change-request", log_prints=True)
+def change_request(ticket_key: str) -> dict[str, Any]:
+    """Run the lifecycle of the ticket's category (the one recorded, once submitted)."""
+    with open_adapters() as a:
+        submitted = last_of(a, ticket_key, "change_submitted")
+        raw = (submitted.payload["category"] if submitted
+               else a.tickets.get(ticket_key).fields.get("category"))
+        if raw not in set(Category):
+            submit_change(a, ticket_key)  # refuses the ticket, listing every problem
+    category = Category(str(raw))
+    lifecycle = LIFECYCLES.get(category)
+    if lifecycle is None:
+        raise ChangeStopped(f"{ticket_key}: {category.value} changes have no lifecycle here "
+                            "yet; nothing was done")
+    return lifecycle(ticket_key)

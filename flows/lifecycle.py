@@ -1,0 +1,197 @@
+"""Policy section 2 (normal process), section 3 (gates) and section 4 (rollback) as flows.
+
+`normal-change` and `major-change` run the same steps; what differs between them (who
+approves) is in the policy file. Each step looks at the change log first and does only
+what is not yet recorded, so a run that starts again (a resumed suspension, a retry, a
+run killed mid-way) never repeats a decision or deploys twice, and a deployment whose
+outcome was never recorded is verified, not redone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow
+from prefect.deployments import run_deployment
+from prefect.runtime import deployment, flow_run
+
+from domain.approvals import eligible_approvers, required_approvals
+from domain.models import Category, ChangeRequest
+from flows.decisions import decide
+from integrations.factory import Adapters, open_adapters
+from tasks.approvals import decision_of, expired_requests, verdict
+from tasks.common import ChangeStopped, events_of, record
+from tasks.deployment import deploy_slot, deploy_to_production, previous_version, verify_production
+from tasks.gates import check_gates
+from tasks.intake import submit_change
+from tasks.records import close_change
+from tasks.rollback import open_incident, roll_back
+from tasks.scheduling import schedule_deployment
+from tasks.staging import test_in_staging
+
+SIGN_OFF_ROLE = "qa"
+"""Who signs off staging (section 2 step 3), for every category that runs it."""
+
+DEPLOY_PHASE = ("ready", "scheduled", "deploying", "deployed", "deploy_failed", "verify_failed",
+                "rolling_back", "succeeded", "rolled_back", "failed")
+"""States the deploy phase takes further: from deploying, through recovery, to closing."""
+
+
+def state_of(a: Adapters, change: ChangeRequest) -> str:
+    """The change's current state in the change log."""
+    current = a.change_log.record(change.id)
+    return current.state if current else "new"
+
+
+def run_id() -> str:
+    """This flow run's id (or a local marker outside Prefect)."""
+    return str(flow_run.id or "local")
+
+
+def review(a: Adapters, change: ChangeRequest) -> None:
+    """Step 2: each reviewing role decides; Security too when the trigger matches."""
+    if state_of(a, change) not in ("submitted", "in_review"):
+        return
+    if roles := expired_requests(a, change, a.now()):
+        raise ChangeStopped(f"{change.id}: the {', '.join(roles)} decision expired")
+    policy, roster = a.config.policy, a.config.roster
+    for requirement in required_approvals(change, policy):
+        if requirement.role == SIGN_OFF_ROLE or decision_of(a, change, requirement.role,
+                                                            "review"):
+            continue
+        eligible = [p.id for p in eligible_approvers(requirement, change, roster)]
+        answer = decide(a, change, requirement.role, "review", eligible, run_id())
+        if answer.decision == "decline":
+            break
+    judged = verdict(a, change)
+    if judged.declined or any(r not in judged.approvers for r in _review_roles(a, change)):
+        reasons = judged.problems or [f"missing {', '.join(judged.missing)}"]
+        record(a, change.id, "change_rejected", reasons=reasons)
+        a.tickets.add_comment(change.id, "Rejected in review:\n- " + "\n- ".join(reasons))
+        a.tickets.transition(change.id, "rejected")
+        raise ChangeStopped(f"{change.id} rejected: " + "; ".join(reasons))
+    record(a, change.id, "approval_granted", approvers=judged.approvers)
+
+
+def _review_roles(a: Adapters, change: ChangeRequest) -> list[str]:
+    return [r.role for r in required_approvals(change, a.config.policy)
+            if r.role != SIGN_OFF_ROLE]
+
+
+def test_and_sign_off(a: Adapters, change: ChangeRequest) -> None:
+    """Step 3: staging deploy and tests, then QA's sign-off through the same form."""
+    if state_of(a, change) not in ("approved", "testing"):
+        return
+    if not events_of(a, change, "staging_passed"):
+        test_in_staging(a, change)
+    if decision_of(a, change, SIGN_OFF_ROLE, "staging-sign-off") is None:
+        eligible = [p.id for p in a.config.roster.holding(SIGN_OFF_ROLE)
+                    if p.id != change.author]
+        answer = decide(a, change, SIGN_OFF_ROLE, "staging-sign-off", eligible, run_id())
+        if answer.decision == "decline":
+            record(a, change.id, "change_rejected", reasons=[f"QA declined: {answer.comment}"])
+            a.tickets.transition(change.id, "rejected")
+            raise ChangeStopped(f"{change.id}: QA declined the staging sign-off")
+
+
+def confirm_availability(a: Adapters, change: ChangeRequest) -> None:
+    """Step 5: the engineer and the reviewer confirm they are available before deploying."""
+    reviewer = verdict(a, change).approvers.get("engineering_lead")
+    for role, person in (("engineer", change.author), ("reviewer", reviewer)):
+        confirmed = [e for e in events_of(a, change, "availability_confirmed")
+                     if e.payload["role"] == role]
+        if confirmed or person is None:
+            continue
+        answer = decide(a, change, role, "availability", [person], run_id(),
+                        event_type="availability_confirmed")
+        if answer.decision == "decline":
+            raise ChangeStopped(f"{change.id}: the {role} ({person}) is not available; "
+                                "start the change again when they are")
+
+
+def deploy_verify_close(a: Adapters, change: ChangeRequest) -> None:
+    """Steps 5-7 under the service's deployment slot, rolling back on a failed verify."""
+    state = state_of(a, change)
+    if state in ("ready", "scheduled"):
+        confirm_availability(a, change)
+    with deploy_slot(change.service):
+        state = state_of(a, change)
+        previous = previous_version(a, change)
+        if state in ("ready", "scheduled"):
+            ok = deploy_to_production(a, change, previous) and verify_production(a, change)
+        elif state == "deploying":  # killed mid-deploy: look before doing anything
+            ok = verify_production(a, change, recovered=True)
+        elif state == "deployed":
+            ok = verify_production(a, change)
+        else:
+            ok = state == "succeeded"
+        if not ok:
+            state = state_of(a, change)
+            rolled = state == "rolled_back" or (state != "failed" and roll_back(
+                a, change, previous, "post-deployment verification failed",
+                resume=state == "rolling_back"))
+            open_incident(a, change, rolled)
+    close_change(a, change)
+
+
+def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
+    """Take one change through the policy's steps, as far as the policy lets it go."""
+    with open_adapters() as a:
+        change = submit_change(a, ticket_key)
+        if change.category is not category:
+            raise ChangeStopped(f"{ticket_key} is a {change.category.value} change, not "
+                                f"{category.value}: start it with change-request")
+        review(a, change)
+        test_and_sign_off(a, change)
+        if state_of(a, change) in ("approved", "testing", "blocked"):
+            check_gates(a, change)
+        if state_of(a, change) == "ready":
+            slot = schedule_deployment(a, change)
+            if slot > a.now():
+                return hand_off(a, change, slot)
+        if state_of(a, change) in DEPLOY_PHASE:
+            deploy_verify_close(a, change)
+        final = a.change_log.record(change.id)
+        assert final is not None
+        return {"change": change.id, "state": final.state, "outcome": final.outcome,
+                "incidents": final.incidents}
+
+
+def hand_off(a: Adapters, change: ChangeRequest, slot: datetime) -> dict[str, Any]:
+    """Step 4: wait for the slot without holding a worker, as a scheduled deploy run."""
+    if deployment.id:
+        run_deployment("change-deploy/change-deploy", parameters={"ticket_key": change.id},
+                       scheduled_time=slot, timeout=0, as_subflow=False,
+                       idempotency_key=f"{change.id}-deploy-{slot.isoformat()}")
+    record(a, change.id, "note", text=f"deploy phase scheduled for {slot.isoformat()}")
+    return {"change": change.id, "state": "scheduled", "slot": slot.isoformat()}
+
+
+@flow(name="normal-change", log_prints=True)
+def normal_change(ticket_key: str) -> dict[str, Any]:
+    """A normal change: review, staging and QA sign-off, gates, schedule, deploy, verify."""
+    return run_lifecycle(ticket_key, Category.NORMAL)
+
+
+@flow(name="major-change", log_prints=True)
+def major_change(ticket_key: str) -> dict[str, Any]:
+    """A major change: the normal steps, approved by the engineering lead and the CISO."""
+    return run_lifecycle(ticket_key, Category.MAJOR)
+
+
+@flow(name="change-deploy", log_prints=True)
+def change_deploy(ticket_key: str) -> dict[str, Any]:
+    """The deploy phase of a scheduled change, started at its slot."""
+    with open_adapters() as a:
+        change = submit_change(a, ticket_key)
+        slot = events_of(a, change, "deployment_scheduled")
+        if not slot or datetime.fromisoformat(slot[-1].payload["slot"]) > a.now():
+            raise ChangeStopped(f"{ticket_key} is not due: its slot is "
+                                f"{slot[-1].payload['slot'] if slot else 'not set'}")
+        deploy_verify_close(a, change)
+        final = a.change_log.record(change.id)
+        assert final is not None
+        return {"change": change.id, "state": final.state, "outcome": final.outcome,
+                "incidents": final.incidents}
+

@@ -1,0 +1,184 @@
+"""Policy section 2, steps 2, 3 and 5: asking people for attributable decisions.
+
+A request sends each eligible person a one-time code through the notifier and records
+only the codes' digests. A decision typed into the Prefect UI form counts only with the
+right code for that person, run and role before the wait ends; anything else is
+recorded as a failed attempt. Accepted decisions are recorded, then judged by the
+domain rules.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from prefect.input import RunInput
+from pydantic import Field, create_model
+
+from domain.approvals import ApprovalVerdict, check_approvals, required_approvals
+from domain.history import approvals_of
+from domain.models import Approval, ChangeRequest, Decision, Notice
+from domain.otp import CODE_ALPHABET, CODE_LENGTH, code_digest, code_problem
+from integrations.factory import Adapters
+from tasks.common import ChangeStopped, events_of, record, step
+
+UI_CHANNEL = "prefect-ui"
+
+
+class ApprovalForm(RunInput):
+    """The resume form shown in the Prefect UI. `approver` becomes a list of the eligible."""
+
+    decision: Literal["approve", "decline"] = Field(description="Your decision")
+    approver: str = Field(description="Who you are")
+    code: str = Field(description="The one-time code changeflow sent you", min_length=1)
+    comment: str = Field(default="", description="Why (shown on the ticket and in the log)")
+
+
+def form_for(eligible: list[str]) -> type[ApprovalForm]:
+    """The form with `approver` restricted to the people who were sent a code."""
+    choice: Any = Literal[tuple(eligible)]  # a dropdown in the UI
+    return create_model("ApprovalForm", __base__=ApprovalForm,
+                        approver=(choice, Field(description="Who you are")))
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """An open request for one decision: what was asked, of whom, until when."""
+
+    change_id: str
+    role: str
+    purpose: str
+    run_id: str
+    salt: str
+    digests: dict[str, str]
+    eligible: list[str]
+    expires_at: datetime
+
+    @property
+    def key(self) -> str:
+        """Identifies the request within its run (Prefect keys: lowercase, digits, dashes)."""
+        return f"{self.purpose}-{self.role}".lower().replace("_", "-")
+
+
+def _new_code() -> str:
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return f"{raw[:4]}-{raw[4:]}"
+
+
+def _open_request(a: Adapters, change_id: str, role: str, purpose: str,
+                  run_id: str) -> ApprovalRequest | None:
+    for event in reversed(events_of(a, change_id, "approval_requested")):
+        p = event.payload
+        if (p["role"], p["purpose"], p["run_id"]) == (role, purpose, run_id):
+            return ApprovalRequest(change_id, role, purpose, run_id, p["salt"], p["digests"],
+                                   p["eligible"], datetime.fromisoformat(p["expires_at"]))
+    return None
+
+
+@step("request-decision")
+def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str,
+                     eligible: list[str], run_id: str) -> ApprovalRequest:
+    """Send each eligible person a code and record the request (once per run and role).
+
+    A run that starts again from the top finds its request in the change log and sends
+    nothing twice.
+
+    Raises:
+        ChangeStopped: nobody in the roster may decide for this role (fails closed).
+    """
+    existing = _open_request(a, change.id, role, purpose, run_id)
+    if existing is not None:
+        return existing
+    if not eligible:
+        raise ChangeStopped(f"nobody in the roster may decide as {role!r} for {change.id} "
+                            "(the author and shared accounts are excluded)")
+    salt = secrets.token_hex(16)
+    expires_at = a.now() + timedelta(hours=a.settings.approval_timeout_hours)
+    digests = {}
+    for person_id in eligible:
+        code = _new_code()
+        digests[person_id] = code_digest(code, run_id=run_id, role=role, person_id=person_id,
+                                         salt=salt)
+        a.notifier.notify(Notice(
+            to=person_id, kind="approval-code", change_id=change.id,
+            subject=f"{change.id}: your {purpose} decision as {role} is needed",
+            body=(f"{change.summary}\nOpen flow run {run_id} in Prefect, choose Resume, and "
+                  f"enter this code with your decision.\ncode: {code}\nrun: {run_id}\n"
+                  f"role: {role}\npurpose: {purpose}\nexpires: {expires_at.isoformat()}")))
+    record(a, change.id, "approval_requested", role=role, purpose=purpose, run_id=run_id,
+           salt=salt, digests=digests, eligible=eligible, expires_at=expires_at.isoformat())
+    return ApprovalRequest(change.id, role, purpose, run_id, salt, digests, eligible,
+                           expires_at)
+
+
+@step("judge-decision")
+def judge_decision(a: Adapters, request: ApprovalRequest, answer: ApprovalForm,
+                   event_type: str = "approval_recorded") -> str | None:
+    """Record a decision typed into the form, or refuse it; returns why it was refused.
+
+    A wrong, expired or someone else's code is recorded as a failed attempt, with the
+    person the form claimed to be and the reason, and is not a decision.
+    """
+    problem = code_problem(answer.code, person_id=answer.approver, run_id=request.run_id,
+                           role=request.role, salt=request.salt, digests=request.digests,
+                           expires_at=request.expires_at, now=a.now())
+    if problem is not None:
+        record(a, request.change_id, "approval_attempt_failed", role=request.role,
+               purpose=request.purpose, run_id=request.run_id, claimed=answer.approver,
+               reason=problem)
+        return problem
+    record(a, request.change_id, event_type, answer.approver, role=request.role,
+           purpose=request.purpose, person_id=answer.approver, decision=answer.decision,
+           channel=UI_CHANNEL, comment=answer.comment, run_id=request.run_id)
+    return None
+
+
+def failed_attempts(a: Adapters, request: ApprovalRequest) -> int:
+    """How many refused attempts this request has seen (keys the next form)."""
+    return sum(1 for e in events_of(a, request.change_id, "approval_attempt_failed")
+               if (e.payload["role"], e.payload["purpose"], e.payload["run_id"])
+               == (request.role, request.purpose, request.run_id))
+
+
+def verdict(a: Adapters, change: ChangeRequest) -> ApprovalVerdict:
+    """The domain's judgement of the recorded approvals for the category's roles."""
+    needed = {r.role for r in required_approvals(change, a.config.policy)}
+    given = [x for x in approvals_of(events_of(a, change)) if x.role in needed]
+    return check_approvals(change, given, a.config.policy, a.config.roster)
+
+
+def decision_of(a: Adapters, change: ChangeRequest, role: str, purpose: str) -> Approval | None:
+    """The recorded decision for a role and purpose, if any."""
+    for event in reversed(events_of(a, change, "approval_recorded")):
+        if event.payload["role"] == role and event.payload.get("purpose") == purpose:
+            return Approval(role=role, person_id=event.payload["person_id"],
+                            decision=Decision(event.payload["decision"]), at=event.at,
+                            channel=event.payload.get("channel", UI_CHANNEL),
+                            comment=event.payload.get("comment", ""))
+    return None
+
+
+@step("expire-request")
+def expire_request(a: Adapters, change: ChangeRequest, request: ApprovalRequest) -> ChangeStopped:
+    """A wait that timed out is a rejection, recorded as expired; returns what to raise."""
+    if request.purpose == "availability":
+        record(a, change.id, "note", text=f"{request.role} did not confirm availability "
+               f"before {request.expires_at.isoformat()}; the deployment did not start")
+        return ChangeStopped(f"{change.id}: availability was not confirmed in time")
+    record(a, change.id, "approval_expired", role=request.role, purpose=request.purpose,
+           expired_at=request.expires_at.isoformat())
+    a.tickets.add_comment(change.id, f"The {request.purpose} decision as {request.role} was "
+                          "not given in time: the change is rejected as expired.")
+    a.tickets.transition(change.id, "rejected")
+    return ChangeStopped(f"{change.id}: the {request.role} decision expired")
+
+
+def expired_requests(a: Adapters, change: ChangeRequest, now: datetime) -> list[str]:
+    """Roles whose request of an earlier run expired with no decision (suspend timeouts)."""
+    decided = {(e.payload["role"], e.payload.get("purpose")) for e in
+               events_of(a, change, "approval_recorded", "availability_confirmed")}
+    return [e.payload["role"] for e in events_of(a, change, "approval_requested")
+            if datetime.fromisoformat(e.payload["expires_at"]) <= now
+            and (e.payload["role"], e.payload["purpose"]) not in decided]

@@ -1,0 +1,81 @@
+"""Policy section 2, steps 5 and 6: deploy to production and verify it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+from domain.models import ChangeRequest
+from integrations.factory import Adapters
+from tasks.commands import environment, run_checks, run_command
+from tasks.common import last_of, record, step
+
+
+def previous_version(a: Adapters, change: ChangeRequest) -> str:
+    """What a rollback returns to: the last version that succeeded, else the baseline."""
+    started = last_of(a, change, "deployment_started")
+    if started is not None:
+        return str(started.payload["previous_version"])
+    good = [r for r in a.change_log.changes() if r.service == change.service
+            and r.outcome == "succeeded" and r.version and r.change_id != change.id]
+    if good:
+        return str(max(good, key=lambda r: r.updated_at).version)
+    return str(a.config.services.services[change.service].baseline_version or "")
+
+
+@contextmanager
+def deploy_slot(service: str) -> Iterator[None]:
+    """Hold the service's deployment slot: two changes to one service never deploy at once.
+
+    The global concurrency limit `deploy-<service>` (limit 1) is created when missing;
+    `strict` makes a missing limit an error instead of running unlimited.
+    """
+    name = f"deploy-{service}"
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except ObjectAlreadyExists:
+                pass  # another run created it meanwhile
+    with concurrency(name, occupy=1, strict=True):
+        yield
+
+
+@step("deploy-to-production")
+def deploy_to_production(a: Adapters, change: ChangeRequest, previous: str) -> bool:
+    """Deploy under the service's concurrency limit; intent recorded before, outcome after."""
+    spec = environment(a, change, "production")
+    record(a, change.id, "deployment_started", change.author, environment="production",
+           version=change.version, previous_version=previous)
+    done = run_command(a, change, "deploy-production", spec.deploy, environment="production",
+                       previous_version=previous)
+    record(a, change.id, "deployment_succeeded" if done.ok else "deployment_failed",
+           version=change.version, exit_code=done.exit_code, timed_out=done.timed_out)
+    return done.ok
+
+
+@step("verify-production")
+def verify_production(a: Adapters, change: ChangeRequest, recovered: bool = False) -> bool:
+    """Smoke checks and monitors; records the verdict with every check's result.
+
+    With `recovered`, the deploy's outcome was never recorded (the run was killed): what
+    the checks see decides, and the record says so.
+    """
+    results = run_checks(a, environment(a, change, "production"))
+    ok = all(r.passed for r in results) and bool(results)
+    checks = [r.model_dump(mode="json") for r in results]
+    if recovered and ok:
+        record(a, change.id, "deployment_succeeded", version=change.version, recovered=True,
+               note="the deploy's outcome was not recorded; the checks find it deployed")
+    if ok or not recovered:
+        record(a, change.id, "verification_passed" if ok else "verification_failed",
+               checks=checks)
+    return ok

@@ -1,0 +1,50 @@
+"""Policy section 2, step 4: a slot in a maintenance window, with stakeholders told."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from domain.models import ChangeRequest, Notice
+from domain.schedule import next_slot
+from integrations.factory import Adapters
+from tasks.common import events_of, last_of, record, step
+
+
+def stakeholders(a: Adapters, change: ChangeRequest) -> list[str]:
+    """Who is told about the slot: author, approvers, on-call, rollback owner, watchers."""
+    people = {change.author, *(change.rollback_plan.owner or "",)}
+    for event in events_of(a, change, "approval_recorded"):
+        people.add(event.payload["person_id"])
+    people.update(p.id for p in a.config.roster.holding("on_call"))
+    submitted = last_of(a, change, "change_submitted")
+    people.update(submitted.payload.get("watchers", []) if submitted else [])
+    return sorted(p for p in people if p and a.config.roster.get(p) is not None)
+
+
+@step("schedule-deployment")
+def schedule_deployment(a: Adapters, change: ChangeRequest) -> datetime:
+    """The deployment slot, computed and announced once; later runs read it back.
+
+    The slot is in a maintenance window, outside peak hours and freezes, and at least
+    the policy's notice after the stakeholders are told (now).
+    """
+    scheduled = last_of(a, change, "deployment_scheduled")
+    if scheduled is not None:
+        return datetime.fromisoformat(scheduled.payload["slot"])
+    now = a.now()
+    estimate = change.rollback_plan.time_estimate_minutes or 0
+    slot = next_slot(now, a.config.policy.schedule, notified_at=now,
+                     duration=timedelta(minutes=estimate))
+    told = stakeholders(a, change)
+    local = slot.astimezone(a.config.policy.schedule.zone)
+    for person in told:
+        a.notifier.notify(Notice(
+            to=person, change_id=change.id, kind="schedule",
+            subject=f"{change.id} deploys {local:%a %Y-%m-%d %H:%M %Z}",
+            body=f"{change.summary}\n{change.service} {change.version} to production at "
+                 f"{local.isoformat()}.\nRisk: {change.risk_assessment}"))
+    record(a, change.id, "deployment_scheduled", slot=slot.isoformat(), notified=told,
+           notified_at=now.isoformat())
+    a.tickets.add_comment(change.id, f"Scheduled for {local:%a %Y-%m-%d %H:%M %Z}; "
+                          f"notified: {', '.join(told)}")
+    return slot

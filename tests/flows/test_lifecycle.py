@@ -1,0 +1,72 @@
+"""Normal and major changes end to end, under a Prefect test server, on the local stack."""
+
+from __future__ import annotations
+
+import pytest
+
+from changeflow.approver import ScriptedApprover
+from changeflow.stack import Stack
+from flows.change_request import change_request
+from integrations.outbox import read_outbox
+from tasks.intake import ChangeRefused
+
+
+def types_of(stack: Stack, change_id: str) -> list[str]:
+    return [e.type for e in stack.adapters.change_log.events(change_id)]
+
+
+def test_a_normal_change_goes_through_every_step(stack: Stack,
+                                                 approver: ScriptedApprover) -> None:
+    result = change_request("CHG-101")
+    assert result == {"change": "CHG-101", "state": "closed", "outcome": "succeeded",
+                      "incidents": []}
+    types = types_of(stack, "CHG-101")
+    for expected in ("change_submitted", "approval_requested", "approval_recorded",
+                     "approval_granted", "staging_started", "staging_passed", "gates_passed",
+                     "deployment_scheduled", "availability_confirmed", "deployment_started",
+                     "deployment_succeeded", "verification_passed", "change_closed"):
+        assert expected in types, expected
+    assert types.index("deployment_started") < types.index("deployment_succeeded")
+    record = stack.adapters.change_log.record("CHG-101")
+    assert record is not None
+    assert record.approvers == ["engineering_lead:erin", "qa:quinn"]
+    roles = [(a["role"], a["purpose"]) for a in approver.answers]
+    assert roles == [("engineering_lead", "review"), ("qa", "staging-sign-off"),
+                     ("engineer", "availability"), ("reviewer", "availability")]
+    assert stack.adapters.tickets.get("CHG-101").status == "closed"
+    assert stack.adapters.change_log.verify().ok
+
+
+def test_a_major_change_touching_authentication_needs_security_and_the_ciso(
+        stack: Stack, approver: ScriptedApprover) -> None:
+    result = change_request("CHG-102")
+    assert result["outcome"] == "succeeded"
+    record = stack.adapters.change_log.record("CHG-102")
+    assert record is not None
+    assert sorted(record.approvers) == ["ciso:carol", "engineering_lead:erin", "qa:quinn",
+                                        "security:sam"]
+
+
+def test_a_broken_version_is_rolled_back_and_opens_a_p3_incident(
+        stack: Stack, approver: ScriptedApprover) -> None:
+    result = change_request("CHG-103")
+    assert result == {"change": "CHG-103", "state": "closed", "outcome": "rolled_back",
+                      "incidents": ["INC-CHG-103-1"]}
+    events = stack.adapters.change_log.events("CHG-103")
+    incident = next(e for e in events if e.type == "incident_opened")
+    assert incident.payload["priority"] == 3
+    rollback = next(e for e in events if e.type == "rollback_succeeded")
+    assert rollback.payload["to_version"] == "1.0.0" and rollback.payload["estimate_minutes"]
+    assert any(n["kind"] == "incident" and n["to"] == "oscar"  # the rollback owner
+               for n in read_outbox(stack.outbox))
+
+
+def test_a_ticket_without_rollback_plan_is_refused_and_nothing_else_happens(
+        stack: Stack) -> None:
+    with pytest.raises(ChangeRefused, match="rollback_plan: missing"):
+        change_request("CHG-104")
+    assert types_of(stack, "CHG-104") == ["validation_failed"]
+    ticket = stack.adapters.tickets.get("CHG-104")
+    assert ticket.status == "needs information"
+    (comment,) = stack.adapters.tickets.comments("CHG-104")
+    assert "rollback_plan: missing" in comment
