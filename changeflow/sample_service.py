@@ -270,6 +270,8 @@ def _parser() -> argparse.ArgumentParser:
     deploy_cmd.add_argument("--state-dir", type=Path, required=True)
     deploy_cmd.add_argument("--environment", choices=ENVIRONMENTS, required=True)
     deploy_cmd.add_argument("--version", required=True)
+    deploy_cmd.add_argument("--settle-seconds", type=float, default=0.0,
+                            help="keep running this long after switching (a slow rollout)")
     probe_cmd = commands.add_parser("probe", help="exit 0 if a URL answers 200")
     probe_cmd.add_argument("--url", required=True)
     probe_cmd.add_argument("--timeout", type=float, default=5.0)
@@ -289,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"deploy failed: {exc}", file=sys.stderr)
             return 2
         print(f"deployed {state['version']} to {args.environment} "
-              f"(previous: {state['previous'] or 'none'})")
+              f"(previous: {state['previous'] or 'none'})", flush=True)
+        time.sleep(args.settle_seconds)
         return 0
     return probe(args.url, args.timeout)
 

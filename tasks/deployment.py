@@ -28,12 +28,17 @@ def previous_version(a: Adapters, change: ChangeRequest) -> str:
     return str(a.config.services.services[change.service].baseline_version or "")
 
 
+LEASE_SECONDS = 60
+
+
 @contextmanager
 def deploy_slot(service: str) -> Iterator[None]:
     """Hold the service's deployment slot: two changes to one service never deploy at once.
 
     The global concurrency limit `deploy-<service>` (limit 1) is created when missing;
-    `strict` makes a missing limit an error instead of running unlimited.
+    `strict` makes a missing limit an error instead of running unlimited. The slot's lease
+    is the server's shortest (60 s, renewed while the holder lives), so a run killed while
+    holding it blocks the service's next deployment for a minute at most.
     """
     name = f"deploy-{service}"
     with get_client(sync_client=True) as client:
@@ -45,7 +50,7 @@ def deploy_slot(service: str) -> Iterator[None]:
                     GlobalConcurrencyLimitCreate(name=name, limit=1))
             except ObjectAlreadyExists:
                 pass  # another run created it meanwhile
-    with concurrency(name, occupy=1, strict=True):
+    with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
         yield
 
 
