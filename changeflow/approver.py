@@ -8,6 +8,7 @@ holds no privilege a person in the UI does not have.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,7 +115,9 @@ class ScriptedApprover:
                 except Exception:  # noqa: BLE001 - a run resumed meanwhile; try next round
                     continue
 
-        self._thread = threading.Thread(target=loop, name="scripted-approver", daemon=True)
+        context = contextvars.copy_context()  # the caller's Prefect settings (API URL)
+        self._thread = threading.Thread(target=context.run, args=(loop,),
+                                        name="scripted-approver", daemon=True)
         self._thread.start()
         return self
 

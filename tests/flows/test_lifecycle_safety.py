@@ -128,6 +128,17 @@ def test_two_changes_to_one_service_never_deploy_at_once(
     assert spans[0][1] <= spans[1][0], f"deployments overlapped: {spans}"
 
 
+def kill_processes_mentioning(*words: str) -> None:
+    """SIGKILL every process whose command line holds all `words` (the orphaned deploy)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").replace("\0", " ")
+        except OSError:
+            continue
+        if all(w in args for w in words):
+            os.kill(int(cmdline.parent.name), signal.SIGKILL)
+
+
 def test_a_run_killed_mid_deploy_verifies_instead_of_deploying_again(
         stack: Stack, approver: ScriptedApprover) -> None:
     slow_deploys(stack, 60)  # the new version is live; the command is still "rolling out"
@@ -147,7 +158,7 @@ def test_a_run_killed_mid_deploy_verifies_instead_of_deploying_again(
     time.sleep(0.5)  # inside the deploy command now
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=30)
-    subprocess.run(["pkill", "-KILL", "-f", "--settle-seconds 60"], check=False)
+    kill_processes_mentioning(str(stack.settings.var_dir), "--settle-seconds")
     # The killed run's slot lease would lapse after 60 s (the server's minimum); free it
     # now, as that expiry would.
     with get_client(sync_client=True) as client:

@@ -141,18 +141,32 @@ def test_purge_inside_retention_is_refused(workspace: dict[str, str]) -> None:
     assert "younger than 3 years" in done.stderr
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode(errors="replace")
+    except OSError:  # the process ended meanwhile
+        return ""
+
+
 def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     done = run("demo")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    assert "CHG-104  REFUSED at submit: rollback_plan: missing" in out
-    assert "CHG-103  verification FAILED for 2.1.0: rolling back to 1.2.0" in out
-    assert "INC-CHG-103-1 opened as P3" in out
+    assert "CHG-104  refused at submit: rollback_plan: missing" in out
+    assert "CHG-102  approved as security (review) by sam, code checked" in out
+    assert "CHG-103  verification FAILED: health, error-rate" in out
+    assert "CHG-103  incident INC-CHG-103-1 opened as P3" in out
     assert "chain ok:" in out
     rows = {line.split()[0]: line.split()[1:4] for line in out.splitlines()
-            if line.startswith("  CHG-") and "closed" in line or "needs_information" in line}
-    assert rows["CHG-101"] == ["normal", "closed", "succeeded"]
-    assert rows["CHG-102"] == ["major", "closed", "succeeded"]
-    assert rows["CHG-103"] == ["normal", "closed", "rolled_back"]
+            if line.startswith("  CHG-") and ("closed" in line or "needs_information" in line)
+            and len(line.split()) > 4 and line.split()[1] in ("normal", "major")}
+    assert rows == {"CHG-104": ["normal", "needs_information", "-"],
+                    "CHG-101": ["normal", "closed", "succeeded"],
+                    "CHG-102": ["major", "closed", "succeeded"],
+                    "CHG-103": ["normal", "closed", "rolled_back"]}
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):  # the service is gone
         s.connect(("127.0.0.1", 18765))
+    leftovers = [p for p in Path("/proc").glob("[0-9]*/cmdline") if "var/demo" in _read(p)]
+    assert leftovers == [], "the demo left processes behind"
+    shown = run("changes", env={"CHANGEFLOW_VAR_DIR": str(PROJECT_ROOT / "var/demo/var")})
+    assert "INC-CHG-103-1" in shown.stdout
