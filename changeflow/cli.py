@@ -128,6 +128,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve every deployment in prefect.yaml from this process."""
+    from flows.serve import serve_all
+
+    serve_all(limit=args.limit)
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return datetime.strptime(text, "%Y-%m-%d").date()
@@ -155,6 +163,9 @@ def parser() -> argparse.ArgumentParser:
     changes.add_argument("--json", action="store_true", help="print JSON")
     changes.set_defaults(func=cmd_changes)
     sub.add_parser("demo", help="run the demo").set_defaults(func=cmd_demo)
+    serve = sub.add_parser("serve", help="serve every prefect.yaml deployment (PREFECT_API_URL)")
+    serve.add_argument("--limit", type=int, default=None, help="runs at once in this process")
+    serve.set_defaults(func=cmd_serve)
     return top
 
 

@@ -1,6 +1,8 @@
 """`change-request`: the entry point an engineer starts from the Prefect UI with a ticket key.
 
-It reads the change's category and runs that category's lifecycle as a subflow.
+It reads the change's category and runs that category's lifecycle in this same run (not
+as a subflow), so that a wait for a person suspends this run, the one the engineer
+started.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from typing import Any
 from prefect import flow
 
 from domain.models import Category
-from flows.lifecycle import major_change, normal_change
+from flows.lifecycle import run_lifecycle
 from integrations.factory import open_adapters
 from tasks.common import ChangeStopped, last_of
 from tasks.intake import submit_change
 
-LIFECYCLES = {Category.NORMAL: normal_change, Category.MAJOR: major_change}
+LIFECYCLES = (Category.NORMAL, Category.MAJOR)
 
 
 @flow(name="change-request", log_prints=True)
@@ -28,8 +30,7 @@ def change_request(ticket_key: str) -> dict[str, Any]:
         if raw not in set(Category):
             submit_change(a, ticket_key)  # refuses the ticket, listing every problem
     category = Category(str(raw))
-    lifecycle = LIFECYCLES.get(category)
-    if lifecycle is None:
+    if category not in LIFECYCLES:
         raise ChangeStopped(f"{ticket_key}: {category.value} changes have no lifecycle here "
                             "yet; nothing was done")
-    return lifecycle(ticket_key)
+    return run_lifecycle(ticket_key, category)

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
 import pytest
 import yaml
-from prefect import Flow
+from prefect.utilities.callables import parameter_schema
 
 from config.settings import PROJECT_ROOT
+from flows.serve import deployments, load_flow
 
-DEPLOYMENTS = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
+SPEC = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
 
 
-@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
+@pytest.mark.parametrize("deployment", SPEC, ids=lambda d: d["name"])
 def test_entrypoint_is_a_flow_with_valid_parameters(deployment: dict) -> None:
-    path, name = deployment["entrypoint"].split(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    flow = getattr(module, name)
-    assert isinstance(flow, Flow)
+    flow = load_flow(deployment["entrypoint"])
     assert flow.name == deployment["name"]
-    inspect.signature(flow.fn).bind(**deployment.get("parameters", {}))
-    flow.validate_parameters(deployment.get("parameters", {}))
+    parameters = deployment.get("parameters", {})
+    inspect.signature(flow.fn).bind_partial(**parameters)
     assert deployment["description"].strip() and deployment["tags"]
+    assert deployment["work_pool"]["name"] == "changeflow"
+
+
+def test_lifecycle_deployments_ask_for_a_ticket_key() -> None:
+    served = {d.name: d for d in deployments()}
+    assert set(served) == {d["name"] for d in SPEC}
+    for entry in SPEC[:4]:
+        schema = parameter_schema(load_flow(entry["entrypoint"]).fn)
+        assert schema.required == ["ticket_key"], entry["name"]
+        assert schema.properties["ticket_key"]["type"] == "string"

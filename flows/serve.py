@@ -1,0 +1,48 @@
+"""Serve every deployment of `prefect.yaml` from one process, without a work pool.
+
+This is what `changeflow serve` runs beside `prefect server start`: an engineer opens the
+UI, picks `change-request`, and clicks Run. Runs that wait for a person are suspended
+and hold no process; the server reschedules them here when resumed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import yaml
+from prefect import Flow, serve
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.deployments.runner import RunnerDeployment
+
+from config.settings import PROJECT_ROOT
+
+
+def load_flow(entrypoint: str) -> Flow[Any, Any]:
+    """The flow object an entrypoint (`flows/x.py:fn`) names."""
+    path, name = entrypoint.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    found = getattr(module, name)
+    if not isinstance(found, Flow):
+        raise TypeError(f"{entrypoint} is not a Prefect flow")
+    return found
+
+
+def deployments() -> list[RunnerDeployment]:
+    """`prefect.yaml`'s deployments, ready to serve."""
+    spec = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
+    built = []
+    for entry in spec["deployments"]:
+        schedules = [CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC"))
+                     for s in entry.get("schedules", []) if "cron" in s]
+        built.append(load_flow(entry["entrypoint"]).to_deployment(
+            name=entry["name"], description=" ".join(entry["description"].split()),
+            tags=entry.get("tags", []), parameters=entry.get("parameters", {}),
+            enforce_parameter_schema=entry.get("enforce_parameter_schema", True),
+            concurrency_limit=entry.get("concurrency_limit"), schedules=schedules or None))
+    return built
+
+
+def serve_all(limit: int | None = None) -> None:
+    """Serve until interrupted."""
+    serve(*deployments(), limit=limit)
