@@ -35,11 +35,13 @@ def deployments() -> list[RunnerDeployment]:
     for entry in spec["deployments"]:
         schedules = [CronSchedule(cron=s["cron"], timezone=s.get("timezone", "UTC"))
                      for s in entry.get("schedules", []) if "cron" in s]
-        built.append(load_flow(entry["entrypoint"]).to_deployment(
+        deployment = load_flow(entry["entrypoint"]).to_deployment(
             name=entry["name"], description=" ".join(entry["description"].split()),
             tags=entry.get("tags", []), parameters=entry.get("parameters", {}),
             enforce_parameter_schema=entry.get("enforce_parameter_schema", True),
-            concurrency_limit=entry.get("concurrency_limit"), schedules=schedules or None))
+            concurrency_limit=entry.get("concurrency_limit"), schedules=schedules or None)
+        assert isinstance(deployment, RunnerDeployment)  # sync context: never a coroutine
+        built.append(deployment)
     return built
 
 
