@@ -87,7 +87,7 @@ def run_demo() -> int:
     root = PROJECT_ROOT / "var" / "demo"
     shutil.rmtree(root, ignore_errors=True)
     with local_prefect_server(root / "prefect") as api, \
-            embedded_stack(root, port=SAMPLE_PORT, broken=(BROKEN,), approval_poll_seconds=1,
+            embedded_stack(root, port=SAMPLE_PORT, broken=(BROKEN,), approval_poll_seconds=0.2,
                            approval_timeout_hours=APPROVAL_TIMEOUT_HOURS) as stack:
         print(f"1. Configuration ({stack.settings.config_dir}: the shipped policy with an "
               "always-open schedule)")

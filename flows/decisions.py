@@ -7,6 +7,8 @@ the top, where every step finds its own record in the change log and is not repe
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.runtime import deployment
@@ -27,8 +29,8 @@ from tasks.forms import describe
 def _wait(form: type[ApprovalForm], seconds: int, key: str, poll: float) -> ApprovalForm:
     if deployment.id:
         return suspend_flow_run(wait_for_input=form, timeout=seconds, key=key)
-    return pause_flow_run(wait_for_input=form, timeout=seconds, key=key,
-                          poll_interval=max(1, round(poll)))
+    interval: Any = poll  # typed int by Prefect, slept as a float
+    return pause_flow_run(wait_for_input=form, timeout=seconds, key=key, poll_interval=interval)
 
 
 def decide(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligible: list[str],

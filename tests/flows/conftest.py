@@ -26,7 +26,7 @@ def prefect_server() -> Iterator[None]:
 def stack(tmp_path: Path) -> Iterator[Stack]:
     """Config, tickets, change log and sample service in tmp_path (2.1.0 broken in prod)."""
     with embedded_stack(tmp_path, port=0, broken=(f"{BROKEN}@production",),
-                        approval_poll_seconds=1) as running:
+                        approval_poll_seconds=0.2) as running:
         yield running
 
 
