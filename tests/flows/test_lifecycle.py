@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from changeflow.approver import ScriptedApprover
-from changeflow.stack import Stack
+from changeflow.stack import Stack, embedded_stack
 from flows.change_request import change_request
 from integrations.outbox import read_outbox
+from tasks.common import ChangeStopped
 from tasks.intake import ChangeRefused
 
 
@@ -70,3 +76,48 @@ def test_a_ticket_without_rollback_plan_is_refused_and_nothing_else_happens(
     assert ticket.status == "needs information"
     (comment,) = stack.adapters.tickets.comments("CHG-104")
     assert "rollback_plan: missing" in comment
+
+
+def test_the_run_leaves_an_evidence_artifact(stack: Stack, approver: ScriptedApprover) -> None:
+    change_request("CHG-101")
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["evidence-chg-101"])))
+    assert artifacts, "no evidence artifact"
+    markdown = str(artifacts[-1].data)
+    for field in ("| change ID | CHG-101 |", "| author | alice |",
+                  "| approvers | engineering_lead:erin, qa:quinn |", "| outcome | succeeded |",
+                  "| incidents | none |", "deployment_succeeded"):
+        assert field in markdown, field
+
+
+def test_failing_staging_tests_stop_the_change_and_go_on_the_ticket(tmp_path: Path) -> None:
+    with embedded_stack(tmp_path, port=0, broken=("2.1.0",), approval_poll_seconds=0.2) as stack:
+        approver = ScriptedApprover(stack.outbox).start(interval=0.2)
+        try:
+            with pytest.raises(ChangeStopped, match="staging failed: staging-health"):
+                change_request("CHG-103")
+        finally:
+            approver.stop()
+        record = stack.adapters.change_log.record("CHG-103")
+        assert record is not None and (record.state, record.outcome) == ("failed", "failed")
+        comment = stack.adapters.tickets.comments("CHG-103")[-1]
+        assert "staging-health: exit 1" in comment and "500 broken 2.1.0" in comment
+        types = [e.type for e in stack.adapters.change_log.events("CHG-103")]
+        assert "deployment_started" not in types
+
+
+def test_a_blocking_gate_stops_the_change_with_its_reason(
+        stack: Stack, approver: ScriptedApprover) -> None:
+    tickets = stack.settings.resolved_tickets_dir
+    ticket = yaml.safe_load((tickets / "CHG-101.yaml").read_text())
+    ticket["evidence"]["sast"]["high"] = 2
+    (tickets / "CHG-105.yaml").write_text(yaml.safe_dump(ticket))
+    with pytest.raises(ChangeStopped, match="blocked by gates: security_scan"):
+        change_request("CHG-105")
+    events = stack.adapters.change_log.events("CHG-105")
+    blocked = next(e for e in events if e.type == "gates_blocked")
+    scan = next(g for g in blocked.payload["gates"] if g["gate"] == "security_scan")
+    assert scan["status"] == "failed" and "high" in scan["reason"]
+    assert "security_scan" in stack.adapters.tickets.comments("CHG-105")[-1]
+    assert "deployment_started" not in [e.type for e in events]
