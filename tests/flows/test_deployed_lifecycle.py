@@ -7,9 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+import yaml
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 
@@ -40,8 +45,9 @@ def wait_for(condition, what: str, timeout: float = 120):  # type: ignore[no-unt
         time.sleep(0.3)
 
 
-def test_a_change_run_from_a_deployment_suspends_and_resumes_from_the_top(
-        stack: Stack, tmp_path: Path) -> None:
+@pytest.fixture
+def served(stack: Stack, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`changeflow serve` for the stack, against the test server, until the test ends."""
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
            "CHANGEFLOW_CONFIG_DIR": str(stack.settings.config_dir),
            "CHANGEFLOW_VAR_DIR": str(stack.settings.var_dir),
@@ -53,29 +59,63 @@ def test_a_change_run_from_a_deployment_suspends_and_resumes_from_the_top(
     try:
         with get_client(sync_client=True) as client:
             wait_for(lambda: _deployed(client), "the deployments to be served")
-            run = run_deployment("change-request/change-request",
-                                 parameters={"ticket_key": "CHG-101"}, timeout=0)
-            suspended = wait_for(lambda: _suspended(client, run.id), "the run to suspend")
-            assert suspended.state_details.pause_key == "review-engineering-lead-0"
-            # The run waits for the engineering lead, and no process is held for it.
-            wait_for(lambda: children_of(server.pid) == [], "the run's process to exit", 30)
-            assert _suspended(client, run.id)
-            approver = ScriptedApprover(stack.outbox).start(interval=0.3)
-            try:
-                final = wait_for(lambda: _final(client, run.id), "the run to finish", 240)
-            finally:
-                approver.stop()
-        assert final.is_completed(), (final, (tmp_path / "serve.log").read_text()[-3000:])
-        record = stack.adapters.change_log.record("CHG-101")
-        assert record is not None and record.outcome == "succeeded"
-        events = stack.adapters.change_log.events("CHG-101")
-        requested = [(e.payload["role"], e.payload["purpose"]) for e in events
-                     if e.type == "approval_requested"]
-        assert len(requested) == len(set(requested)) == 4  # restarts asked nobody twice
-        assert sum(e.type == "deployment_started" for e in events) == 1
+        yield server
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_change_run_from_a_deployment_suspends_and_resumes_from_the_top(
+        stack: Stack, served: subprocess.Popen[bytes]) -> None:
+    with get_client(sync_client=True) as client:
+        run = run_deployment("change-request/change-request",
+                             parameters={"ticket_key": "CHG-101"}, timeout=0)
+        suspended = wait_for(lambda: _suspended(client, run.id), "the run to suspend")
+        assert suspended.state_details.pause_key == "review-engineering-lead-0"
+        # The run waits for the engineering lead, and no process is held for it.
+        wait_for(lambda: children_of(served.pid) == [], "the run's process to exit", 30)
+        assert _suspended(client, run.id)
+        approver = ScriptedApprover(stack.outbox).start(interval=0.3)
+        try:
+            final = wait_for(lambda: _final(client, run.id), "the run to finish", 240)
+        finally:
+            approver.stop()
+    assert final.is_completed(), final
+    record = stack.adapters.change_log.record("CHG-101")
+    assert record is not None and record.outcome == "succeeded"
+    events = stack.adapters.change_log.events("CHG-101")
+    requested = [(e.payload["role"], e.payload["purpose"]) for e in events
+                 if e.type == "approval_requested"]
+    assert len(requested) == len(set(requested)) == 4  # restarts asked nobody twice
+    assert sum(e.type == "deployment_started" for e in events) == 1
+
+
+def test_a_slot_in_the_future_is_a_scheduled_deploy_run(
+        stack: Stack, served: subprocess.Popen[bytes]) -> None:
+    path = stack.settings.config_dir / "policy.yaml"
+    policy = yaml.safe_load(path.read_text())
+    policy["schedule"]["notice_hours"] = 24
+    path.write_text(yaml.safe_dump(policy))
+    approver = ScriptedApprover(stack.outbox).start(interval=0.3)
+    try:
+        with get_client(sync_client=True) as client:
+            run = run_deployment("change-request/change-request",
+                                 parameters={"ticket_key": "CHG-101"}, timeout=0)
+            final = wait_for(lambda: _final(client, run.id), "the run to finish", 240)
+            assert final.is_completed(), final
+            assert stack.adapters.change_log.record("CHG-101").state == "scheduled"  # type: ignore[union-attr]
+            deploy = client.read_deployment_by_name("change-deploy/change-deploy")
+            scheduled = client.read_flow_runs(deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[deploy.id])))
+    finally:
+        approver.stop()
+    (slot_event,) = [e for e in stack.adapters.change_log.events("CHG-101")
+                     if e.type == "deployment_scheduled"]
+    slot = datetime.fromisoformat(slot_event.payload["slot"])
+    assert slot - datetime.now(UTC) > timedelta(hours=23)
+    assert [(r.parameters, r.expected_start_time) for r in scheduled] == [
+        ({"ticket_key": "CHG-101"}, slot)]
+    assert scheduled[0].state is not None and scheduled[0].state.is_scheduled()
 
 
 def _deployed(client) -> bool:  # type: ignore[no-untyped-def]
