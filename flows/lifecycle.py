@@ -20,7 +20,7 @@ from domain.approvals import eligible_approvers, required_approvals
 from domain.models import Category, ChangeRequest
 from flows.decisions import decide
 from integrations.factory import Adapters, open_adapters
-from tasks.approvals import decision_of, expired_requests, verdict
+from tasks.approvals import decision_of, expire_request, expired_requests, verdict
 from tasks.common import ChangeStopped, events_of, record
 from tasks.deployment import deploy_slot, deploy_to_production, previous_version, verify_production
 from tasks.gates import check_gates
@@ -53,8 +53,6 @@ def review(a: Adapters, change: ChangeRequest) -> None:
     """Step 2: each reviewing role decides; Security too when the trigger matches."""
     if state_of(a, change) not in ("submitted", "in_review"):
         return
-    if roles := expired_requests(a, change, a.now()):
-        raise ChangeStopped(f"{change.id}: the {', '.join(roles)} decision expired")
     policy, roster = a.config.policy, a.config.roster
     for requirement in required_approvals(change, policy):
         if requirement.role == SIGN_OFF_ROLE or decision_of(a, change, requirement.role,
@@ -142,6 +140,9 @@ def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
         if change.category is not category:
             raise ChangeStopped(f"{ticket_key} is a {change.category.value} change, not "
                                 f"{category.value}: start it with change-request")
+        if state_of(a, change) in ("in_review", "testing"):
+            for request in expired_requests(a, change):
+                raise expire_request(a, change, request)
         review(a, change)
         test_and_sign_off(a, change)
         if state_of(a, change) in ("approved", "testing", "blocked"):

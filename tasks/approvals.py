@@ -19,7 +19,7 @@ from pydantic import Field, create_model
 
 from domain.approvals import ApprovalVerdict, check_approvals, required_approvals
 from domain.history import approvals_of
-from domain.models import Approval, ChangeRequest, Decision, Notice
+from domain.models import Approval, ChangeEvent, ChangeRequest, Decision, Notice
 from domain.otp import CODE_ALPHABET, CODE_LENGTH, code_digest, code_problem
 from integrations.factory import Adapters
 from tasks.common import ChangeStopped, events_of, record, step
@@ -67,13 +67,18 @@ def _new_code() -> str:
     return f"{raw[:4]}-{raw[4:]}"
 
 
+def _request(event: ChangeEvent) -> ApprovalRequest:
+    p = event.payload
+    return ApprovalRequest(event.change_id, p["role"], p["purpose"], p["run_id"], p["salt"],
+                           p["digests"], p["eligible"], datetime.fromisoformat(p["expires_at"]))
+
+
 def _open_request(a: Adapters, change_id: str, role: str, purpose: str,
                   run_id: str) -> ApprovalRequest | None:
     for event in reversed(events_of(a, change_id, "approval_requested")):
-        p = event.payload
-        if (p["role"], p["purpose"], p["run_id"]) == (role, purpose, run_id):
-            return ApprovalRequest(change_id, role, purpose, run_id, p["salt"], p["digests"],
-                                   p["eligible"], datetime.fromisoformat(p["expires_at"]))
+        request = _request(event)
+        if (request.role, request.purpose, request.run_id) == (role, purpose, run_id):
+            return request
     return None
 
 
@@ -175,10 +180,14 @@ def expire_request(a: Adapters, change: ChangeRequest, request: ApprovalRequest)
     return ChangeStopped(f"{change.id}: the {request.role} decision expired")
 
 
-def expired_requests(a: Adapters, change: ChangeRequest, now: datetime) -> list[str]:
-    """Roles whose request of an earlier run expired with no decision (suspend timeouts)."""
+def expired_requests(a: Adapters, change: ChangeRequest) -> list[ApprovalRequest]:
+    """Approval requests that expired with no decision recorded.
+
+    A suspended run whose wait times out is failed by the server without running any
+    code, so its expiry is recorded by the next run of the change (or found here).
+    """
     decided = {(e.payload["role"], e.payload.get("purpose")) for e in
                events_of(a, change, "approval_recorded", "availability_confirmed")}
-    return [e.payload["role"] for e in events_of(a, change, "approval_requested")
-            if datetime.fromisoformat(e.payload["expires_at"]) <= now
-            and (e.payload["role"], e.payload["purpose"]) not in decided]
+    requests = [_request(e) for e in events_of(a, change, "approval_requested")]
+    return [r for r in requests if r.expires_at <= a.now() and r.purpose != "availability"
+            and (r.role, r.purpose) not in decided]

@@ -12,7 +12,7 @@ from tasks.common import events_of, last_of, record, step
 
 def stakeholders(a: Adapters, change: ChangeRequest) -> list[str]:
     """Who is told about the slot: author, approvers, on-call, rollback owner, watchers."""
-    people = {change.author, *(change.rollback_plan.owner or "",)}
+    people = {change.author, change.rollback_plan.owner or change.author}
     for event in events_of(a, change, "approval_recorded"):
         people.add(event.payload["person_id"])
     people.update(p.id for p in a.config.roster.holding("on_call"))

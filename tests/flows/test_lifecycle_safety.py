@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from changeflow.stack import Stack, embedded_stack
 from config.loader import load_config
 from config.settings import PROJECT_ROOT
 from flows.change_request import change_request
+from integrations.outbox import read_outbox
 from tasks.common import ChangeStopped
+from tasks.intake import submit_change
 
 
 def wrong_then_right(notices: list[CodeNotice], attempt: int) -> dict[str, Any]:
@@ -171,3 +174,20 @@ def test_a_run_killed_mid_deploy_verifies_instead_of_deploying_again(
     recovered = [e for e in stack.adapters.change_log.events("CHG-101")
                  if e.type == "deployment_succeeded"]
     assert recovered[0].payload["recovered"] is True
+
+
+def test_a_request_that_expired_while_suspended_is_recorded_by_the_next_run(
+        stack: Stack) -> None:
+    a = stack.adapters
+    submit_change.fn(a, "CHG-101")
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    a.change_log.append("CHG-101", "approval_requested", "changeflow", {
+        "role": "engineering_lead", "purpose": "review", "run_id": "an-earlier-run",
+        "salt": "s", "digests": {"erin": "x"}, "eligible": ["erin"],
+        "expires_at": past.isoformat()}, past - timedelta(hours=72))
+    with pytest.raises(ChangeStopped, match="engineering_lead decision expired"):
+        change_request("CHG-101")
+    record = a.change_log.record("CHG-101")
+    assert record is not None and record.outcome == "expired"
+    assert a.tickets.get("CHG-101").status == "rejected"
+    assert not read_outbox(stack.outbox)  # nobody was asked again
