@@ -52,9 +52,10 @@ def main() -> None:
         a, v = results[f"appends_{db}"], results[f"verify_{db}"]
         print(f"{db:10} appends: {a['single_per_s']:>6}/s one per transaction, "
               f"{a['batched_per_s']:>6}/s in batches of {a['batch_size']}")
-        print(f"{db:10} verify {v['events']:,} events: {v['verify_s']:.2f} s; plain sha256 "
-              f"over the same {v['megabytes']} MB: {v['plain_sha256_s']:.2f} s "
-              f"(ratio {v['ratio']}x)")
+        print(f"{db:10} verify {v['events']:,} events: {v['verify_s']:.2f} s in "
+              f"{v['processes']} processes, {v['verify_one_process_s']:.2f} s in one; plain "
+              f"sha256 over the same {v['megabytes']} MB: {v['plain_sha256_s']:.2f} s "
+              f"(ratio {v['ratio']}x, one process {v['one_process_ratio']}x)")
     print(f"saved {RESULTS / 'latest.json'}")
 
 

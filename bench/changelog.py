@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from integrations.changelog_schema import SEP, event_hash, events_table, format_time, head_table
-from integrations.changelog_sql import NewEvent, SqlChangeLog
+from integrations.changelog_sql import NewEvent, ParallelVerify, SqlChangeLog
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -57,7 +57,11 @@ def _rows(count: int, changes: int = 100_000) -> list[dict[str, Any]]:
 
 
 def verify(url: str, count: int = 1_000_000) -> dict[str, Any]:
-    """`verify` over `count` events beside plain sha256 over the same bytes, same run."""
+    """`verify` over `count` events beside plain sha256 over the same bytes, same run.
+
+    `verify` runs as configured by default (on every core for a log this size), and once
+    more in one process.
+    """
     log = SqlChangeLog(url)
     rows = _rows(count)
     with log.engine.begin() as conn:
@@ -76,10 +80,20 @@ def verify(url: str, count: int = 1_000_000) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = log.verify()
     verify_s = time.perf_counter() - t0
+    processes = log._processes(count)
     log.close()
     assert result.ok and result.checked == count, result
+    one = SqlChangeLog(url, parallel=ParallelVerify(processes=1))
+    t0 = time.perf_counter()
+    result = one.verify()
+    one_process_s = time.perf_counter() - t0
+    one.close()
+    assert result.ok and result.checked == count, result
     return {"events": count, "megabytes": round(megabytes, 1), "verify_s": round(verify_s, 3),
-            "plain_sha256_s": round(floor_s, 3), "ratio": round(verify_s / floor_s, 2)}
+            "processes": processes, "plain_sha256_s": round(floor_s, 3),
+            "ratio": round(verify_s / floor_s, 2),
+            "verify_one_process_s": round(one_process_s, 3),
+            "one_process_ratio": round(one_process_s / floor_s, 2)}
 
 
 def sqlite_url(folder: Path, name: str) -> str:

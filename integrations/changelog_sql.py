@@ -12,24 +12,39 @@ transaction: all or nothing. The database refuses UPDATE on events outright, and
 of events younger than the retention period (triggers), so even a hand-written SQL
 statement cannot quietly rewrite recent evidence; `purge` removes only events older than
 the retention period and records a checkpoint from which the rest still verifies.
+
+`verify` checks the chain in ranges of sequence numbers (`integrations.chain_worker`). A
+large log is spread over every core: ranges are handed out to worker processes and to
+this one, and the joins between ranges are checked here. Any range that does not hold
+sends verification to a one-pass diagnosis, which names the first bad event; a worker
+that fails makes verification fail closed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import urllib.parse
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from domain.lifecycle import ChangeRecord, project
 from domain.models import IDENTIFIER, ChangeEvent
+from integrations.chain_worker import check_ranges, prepare
 from integrations.changelog_schema import (
     GENESIS,
     SEP,
@@ -84,18 +99,44 @@ class Verification:
     problem: str | None = None
 
 
+@dataclass(frozen=True)
+class ParallelVerify:
+    """How `verify` spreads the chain over processes.
+
+    Attributes:
+        min_events: a log with fewer events (since its checkpoint) is checked in this
+            process alone.
+        processes: processes in all, this one included; None: one per available core, at
+            most 8.
+        range_events: the most events in one range handed to a process. Ranges shrink
+            toward the end of the chain, so that the processes finish together.
+        min_range_events: the fewest events in one range.
+        worker_timeout_s: the longest wait for a worker's answer on one range; past it the
+            worker is killed and verification fails closed.
+    """
+
+    min_events: int = 100_000
+    processes: int | None = None
+    range_events: int = 100_000
+    min_range_events: int = 5_000
+    worker_timeout_s: float = 120.0
+
+
 class SqlChangeLog:
     """The change log on a SQL database. Safe to share between processes."""
 
-    def __init__(self, url: str, retention_years: int = 3) -> None:
+    def __init__(self, url: str, retention_years: int = 3,
+                 parallel: ParallelVerify | None = None) -> None:
         """Connect and create the schema if needed.
 
         Args:
             url: a SQLAlchemy URL (`sqlite:///var/changeflow.db`, `postgresql://...`).
             retention_years: how long events are kept (policy section 7: at least 3).
+            parallel: how `verify` uses the machine's cores (default: `ParallelVerify()`).
         """
         url = normalize_url(url)
         self.retention_years = retention_years
+        self.parallel = parallel or ParallelVerify()
         self.engine = (sqlite_engine(url) if url.startswith("sqlite")
                        else sa.create_engine(url, pool_pre_ping=True))
         self.dialect = self.engine.dialect.name
@@ -311,28 +352,113 @@ class SqlChangeLog:
         return (int(row.seq), str(row.hash)) if row else (0, GENESIS)
 
     def verify(self) -> Verification:
-        """Recompute the whole chain from its start or last checkpoint; name the first break."""
+        """Recompute the whole chain from its start or last checkpoint; name the first break.
+
+        The chain is checked range by range, on every core for a large log (see
+        `ParallelVerify`); when a range does not hold, one pass over the chain names the
+        first bad event, so the result is the same whichever way the chain was checked. A
+        worker process that fails (cannot connect, crashes, times out) makes the result not
+        ok, with a problem that says the chain could not be verified.
+        """
         conn = self.engine.connect()
         if self.dialect == "postgresql":  # one snapshot for the head and the events
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn:
-            start_seq, prev = self._checkpoint(conn)
+            start_seq, start_hash = self._checkpoint(conn)
             head = conn.execute(sa.select(head_table.c.seq, head_table.c.hash)).one()
             head_seq, head_hash = int(head.seq), str(head.hash)
-            sha256 = hashlib.sha256
-            expected = start_seq + 1
-            checked = 0
-            for batch in self._raw_rows(conn):
-                for seq, cid, typ, at, actor, payload, prev_hash, stored in batch:
-                    body = SEP.join((str(seq), cid, typ, at, actor, payload, prev_hash))
-                    if (seq != expected or seq > head_seq or prev_hash != prev
-                            or sha256(body.encode("utf-8")).hexdigest() != stored):
-                        bad, problem = _diagnose(seq, expected, head_seq, prev_hash, prev)
-                        return Verification(False, checked, expected - 1, prev, bad,
-                                            f"event {bad} ({cid}, {typ}): {problem}")
-                    prev = stored
-                    expected += 1
-                    checked += 1
+            results, error = self._check_ranges(conn, start_seq, head_seq)
+            if any(r["problem"] is not None for r in results):
+                return self._trace(conn, start_seq, start_hash, head_seq, head_hash)
+            if error is not None:
+                return _not_verified(results, start_seq, start_hash, head_seq, error)
+            if (_joined(results, start_seq, start_hash) == (head_seq, head_hash)
+                    and self._nothing_outside(conn, start_seq, head_seq)):
+                return Verification(True, head_seq - start_seq, head_seq, head_hash)
+            return self._trace(conn, start_seq, start_hash, head_seq, head_hash)
+
+    def _check_ranges(self, conn: Connection, start_seq: int,
+                      head_seq: int) -> tuple[list[dict[str, Any]], str | None]:
+        """Check events start_seq+1..head_seq in ranges: results, and why not all ran."""
+        processes = self._processes(head_seq - start_seq)
+        p = self.parallel
+        ranges = _Ranges(start_seq + 1, head_seq, processes, p.min_range_events,
+                         p.range_events)
+        dbapi = conn.connection.driver_connection
+        prepare(dbapi, self.dialect)  # for the diagnosis pass too
+        results: list[dict[str, Any]] = []
+        if processes == 1:
+            _check_here(dbapi, self.dialect, ranges, results)
+            return results, None
+        workers = _Workers(self._worker_spec(conn), processes - 1, ranges,
+                           p.worker_timeout_s)
+        try:
+            _check_here(dbapi, self.dialect, ranges, results)
+        except BaseException:
+            workers.kill()
+            workers.finish(results)
+            raise
+        if any(r["problem"] is not None for r in results):
+            workers.kill()  # the diagnosis pass reads everything anyway
+        return results, workers.finish(results)
+
+    def _processes(self, events: int) -> int:
+        """How many processes check a chain of `events` events, this one included."""
+        p = self.parallel
+        if events < p.min_events or os.name != "posix" or not self._can_share():
+            return 1
+        if p.processes is not None:
+            return max(1, p.processes)
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
+        return max(1, min(cores, 8))
+
+    def _can_share(self) -> bool:
+        """Whether a worker process can open this database (not an in-memory SQLite)."""
+        if self.dialect == "postgresql":
+            return True
+        database = self.engine.url.database or ""
+        return (self.dialect == "sqlite" and database not in ("", ":memory:")
+                and not database.startswith("file:") and not self.engine.url.query)
+
+    def _worker_spec(self, conn: Connection) -> dict[str, Any]:
+        """What a worker needs to read the events in this snapshot; holds the password."""
+        if self.dialect == "sqlite":
+            path = os.path.abspath(self.engine.url.database or "")
+            return {"dialect": "sqlite",
+                    "database": f"file:{urllib.parse.quote(path)}?mode=ro"}
+        _, params = self.engine.dialect.create_connect_args(self.engine.url)
+        connect = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool)}
+        snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+        return {"dialect": "postgresql", "connect": connect, "snapshot": snapshot}
+
+    @staticmethod
+    def _nothing_outside(conn: Connection, start_seq: int, head_seq: int) -> bool:
+        """No event before the start (checkpoint) or after the head of the chain."""
+        low = conn.execute(sa.select(sa.func.min(events_table.c.seq))).scalar()
+        high = conn.execute(sa.select(sa.func.max(events_table.c.seq))).scalar()
+        if low is None and high is None:
+            return True
+        return (isinstance(low, int) and isinstance(high, int)  # not a real, nor text
+                and low > start_seq and high <= head_seq)
+
+    def _trace(self, conn: Connection, start_seq: int, prev: str, head_seq: int,
+               head_hash: str) -> Verification:
+        """One pass over every event, in order: the first one that breaks the chain."""
+        sha256 = hashlib.sha256
+        expected = start_seq + 1
+        checked = 0
+        for batch in self._raw_rows(conn):
+            for seq, cid, typ, at, actor, payload, prev_hash, stored in batch:
+                body = SEP.join((str(seq), cid, typ, at, actor, payload, prev_hash))
+                if (seq != expected or seq > head_seq or prev_hash != prev
+                        or sha256(body.encode("utf-8")).hexdigest() != stored):
+                    bad, problem = _diagnose(seq, expected, head_seq, prev_hash, prev)
+                    return Verification(False, checked, expected - 1, prev, bad,
+                                        f"event {bad} ({cid}, {typ}): {problem}")
+                prev = stored
+                expected += 1
+                checked += 1
         last = expected - 1
         if (last, prev) != (head_seq, head_hash):
             return Verification(False, checked, last, prev, last + 1,
@@ -398,6 +524,233 @@ class SqlChangeLog:
                 events_table.c.change_id == changes_table.c.change_id).exists()
             conn.execute(changes_table.delete().where(~gone))
         return int(deleted)
+
+
+def _check_here(dbapi: Any, dialect: str, ranges: _Ranges,
+                results: list[dict[str, Any]]) -> None:
+    """Check ranges in this process until none is left or one does not hold."""
+    with closing(check_ranges(dbapi, dialect, iter(ranges.take, None))) as checked:
+        for result in checked:
+            results.append(result)
+            if result["problem"] is not None:
+                ranges.stop()
+                break
+
+
+def _joined(results: list[dict[str, Any]], start_seq: int,
+            start_hash: str) -> tuple[int, str]:
+    """The last event and hash reached through ranges that hold and join, from the start."""
+    last, prev = start_seq, start_hash
+    for r in sorted(results, key=lambda r: int(r["lo"])):
+        if r["lo"] != last + 1 or r["problem"] is not None or r["first_prev"] != prev:
+            break
+        last, prev = int(r["hi"]), str(r["last_hash"])
+    return last, prev
+
+
+def _not_verified(results: list[dict[str, Any]], start_seq: int, start_hash: str,
+                  head_seq: int, error: str) -> Verification:
+    """Fail closed: what did verify, and why the rest could not be checked."""
+    last, prev = _joined(results, start_seq, start_hash)
+    return Verification(False, last - start_seq, last, prev, None,
+                        f"the chain could not be verified: {error}; events {last + 1} to "
+                        f"{head_seq} were not all checked")
+
+
+WORKER_COMMAND = [sys.executable, "-P", "-m", "integrations.chain_worker"]
+"""How a worker process starts. `-P` keeps the working directory off `sys.path`, so the
+worker imports this package (through PYTHONPATH) wherever `verify` runs."""
+
+
+class _Ranges:
+    """Ranges of sequence numbers handed out in order, smaller toward the end."""
+
+    def __init__(self, lo: int, hi: int, processes: int, smallest: int, largest: int) -> None:
+        self.next, self.hi = lo, hi
+        self.processes, self.smallest, self.largest = processes, smallest, largest
+        self.lock = threading.Lock()
+
+    def take(self) -> tuple[int, int] | None:
+        """The next range, or None when there is none left or checking stopped."""
+        with self.lock:
+            if self.next > self.hi:
+                return None
+            remaining = self.hi - self.next + 1
+            size = max(self.smallest, min(self.largest, remaining // (4 * self.processes)))
+            lo = self.next
+            self.next = min(self.hi, lo + size - 1) + 1
+            return lo, self.next - 1
+
+    def stop(self) -> None:
+        """Hand out nothing more."""
+        with self.lock:
+            self.next = self.hi + 1
+
+
+class _Workers:
+    """Worker processes (`python -m integrations.chain_worker`), each fed by a thread.
+
+    Each worker has up to two ranges in flight, so it never waits for the next one. The
+    connection details go to the worker on stdin, never in argv.
+    """
+
+    IN_FLIGHT = 2
+
+    def __init__(self, spec: dict[str, Any], count: int, ranges: _Ranges,
+                 timeout_s: float) -> None:
+        self.ranges, self.timeout_s = ranges, timeout_s
+        self.secret = str(spec.get("connect", {}).get("password") or "")
+        self.results: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        header = (json.dumps(spec) + "\n").encode()
+        for _ in range(count):
+            try:
+                proc = subprocess.Popen(WORKER_COMMAND, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        env=env)
+            except OSError as exc:
+                self._fail(f"a worker process could not start: {exc}")
+                break
+            self.procs.append(proc)
+            # The first ranges are handed out here, before this process takes any.
+            in_flight: deque[tuple[int, int]] = deque()
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(header)
+                self._top_up(proc, in_flight)
+            except OSError as exc:
+                self._fail(f"a worker process failed: {exc}" + _ending(proc, kill=True))
+                break
+            thread = threading.Thread(target=self._serve, args=(proc, in_flight), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _top_up(self, proc: subprocess.Popen[bytes], in_flight: deque[tuple[int, int]]) -> None:
+        """Keep the worker's ranges in flight; end its input as soon as none is left."""
+        assert proc.stdin is not None
+        if proc.stdin.closed:
+            return
+        while len(in_flight) < self.IN_FLIGHT:
+            span = self.ranges.take()
+            if span is None:
+                proc.stdin.close()
+                return
+            in_flight.append(span)
+            proc.stdin.write(f"{span[0]} {span[1]}\n".encode())
+        proc.stdin.flush()
+
+    def _fail(self, message: str) -> None:
+        with self.lock:
+            self.errors.append(message.replace(self.secret, "***") if self.secret else message)
+        self.ranges.stop()
+
+    def _serve(self, proc: subprocess.Popen[bytes], in_flight: deque[tuple[int, int]]) -> None:
+        """Collect one worker's answers and feed it ranges, until none is left."""
+        assert proc.stdin is not None and proc.stdout is not None
+        reader = _LineReader(proc.stdout, self.timeout_s)
+        try:
+            while in_flight:
+                lo, hi = in_flight.popleft()
+                answer = reader.answer(lo, hi)
+                if "error" in answer:
+                    raise _WorkerFailed(f"the worker checking events {lo} to {hi} failed: "
+                                        f"{answer['error']}")
+                with self.lock:
+                    self.results.append(answer)
+                if answer["problem"] is not None:
+                    self.ranges.stop()
+                self._top_up(proc, in_flight)
+        except _WorkerSilent as exc:
+            self._fail(str(exc) + _ending(proc, kill=True))
+        except _WorkerFailed as exc:
+            self._fail(str(exc) + _ending(proc, kill=False))
+        except (OSError, ValueError) as exc:  # a broken pipe, an answer that is not JSON
+            self._fail(f"a worker process failed: {exc}" + _ending(proc, kill=True))
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        """Stop every worker now; its ranges go unchecked."""
+        self.ranges.stop()
+        for proc in self.procs:
+            proc.kill()
+
+    def finish(self, results: list[dict[str, Any]]) -> str | None:
+        """Wait for every worker; add their answers to `results`; the first failure."""
+        for thread in self.threads:
+            thread.join()
+        for proc in self.procs:
+            _ending(proc, kill=False)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        results.extend(self.results)
+        return self.errors[0] if self.errors else None
+
+
+class _WorkerFailed(Exception):
+    """A worker answered with an error, or exited without answering."""
+
+
+class _WorkerSilent(_WorkerFailed):
+    """A worker did not answer in time."""
+
+
+class _LineReader:
+    """A worker's answers, one JSON line per range, each within a timeout."""
+
+    def __init__(self, stream: IO[bytes], timeout_s: float) -> None:
+        self.fd, self.timeout_s, self.buffer = stream.fileno(), timeout_s, b""
+
+    def answer(self, lo: int, hi: int) -> dict[str, Any]:
+        """The answer for range lo..hi."""
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.fd], [], [], self.timeout_s)
+            if not ready:
+                raise _WorkerSilent(f"the worker checking events {lo} to {hi} did not answer "
+                                    f"within {self.timeout_s:g} s")
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                raise _WorkerFailed(f"the worker checking events {lo} to {hi} exited "
+                                    "without answering")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        answer = json.loads(line)
+        if not isinstance(answer, dict) or not ("error" in answer or _ANSWER <= answer.keys()):
+            raise ValueError(f"unexpected answer {line[:100]!r}")
+        if "error" not in answer and (answer["lo"], answer["hi"]) != (lo, hi):
+            raise ValueError(f"answer for events {answer['lo']} to {answer['hi']}, "
+                             f"expected {lo} to {hi}")
+        return answer
+
+
+_ANSWER = {"lo", "hi", "checked", "first_prev", "last_hash", "problem"}
+
+
+def _ending(proc: subprocess.Popen[bytes], kill: bool) -> str:
+    """Reap a worker (killing it first, or after 10 s): how it ended, its last stderr line."""
+    if kill:
+        proc.kill()
+    try:
+        code = proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    err = ""
+    if proc.stderr is not None and not proc.stderr.closed:
+        err = proc.stderr.read().decode(errors="replace").strip()
+    how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+    last = err.splitlines()[-1][:300] if err else ""
+    return f" ({how}{': ' + last if last else ''})"
 
 
 def _diagnose(seq: int, expected: int, head_seq: int, prev_hash: str,

@@ -13,7 +13,15 @@ import pytest
 import sqlalchemy as sa
 
 from domain.lifecycle import IllegalTransition
-from integrations.changelog_sql import NewEvent, RetentionError, SqlChangeLog
+from integrations import changelog_sql
+from integrations.changelog_schema import event_hash
+from integrations.changelog_sql import (
+    NewEvent,
+    ParallelVerify,
+    RetentionError,
+    SqlChangeLog,
+    Verification,
+)
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,11 +37,47 @@ def note(change_id: str, i: int, at: datetime = NOW) -> NewEvent:
     return NewEvent(change_id, "note", "alice", {"i": i}, at)
 
 
+# Worker processes even for a handful of events, in ranges of two: every range boundary
+# of a nine-event chain (2|3, 4|5, 6|7, 8|9) is a join checked between ranges, and the
+# first two ranges always go to the worker.
+WORKERS = ParallelVerify(min_events=1, processes=2, range_events=2, min_range_events=2)
+
+
 @pytest.fixture
 def log(database_url: str):
     log = SqlChangeLog(database_url)
     yield log
     log.close()
+
+
+@pytest.fixture
+def workers_log(database_url: str):
+    """The same database, verified with a worker process."""
+    log = SqlChangeLog(database_url, parallel=WORKERS)
+    yield log
+    log.close()
+
+
+def verified(log: SqlChangeLog, workers_log: SqlChangeLog) -> Verification:
+    """`verify` in one process and with a worker process: the very same result."""
+    result = log.verify()
+    assert workers_log.verify() == result
+    return result
+
+
+def rechain(log: SqlChangeLog, first: int, prev: str) -> None:
+    """Rewrite events `first`.. and the head as a chain that holds from `prev`."""
+    with log.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT seq, change_id, type, at, actor, payload FROM change_events "
+            f"WHERE seq >= {first} ORDER BY seq").all()
+    statements = []
+    for seq, cid, typ, at, actor, payload in rows:
+        digest = event_hash(seq, cid, typ, at, actor, payload, prev)
+        statements.append(f"UPDATE change_events SET prev_hash = '{prev}', hash = '{digest}' "
+                          f"WHERE seq = {seq}")
+        prev = digest
+    tamper(log, *statements, f"UPDATE chain_head SET hash = '{prev}'")
 
 
 def seeded(log: SqlChangeLog, changes: int = 3, notes: int = 2) -> None:
@@ -48,8 +92,8 @@ def tamper(log: SqlChangeLog, *statements: str) -> None:
     """Change the database behind the log's back, as someone with DDL rights could."""
     with log.engine.begin() as conn:
         if log.dialect == "sqlite":
-            conn.exec_driver_sql("DROP TRIGGER change_events_no_update")
-            conn.exec_driver_sql("DROP TRIGGER change_events_retention")
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS change_events_no_update")
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS change_events_retention")
         else:
             conn.exec_driver_sql("ALTER TABLE change_events DISABLE TRIGGER change_events_guard")
         for statement in statements:
@@ -70,15 +114,16 @@ def test_append_projects_the_change_record(log: SqlChangeLog) -> None:
     assert log.record("CHG-404") is None
 
 
-def test_chain_links_every_event_to_the_one_before(log: SqlChangeLog) -> None:
+def test_chain_links_every_event_to_the_one_before(log: SqlChangeLog,
+                                                   workers_log: SqlChangeLog) -> None:
     seeded(log)
     events = [e for c in ("CHG-1", "CHG-2", "CHG-3") for e in log.events(c)]
     events.sort(key=lambda e: e.seq)
     assert [e.seq for e in events] == list(range(1, 10))
     for before, after in zip(events, events[1:], strict=False):
         assert after.prev_hash == before.hash
-    result = log.verify()
-    assert (result.ok, result.checked, result.head_hash) == (True, 9, events[-1].hash)
+    result = verified(log, workers_log)
+    assert result == Verification(True, 9, 9, events[-1].hash)
 
 
 def test_illegal_event_is_refused_and_nothing_is_written(log: SqlChangeLog) -> None:
@@ -142,7 +187,11 @@ def test_two_processes_appending_at_once_keep_one_chain(log: SqlChangeLog,
 @pytest.mark.parametrize("statements, bad_seq, words", [
     (["UPDATE change_events SET payload = '{\"i\":99}' WHERE seq = 3"], 3, "was edited"),
     (["UPDATE change_events SET actor = 'mallory' WHERE seq = 5"], 5, "was edited"),
+    (["UPDATE change_events SET actor = 'mallory' WHERE seq = 6"], 6, "was edited"),
+    (["UPDATE change_events SET type = 'forged' WHERE seq = 9"], 9, "was edited"),
     (["DELETE FROM change_events WHERE seq = 4"], 4, "was deleted"),
+    (["DELETE FROM change_events WHERE seq = 7"], 7, "was deleted"),
+    (["DELETE FROM change_events WHERE seq IN (3, 4)"], 3, "was deleted"),
     (["DELETE FROM change_events WHERE seq = 9"], 9, "events at the end were deleted"),
     (["UPDATE change_events SET seq = -seq WHERE seq IN (4, 5)",
       "UPDATE change_events SET seq = 5 WHERE seq = -4",
@@ -151,19 +200,31 @@ def test_two_processes_appending_at_once_keep_one_chain(log: SqlChangeLog,
       "VALUES (10, 'CHG-1', 'note', '2026-11-26T09:00:00.000000Z', 'mallory', '{}', "
       "'forged-prev', 'forged-hash')"], 10, "behind the log's back"),
 ])
-def test_verify_names_the_first_tampered_event(log: SqlChangeLog, statements: list[str],
-                                               bad_seq: int, words: str) -> None:
+def test_verify_names_the_first_tampered_event(log: SqlChangeLog, workers_log: SqlChangeLog,
+                                               statements: list[str], bad_seq: int,
+                                               words: str) -> None:
     seeded(log)
     assert log.verify().ok
     tamper(log, *statements)
-    result = log.verify()
+    result = verified(log, workers_log)
     assert not result.ok
     assert result.bad_seq == bad_seq
     assert result.problem is not None and result.problem.startswith(f"event {bad_seq} ")
     assert words in result.problem
 
 
-def test_inserted_event_in_the_middle_is_caught(log: SqlChangeLog) -> None:
+@pytest.mark.parametrize("first", [3, 5, 9])
+def test_a_forged_stretch_that_holds_by_itself_is_caught_where_it_joins(
+        log: SqlChangeLog, workers_log: SqlChangeLog, first: int) -> None:
+    seeded(log)
+    rechain(log, first, "f" * 64)  # every range after the join holds on its own
+    result = verified(log, workers_log)
+    assert (result.ok, result.bad_seq, result.checked) == (False, first, first - 1)
+    assert result.problem is not None and "inserted, removed or reordered" in result.problem
+
+
+def test_inserted_event_in_the_middle_is_caught(log: SqlChangeLog,
+                                                workers_log: SqlChangeLog) -> None:
     seeded(log)
     tamper(log,
            "UPDATE change_events SET seq = seq + 100 WHERE seq >= 4",
@@ -172,8 +233,99 @@ def test_inserted_event_in_the_middle_is_caught(log: SqlChangeLog) -> None:
            " VALUES (4, 'CHG-2', 'note', '2026-11-26T09:00:00.000000Z', 'mallory', '{}',"
            " 'forged-prev', 'forged-hash')",
            "UPDATE chain_head SET seq = 10")
-    result = log.verify()
+    result = verified(log, workers_log)
     assert (result.ok, result.bad_seq) == (False, 4)
+
+
+def test_verify_hands_ranges_to_a_worker_process(log: SqlChangeLog,
+                                                 workers_log: SqlChangeLog,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    seeded(log)
+    here: list[tuple[int, int]] = []
+    check_ranges = changelog_sql.check_ranges
+
+    def spy(conn, dialect, spans):
+        def recorded():
+            for span in spans:
+                here.append(span)
+                yield span
+        return check_ranges(conn, dialect, recorded())
+
+    monkeypatch.setattr(changelog_sql, "check_ranges", spy)
+    assert workers_log.verify() == Verification(True, 9, 9, log.head()[1])
+    assert here and not {(1, 2), (3, 4)} & set(here)  # the worker's first two ranges
+    assert sum(hi - lo + 1 for lo, hi in here) < 9
+
+
+def unreachable_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand workers connection details that fail (the password as a database name)."""
+    worker_spec = SqlChangeLog._worker_spec
+
+    def spec(self, conn):
+        spec = worker_spec(self, conn)
+        if spec["dialect"] == "sqlite":
+            spec["database"] = f"file:{ROOT / 'no-such-dir' / 'changelog.db'}?mode=ro"
+        else:
+            spec["connect"]["dbname"] = spec["connect"].get("password", "no_such_database")
+        return spec
+
+    monkeypatch.setattr(SqlChangeLog, "_worker_spec", spec)
+
+
+def test_a_worker_that_cannot_connect_fails_verification_closed(
+        log: SqlChangeLog, workers_log: SqlChangeLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    seeded(log)
+    unreachable_worker(monkeypatch)
+    result = workers_log.verify()
+    assert (result.ok, result.bad_seq, result.checked, result.head_seq) == (False, None, 0, 0)
+    assert result.problem is not None and result.problem.startswith(
+        "the chain could not be verified: the worker checking events 1 to 2 failed: "
+        "OperationalError")
+    assert result.problem.endswith("events 1 to 9 were not all checked")
+    assert log.verify().ok  # the chain itself holds
+
+
+@pytest.mark.postgres
+def test_the_database_password_never_reaches_argv_or_the_problem(
+        postgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = postgres.create_database().replace("postgres@", "postgres:pw-s3cret@")
+    log = SqlChangeLog(url, parallel=WORKERS)  # the test server trusts local connections
+    seeded(log)
+    argv: list[list[str]] = []
+    popen = changelog_sql.subprocess.Popen
+
+    def spy(args, **kwargs):
+        argv.append(list(args))
+        assert all("pw-s3cret" not in v for v in kwargs.get("env", {}).values())
+        return popen(args, **kwargs)
+
+    monkeypatch.setattr(changelog_sql.subprocess, "Popen", spy)
+    assert log.verify().ok
+    unreachable_worker(monkeypatch)  # the error names the database: the password
+    result = log.verify()
+    log.close()
+    assert argv and all("pw-s3cret" not in " ".join(a) for a in argv)
+    assert result.problem is not None and "does not exist" in result.problem
+    assert "pw-s3cret" not in result.problem and '"***"' in result.problem
+
+
+@pytest.mark.parametrize("command, timeout_s, words", [
+    ("import sys; sys.stdin.readline(); sys.exit(3)", 30, "exited without answering "
+     "(exit status 3)"),
+    ("import time; time.sleep(30)", 0.3, "did not answer within 0.3 s (killed by signal 9)"),
+])
+def test_a_worker_that_dies_or_hangs_fails_verification_closed(
+        log: SqlChangeLog, database_url: str, monkeypatch: pytest.MonkeyPatch, command: str,
+        timeout_s: float, words: str) -> None:
+    seeded(log)
+    monkeypatch.setattr(changelog_sql, "WORKER_COMMAND", [sys.executable, "-c", command])
+    slow = SqlChangeLog(database_url, parallel=ParallelVerify(
+        min_events=1, processes=2, range_events=2, min_range_events=2,
+        worker_timeout_s=timeout_s))
+    result = slow.verify()
+    slow.close()
+    assert (result.ok, result.bad_seq, result.checked) == (False, None, 0)
+    assert result.problem is not None and words in result.problem
 
 
 def test_database_refuses_updates_and_young_deletes(log: SqlChangeLog) -> None:
@@ -194,7 +346,8 @@ def test_purge_inside_retention_is_refused(log: SqlChangeLog) -> None:
     assert log.count() == 3
 
 
-def test_purge_keeps_a_chain_that_verifies_from_its_checkpoint(log: SqlChangeLog) -> None:
+def test_purge_keeps_a_chain_that_verifies_from_its_checkpoint(
+        log: SqlChangeLog, workers_log: SqlChangeLog) -> None:
     old = datetime.now(UTC) - timedelta(days=5 * 365)
     older_than_cutoff = [submitted("CHG-1", old), note("CHG-1", 0, old),
                          submitted("CHG-2", old + timedelta(days=1))]
@@ -204,13 +357,18 @@ def test_purge_keeps_a_chain_that_verifies_from_its_checkpoint(log: SqlChangeLog
     purged = log.purge(cutoff=now - timedelta(days=4 * 365), now=now, actor="ops")
     assert purged == 3
     assert log.count() == 3
-    result = log.verify()
+    result = verified(log, workers_log)
     assert (result.ok, result.checked, result.head_seq) == (True, 3, 6)
     assert log.record("CHG-1") is None  # every event of CHG-1 is gone
     assert log.record("CHG-2") is not None
-    # The checkpoint still catches tampering with the first remaining event.
-    tamper(log, "DELETE FROM change_events WHERE seq = 4")
-    assert log.verify().bad_seq == 4
+    # The checkpoint still catches an event put back before it...
+    tamper(log, "INSERT INTO change_events (seq, change_id, type, at, actor, payload, "
+                "prev_hash, hash) VALUES (2, 'CHG-1', 'note', '2020-01-01T00:00:00.000000Z', "
+                "'mallory', '{}', 'forged-prev', 'forged-hash')")
+    assert verified(log, workers_log).bad_seq == 4
+    # ...and tampering with the first remaining event.
+    tamper(log, "DELETE FROM change_events WHERE seq IN (2, 4)")
+    assert verified(log, workers_log).bad_seq == 4
 
 
 CRASH_MID_APPEND = textwrap.dedent("""
