@@ -1,7 +1,8 @@
 """`make bench`: measure, print, and save the figures the README quotes.
 
-Runs the change-log benchmarks on SQLite and on a throw-away PostgreSQL, with the
-machine's description, and writes `bench/results/latest.json`.
+Runs the change-log benchmarks on SQLite and on a throw-away PostgreSQL, then the
+lifecycle benchmarks (overhead per change; 50 changes waiting), with the machine's
+description, and writes `bench/results/latest.json`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.changelog import appends, sqlite_url, verify
+from bench.lifecycle import print_summary, run_lifecycle_benchmarks
 from tests.support.postgres import running_postgres
 
 RESULTS = Path(__file__).parent / "results"
@@ -44,6 +46,7 @@ def main() -> None:
     with running_postgres() as pg:
         results["appends_postgresql"] = appends(pg.create_database())
         results["verify_postgresql"] = verify(pg.create_database(), events)
+    results["lifecycle"] = run_lifecycle_benchmarks()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     m = results["machine"]
@@ -56,6 +59,7 @@ def main() -> None:
               f"{v['processes']} processes, {v['verify_one_process_s']:.2f} s in one; plain "
               f"sha256 over the same {v['megabytes']} MB: {v['plain_sha256_s']:.2f} s "
               f"(ratio {v['ratio']}x, one process {v['one_process_ratio']}x)")
+    print_summary(results["lifecycle"])
     print(f"saved {RESULTS / 'latest.json'}")
 
 

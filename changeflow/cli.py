@@ -164,7 +164,8 @@ def parser() -> argparse.ArgumentParser:
     changes.set_defaults(func=cmd_changes)
     sub.add_parser("demo", help="run the demo").set_defaults(func=cmd_demo)
     serve = sub.add_parser("serve", help="serve every prefect.yaml deployment (PREFECT_API_URL)")
-    serve.add_argument("--limit", type=int, default=None, help="runs at once in this process")
+    serve.add_argument("--limit", type=int, default=4,
+                       help="flow-run processes at once (each is a Python process; default 4)")
     serve.set_defaults(func=cmd_serve)
     return top
 

@@ -9,6 +9,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.settings import PREFECT_API_URL
 
 from domain.models import ChangeRequest
 from integrations.factory import Adapters
@@ -29,6 +30,9 @@ def previous_version(a: Adapters, change: ChangeRequest) -> str:
 
 
 LEASE_SECONDS = 60
+_ensured: set[tuple[str | None, str]] = set()
+"""(server, limit) pairs this process has seen exist; a limit deleted later makes
+`strict` fail, never run unlimited."""
 
 
 @contextmanager
@@ -41,15 +45,18 @@ def deploy_slot(service: str) -> Iterator[None]:
     holding it blocks the service's next deployment for a minute at most.
     """
     name = f"deploy-{service}"
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
+    known = (PREFECT_API_URL.value(), name)
+    if known not in _ensured:
+        with get_client(sync_client=True) as client:
             try:
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=1))
-            except ObjectAlreadyExists:
-                pass  # another run created it meanwhile
+                client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                try:
+                    client.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(name=name, limit=1))
+                except ObjectAlreadyExists:
+                    pass  # another run created it meanwhile
+        _ensured.add(known)
     with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
         yield
 
