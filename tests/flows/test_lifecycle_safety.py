@@ -191,3 +191,26 @@ def test_a_request_that_expired_while_suspended_is_recorded_by_the_next_run(
     assert record is not None and record.outcome == "expired"
     assert a.tickets.get("CHG-101").status == "rejected"
     assert not read_outbox(stack.outbox)  # nobody was asked again
+
+
+def test_a_failed_rollback_is_a_p1_incident_paging_owner_and_on_call(
+        stack: Stack, approver: ScriptedApprover) -> None:
+    path = stack.settings.config_dir / "services.yaml"
+    catalog = yaml.safe_load(path.read_text())
+    catalog["services"]["sample"]["environments"]["production"]["rollback"]["argv"] = [
+        "{python}", "-c", "import sys; print('registry unreachable'); sys.exit(3)"]
+    path.write_text(yaml.safe_dump(catalog))
+    stack.adapters.config = load_config(stack.settings.config_dir)
+    tickets = stack.settings.resolved_tickets_dir
+    ticket = yaml.safe_load((tickets / "CHG-103.yaml").read_text())
+    ticket["rollback_plan"]["owner"] = "bob"
+    (tickets / "CHG-106.yaml").write_text(yaml.safe_dump(ticket))
+    result = change_request("CHG-106")
+    assert (result["outcome"], result["incidents"]) == ("failed", ["INC-CHG-106-1"])
+    events = stack.adapters.change_log.events("CHG-106")
+    failed = next(e for e in events if e.type == "rollback_failed")
+    assert failed.payload["exit_code"] == 3
+    incident = next(e for e in events if e.type == "incident_opened")
+    assert incident.payload["priority"] == 1
+    pages = {n["to"] for n in read_outbox(stack.outbox) if n["kind"] == "page"}
+    assert pages == {"bob", "oscar"}  # the rollback owner and on-call
