@@ -13,21 +13,27 @@ from datetime import datetime
 from typing import Any
 
 from prefect import flow
-from prefect.deployments import run_deployment
-from prefect.runtime import deployment, flow_run
+from prefect.runtime import flow_run
 
 from domain.approvals import eligible_approvers, required_approvals
 from domain.models import Category, ChangeRequest
 from flows.decisions import decide
 from integrations.factory import Adapters, open_adapters
-from tasks.approvals import decision_of, expire_request, expired_requests, verdict
-from tasks.common import ChangeStopped, events_of, record
+from tasks.approvals import (
+    decision_of,
+    expire_request,
+    expired_requests,
+    grant_approval,
+    reject_change,
+    verdict,
+)
+from tasks.common import ChangeStopped, events_of
 from tasks.deployment import deploy_slot, deploy_to_production, previous_version, verify_production
 from tasks.gates import check_gates
 from tasks.intake import submit_change
 from tasks.records import close_change
 from tasks.rollback import open_incident, roll_back
-from tasks.scheduling import schedule_deployment
+from tasks.scheduling import hand_off, schedule_deployment
 from tasks.staging import test_in_staging
 
 SIGN_OFF_ROLE = "qa"
@@ -64,12 +70,9 @@ def review(a: Adapters, change: ChangeRequest) -> None:
             break
     judged = verdict(a, change)
     if judged.declined or any(r not in judged.approvers for r in _review_roles(a, change)):
-        reasons = judged.problems or [f"missing {', '.join(judged.missing)}"]
-        record(a, change.id, "change_rejected", reasons=reasons)
-        a.tickets.add_comment(change.id, "Rejected in review:\n- " + "\n- ".join(reasons))
-        a.tickets.transition(change.id, "rejected")
-        raise ChangeStopped(f"{change.id} rejected: " + "; ".join(reasons))
-    record(a, change.id, "approval_granted", approvers=judged.approvers)
+        raise reject_change(a, change, "review",
+                            judged.problems or [f"missing {', '.join(judged.missing)}"])
+    grant_approval(a, change, judged.approvers)
 
 
 def _review_roles(a: Adapters, change: ChangeRequest) -> list[str]:
@@ -88,9 +91,9 @@ def test_and_sign_off(a: Adapters, change: ChangeRequest) -> None:
                     if p.id != change.author]
         answer = decide(a, change, SIGN_OFF_ROLE, "staging-sign-off", eligible, run_id())
         if answer.decision == "decline":
-            record(a, change.id, "change_rejected", reasons=[f"QA declined: {answer.comment}"])
-            a.tickets.transition(change.id, "rejected")
-            raise ChangeStopped(f"{change.id}: QA declined the staging sign-off")
+            raise reject_change(a, change, "the staging sign-off",
+                                [f"{answer.approver} declined as {SIGN_OFF_ROLE}: "
+                                 f"{answer.comment or 'no reason given'}"])
 
 
 def confirm_availability(a: Adapters, change: ChangeRequest) -> None:
@@ -98,7 +101,7 @@ def confirm_availability(a: Adapters, change: ChangeRequest) -> None:
     reviewer = verdict(a, change).approvers.get("engineering_lead")
     for role, person in (("engineer", change.author), ("reviewer", reviewer)):
         confirmed = [e for e in events_of(a, change, "availability_confirmed")
-                     if e.payload["role"] == role]
+                     if e.payload["role"] == role and e.payload["decision"] == "approve"]
         if confirmed or person is None:
             continue
         answer = decide(a, change, role, "availability", [person], run_id(),
@@ -157,16 +160,6 @@ def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
         assert final is not None
         return {"change": change.id, "state": final.state, "outcome": final.outcome,
                 "incidents": final.incidents}
-
-
-def hand_off(a: Adapters, change: ChangeRequest, slot: datetime) -> dict[str, Any]:
-    """Step 4: wait for the slot without holding a worker, as a scheduled deploy run."""
-    if deployment.id:
-        run_deployment("change-deploy/change-deploy", parameters={"ticket_key": change.id},
-                       scheduled_time=slot, timeout=0, as_subflow=False,
-                       idempotency_key=f"{change.id}-deploy-{slot.isoformat()}")
-    record(a, change.id, "note", text=f"deploy phase scheduled for {slot.isoformat()}")
-    return {"change": change.id, "state": "scheduled", "slot": slot.isoformat()}
 
 
 @flow(name="normal-change", log_prints=True)

@@ -191,3 +191,19 @@ def expired_requests(a: Adapters, change: ChangeRequest) -> list[ApprovalRequest
     requests = [_request(e) for e in events_of(a, change, "approval_requested")]
     return [r for r in requests if r.expires_at <= a.now() and r.purpose != "availability"
             and (r.role, r.purpose) not in decided]
+
+
+@step("reject-change")
+def reject_change(a: Adapters, change: ChangeRequest, step_name: str,
+                  reasons: list[str]) -> ChangeStopped:
+    """A rejection ends the change: recorded, on the ticket; returns what to raise."""
+    record(a, change.id, "change_rejected", step=step_name, reasons=reasons)
+    a.tickets.add_comment(change.id, f"Rejected in {step_name}:\n- " + "\n- ".join(reasons))
+    a.tickets.transition(change.id, "rejected")
+    return ChangeStopped(f"{change.id} rejected in {step_name}: " + "; ".join(reasons))
+
+
+@step("grant-approval")
+def grant_approval(a: Adapters, change: ChangeRequest, approvers: dict[str, str]) -> None:
+    """Record that the review's approvals are complete and hold under the domain rules."""
+    record(a, change.id, "approval_granted", approvers=approvers)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+
+from prefect.deployments import run_deployment
+from prefect.runtime import deployment
 
 from domain.models import ChangeRequest, Notice
 from domain.schedule import next_slot
@@ -48,3 +52,14 @@ def schedule_deployment(a: Adapters, change: ChangeRequest) -> datetime:
     a.tickets.add_comment(change.id, f"Scheduled for {local:%a %Y-%m-%d %H:%M %Z}; "
                           f"notified: {', '.join(told)}")
     return slot
+
+
+@step("hand-off-to-slot")
+def hand_off(a: Adapters, change: ChangeRequest, slot: datetime) -> dict[str, Any]:
+    """Step 4: wait for the slot without holding a worker, as a scheduled deploy run."""
+    if deployment.id:
+        run_deployment("change-deploy/change-deploy", parameters={"ticket_key": change.id},
+                       scheduled_time=slot, timeout=0, as_subflow=False,
+                       idempotency_key=f"{change.id}-deploy-{slot.isoformat()}")
+    record(a, change.id, "note", text=f"deploy phase scheduled for {slot.isoformat()}")
+    return {"change": change.id, "state": "scheduled", "slot": slot.isoformat()}
