@@ -214,3 +214,30 @@ def test_a_failed_rollback_is_a_p1_incident_paging_owner_and_on_call(
     assert incident.payload["priority"] == 1
     pages = {n["to"] for n in read_outbox(stack.outbox) if n["kind"] == "page"}
     assert pages == {"bob", "oscar"}  # the rollback owner and on-call
+
+
+def engineer_busy(notices: list[CodeNotice], attempt: int) -> dict[str, Any]:
+    first = notices[0]
+    busy = first.purpose == "availability" and first.role == "engineer"
+    return {"decision": "decline" if busy else "approve", "approver": first.to,
+            "code": first.code, "comment": "on leave today" if busy else ""}
+
+
+def test_a_declined_availability_stops_the_deploy_until_confirmed(stack: Stack) -> None:
+    busy = ScriptedApprover(stack.outbox, engineer_busy).start(interval=0.2)
+    try:
+        with pytest.raises(ChangeStopped, match="the engineer \\(alice\\) is not available"):
+            change_request("CHG-101")
+    finally:
+        busy.stop()
+    assert deploys(stack, "CHG-101") == 0
+    available = ScriptedApprover(stack.outbox).start(interval=0.2)
+    try:
+        assert change_request("CHG-101")["outcome"] == "succeeded"
+    finally:
+        available.stop()
+    answers = [(e.payload["role"], e.payload["decision"])
+               for e in stack.adapters.change_log.events("CHG-101")
+               if e.type == "availability_confirmed"]
+    assert answers == [("engineer", "decline"), ("engineer", "approve"), ("reviewer", "approve")]
+    assert deploys(stack, "CHG-101") == 1
