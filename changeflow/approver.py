@@ -126,3 +126,9 @@ class ScriptedApprover:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def __enter__(self) -> ScriptedApprover:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

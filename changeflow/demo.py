@@ -100,13 +100,10 @@ def run_demo() -> int:
               "production)")
         print(f"3. change-request runs on the Prefect server at {api.removesuffix('/api')} "
               "(open it to watch);\n   a scripted approver answers with the codes it was sent")
-        approver = ScriptedApprover(stack.outbox).start(interval=0.2)
-        try:
+        with ScriptedApprover(stack.outbox).start(interval=0.2):
             for key, what in DEMO_TICKETS.items():
                 print(f"  -- {key}: {what}")
                 run_change(stack, key)
-        finally:
-            approver.stop()
         print("4. Change log")
         result = stack.adapters.change_log.verify()
         print(f"  chain {'ok' if result.ok else 'BROKEN: ' + str(result.problem)}: "
@@ -114,7 +111,7 @@ def run_demo() -> int:
         print("5. changeflow changes")
         print_changes(stack.adapters.change_log.changes(), indent="  ")
         notices: dict[str, Any] = {}
-        for notice in _outbox(stack):
+        for notice in read_outbox(stack.outbox):
             notices[notice["kind"]] = notices.get(notice["kind"], 0) + 1
         print(f"  evidence: {stack.settings.resolved_database_url}; to query it:\n"
               f"    CHANGEFLOW_VAR_DIR={stack.settings.var_dir.relative_to(PROJECT_ROOT)} "
@@ -122,7 +119,3 @@ def run_demo() -> int:
         print(f"  notices: {stack.outbox} ({', '.join(f'{n} {k}' for k, n in notices.items())})")
     print(f"demo finished in {time.monotonic() - started:.1f} s")
     return 0 if result.ok else 1
-
-
-def _outbox(stack: Stack) -> list[dict[str, Any]]:
-    return read_outbox(stack.outbox)

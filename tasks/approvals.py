@@ -19,7 +19,7 @@ from pydantic import Field, create_model
 
 from domain.approvals import ApprovalVerdict, check_approvals, required_approvals
 from domain.history import approvals_of
-from domain.models import Approval, ChangeEvent, ChangeRequest, Decision, Notice
+from domain.models import Approval, ChangeEvent, ChangeRequest, Notice
 from domain.otp import CODE_ALPHABET, CODE_LENGTH, code_digest, code_problem
 from integrations.factory import Adapters
 from tasks.common import ChangeStopped, events_of, record, step
@@ -155,14 +155,10 @@ def verdict(a: Adapters, change: ChangeRequest) -> ApprovalVerdict:
 
 
 def decision_of(a: Adapters, change: ChangeRequest, role: str, purpose: str) -> Approval | None:
-    """The recorded decision for a role and purpose, if any."""
-    for event in reversed(events_of(a, change, "approval_recorded")):
-        if event.payload["role"] == role and event.payload.get("purpose") == purpose:
-            return Approval(role=role, person_id=event.payload["person_id"],
-                            decision=Decision(event.payload["decision"]), at=event.at,
-                            channel=event.payload.get("channel", UI_CHANNEL),
-                            comment=event.payload.get("comment", ""))
-    return None
+    """The latest recorded decision for a role and purpose, if any."""
+    found = approvals_of(e for e in events_of(a, change, "approval_recorded")
+                         if e.payload["role"] == role and e.payload.get("purpose") == purpose)
+    return found[-1] if found else None
 
 
 @step("expire-request")

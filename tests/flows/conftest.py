@@ -33,6 +33,5 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 @pytest.fixture
 def approver(stack: Stack) -> Iterator[ScriptedApprover]:
     """Approves every waiting decision with the first eligible person's code."""
-    scripted = ScriptedApprover(stack.outbox).start(interval=0.2)
-    yield scripted
-    scripted.stop()
+    with ScriptedApprover(stack.outbox).start(interval=0.2) as scripted:
+        yield scripted

@@ -75,11 +75,8 @@ def test_a_change_run_from_a_deployment_suspends_and_resumes_from_the_top(
         # The run waits for the engineering lead, and no process is held for it.
         wait_for(lambda: children_of(served.pid) == [], "the run's process to exit", 30)
         assert _suspended(client, run.id)
-        approver = ScriptedApprover(stack.outbox).start(interval=0.3)
-        try:
+        with ScriptedApprover(stack.outbox).start(interval=0.3):
             final = wait_for(lambda: _final(client, run.id), "the run to finish", 240)
-        finally:
-            approver.stop()
     assert final.is_completed(), final
     record = stack.adapters.change_log.record("CHG-101")
     assert record is not None and record.outcome == "succeeded"
@@ -96,8 +93,7 @@ def test_a_slot_in_the_future_is_a_scheduled_deploy_run(
     policy = yaml.safe_load(path.read_text())
     policy["schedule"]["notice_hours"] = 24
     path.write_text(yaml.safe_dump(policy))
-    approver = ScriptedApprover(stack.outbox).start(interval=0.3)
-    try:
+    with ScriptedApprover(stack.outbox).start(interval=0.3):
         with get_client(sync_client=True) as client:
             run = run_deployment("change-request/change-request",
                                  parameters={"ticket_key": "CHG-101"}, timeout=0)
@@ -107,8 +103,6 @@ def test_a_slot_in_the_future_is_a_scheduled_deploy_run(
             deploy = client.read_deployment_by_name("change-deploy/change-deploy")
             scheduled = client.read_flow_runs(deployment_filter=DeploymentFilter(
                 id=DeploymentFilterId(any_=[deploy.id])))
-    finally:
-        approver.stop()
     (slot_event,) = [e for e in stack.adapters.change_log.events("CHG-101")
                      if e.type == "deployment_scheduled"]
     slot = datetime.fromisoformat(slot_event.payload["slot"])

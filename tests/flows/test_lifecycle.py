@@ -93,12 +93,9 @@ def test_the_run_leaves_an_evidence_artifact(stack: Stack, approver: ScriptedApp
 
 def test_failing_staging_tests_stop_the_change_and_go_on_the_ticket(tmp_path: Path) -> None:
     with embedded_stack(tmp_path, port=0, broken=("2.1.0",), approval_poll_seconds=0.2) as stack:
-        approver = ScriptedApprover(stack.outbox).start(interval=0.2)
-        try:
+        with ScriptedApprover(stack.outbox).start(interval=0.2):
             with pytest.raises(ChangeStopped, match="staging failed: staging-health"):
                 change_request("CHG-103")
-        finally:
-            approver.stop()
         record = stack.adapters.change_log.record("CHG-103")
         assert record is not None and (record.state, record.outcome) == ("failed", "failed")
         comment = stack.adapters.tickets.comments("CHG-103")[-1]

@@ -35,11 +35,8 @@ def wrong_then_right(notices: list[CodeNotice], attempt: int) -> dict[str, Any]:
 
 
 def test_a_wrong_code_is_refused_recorded_and_the_form_shown_again(stack: Stack) -> None:
-    approver = ScriptedApprover(stack.outbox, wrong_then_right).start(interval=0.2)
-    try:
+    with ScriptedApprover(stack.outbox, wrong_then_right).start(interval=0.2) as approver:
         assert change_request("CHG-101")["outcome"] == "succeeded"
-    finally:
-        approver.stop()
     events = stack.adapters.change_log.events("CHG-101")
     (failed,) = [e for e in events if e.type == "approval_attempt_failed"]
     assert failed.payload["claimed"] == "erin" and failed.payload["role"] == "engineering_lead"
@@ -57,12 +54,9 @@ def decline_review(notices: list[CodeNotice], attempt: int) -> dict[str, Any]:
 
 
 def test_a_declined_review_rejects_the_change_and_updates_the_ticket(stack: Stack) -> None:
-    approver = ScriptedApprover(stack.outbox, decline_review).start(interval=0.2)
-    try:
+    with ScriptedApprover(stack.outbox, decline_review).start(interval=0.2):
         with pytest.raises(ChangeStopped, match="CHG-101 rejected"):
             change_request("CHG-101")
-    finally:
-        approver.stop()
     record = stack.adapters.change_log.record("CHG-101")
     assert record is not None and (record.state, record.outcome) == ("rejected", "rejected")
     ticket = stack.adapters.tickets
@@ -224,18 +218,12 @@ def engineer_busy(notices: list[CodeNotice], attempt: int) -> dict[str, Any]:
 
 
 def test_a_declined_availability_stops_the_deploy_until_confirmed(stack: Stack) -> None:
-    busy = ScriptedApprover(stack.outbox, engineer_busy).start(interval=0.2)
-    try:
+    with ScriptedApprover(stack.outbox, engineer_busy).start(interval=0.2):
         with pytest.raises(ChangeStopped, match="the engineer \\(alice\\) is not available"):
             change_request("CHG-101")
-    finally:
-        busy.stop()
     assert deploys(stack, "CHG-101") == 0
-    available = ScriptedApprover(stack.outbox).start(interval=0.2)
-    try:
+    with ScriptedApprover(stack.outbox).start(interval=0.2):
         assert change_request("CHG-101")["outcome"] == "succeeded"
-    finally:
-        available.stop()
     answers = [(e.payload["role"], e.payload["decision"])
                for e in stack.adapters.change_log.events("CHG-101")
                if e.type == "availability_confirmed"]
