@@ -39,6 +39,8 @@ class CodeNotice:
     role: str
     purpose: str
     change_id: str
+    approvers: tuple[str, ...] = ()
+    """For a verbal approval: who may have given it (the recorder names one)."""
 
 
 Policy = Callable[[list[CodeNotice], int], dict[str, Any] | None]
@@ -47,8 +49,15 @@ gave it, the form to submit (or None to leave it waiting)."""
 
 
 def approve_first(notices: list[CodeNotice], attempt: int) -> dict[str, Any] | None:
-    """Approve as the first person who was sent a code."""
+    """Approve as the first person who was sent a code.
+
+    For a verbal approval, record as the first recorder that the first listed approver
+    (the CISO) approved by phone.
+    """
     first = notices[0]
+    if first.approvers:
+        return {"approver": first.approvers[0], "recorder": first.to, "code": first.code,
+                "channel": "phone", "comment": f"{first.approvers[0]} approved by phone"}
     return {"decision": "approve", "approver": first.to, "code": first.code,
             "comment": f"approved by the scripted approver for {first.to}"}
 
@@ -63,7 +72,9 @@ def code_notices(outbox: Path) -> list[CodeNotice]:
                       if ": " in line)
         found.append(CodeNotice(to=str(notice["to"]), code=fields["code"], run_id=fields["run"],
                                 role=fields["role"], purpose=fields["purpose"],
-                                change_id=str(notice.get("change_id"))))
+                                change_id=str(notice.get("change_id")),
+                                approvers=tuple(fields["approvers"].split(", "))
+                                if "approvers" in fields else ()))
     return found
 
 

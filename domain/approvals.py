@@ -116,6 +116,9 @@ def _refusal(approval: Approval, req: ApprovalRequirement, fallback: bool,
     if req.verbal and approval.channel != VERBAL_CHANNEL:
         return (f"{who} approved as {role!r} via {approval.channel!r}, but this approval "
                 f"must be given verbally (channel {VERBAL_CHANNEL!r})")
+    if req.verbal and approval.recorded_by in (None, person.id):
+        return (f"{who}'s verbal approval as {role!r} must be recorded by someone else, who "
+                "heard it (the approver confirms it afterwards)")
     if fallback and not (approval.fallback_reason or "").strip():
         return (f"{who} approved as {role!r} in place of {req.role!r} without a "
                 f"fallback_reason (why the {req.role} was unavailable)")

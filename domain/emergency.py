@@ -5,6 +5,9 @@ conduct a post-hoc review within 5 business days (step 4), and file the change r
 with retroactive sign-off from the CISO (step 5). The policy gives step 5 no deadline of
 its own; since the record is filed with the review's outcome, the sign-off is due when
 the review is due, the latest point at which the emergency's record can be complete.
+
+A verbal approval (step 1) is recorded by someone who heard it; the approver confirms
+it afterwards, by the documentation deadline, so an unconfirmed one is an open item too.
 """
 
 from __future__ import annotations
@@ -16,15 +19,12 @@ from domain.calendar import add_business_days, require_aware
 from domain.models import Frozen
 from domain.policy import Policy
 
-ObligationKind = Literal["documentation", "post_hoc_review", "ciso_signoff"]
+ObligationKind = Literal["approval_confirmation", "documentation", "post_hoc_review",
+                         "ciso_signoff"]
 ObligationStatus = Literal["open", "due_soon", "overdue", "met", "late"]
 
 DOCUMENTATION_ROLE = "engineer"
 """Who documents the emergency: the engineer who made it (the change's author)."""
-
-REVIEW_ROLE = "engineering_lead"
-"""Who leads the post-hoc review: the Engineering Lead, who reviews the technical
-approach of every other change (section 2, step 2)."""
 
 DUE_SOON = timedelta(hours=4)
 """Default warning period before a deadline."""
@@ -63,9 +63,21 @@ def emergency_obligations(deployed_at: datetime, policy: Policy) -> list[Obligat
                                     schedule.holidays, schedule.zone)
     return [
         Obligation(kind="documentation", due=documented_by, owner_role=DOCUMENTATION_ROLE),
-        Obligation(kind="post_hoc_review", due=reviewed_by, owner_role=REVIEW_ROLE),
+        Obligation(kind="post_hoc_review", due=reviewed_by, owner_role=rules.review_role),
         Obligation(kind="ciso_signoff", due=reviewed_by, owner_role=rules.signoff_role),
     ]
+
+
+def confirmation_obligation(recorded_at: datetime, approver_role: str,
+                            policy: Policy) -> Obligation:
+    """The approver's confirmation of a verbal approval recorded at `recorded_at`.
+
+    Due with the documentation (`document_within_hours` after it was recorded): the
+    emergency's entry is not complete while its approval is only someone's word.
+    """
+    due = (require_aware(recorded_at, "recorded_at").astimezone(UTC)
+           + timedelta(hours=policy.emergency.document_within_hours))
+    return Obligation(kind="approval_confirmation", due=due, owner_role=approver_role)
 
 
 def obligation_status(obligation: Obligation, closed_at: datetime | None, now: datetime,

@@ -13,6 +13,7 @@ from domain.approvals import ApprovalVerdict
 from domain.models import ChangeRequest, Evidence, GateResult, GateStatus, Roster
 from domain.policy import Policy
 from domain.rollback import missing_rollback_fields
+from domain.standard import required_gates
 
 CI_PASSED = "passed"
 """The CI status that passes the automated-tests gate."""
@@ -131,7 +132,7 @@ def approval_gate(verdict: ApprovalVerdict) -> GateResult:
 def evaluate_gates(change: ChangeRequest, policy: Policy, roster: Roster,
                    approvals_verdict: ApprovalVerdict,
                    bypassed: Set[str] = frozenset()) -> list[GateResult]:
-    """Evaluate the gates of the change's category, in the policy's order.
+    """Evaluate the gates the change needs (`required_gates`), in the policy's order.
 
     Args:
         change: the change request, with its evidence.
@@ -162,7 +163,7 @@ def evaluate_gates(change: ChangeRequest, policy: Policy, roster: Roster,
         "approval": lambda: approval_gate(approvals_verdict),
     }
     results: list[GateResult] = []
-    for gate in spec.gates:
+    for gate in required_gates(change, policy):
         if gate in bypassed:
             results.append(_result(gate, GateStatus.BYPASSED,
                                    f"bypassed under the {change.category.value} process "

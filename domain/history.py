@@ -13,5 +13,6 @@ def approvals_of(events: Iterable[ChangeEvent]) -> list[Approval]:
                      decision=Decision(e.payload["decision"]), at=e.at,
                      channel=e.payload.get("channel", "unknown"),
                      comment=e.payload.get("comment", ""),
-                     fallback_reason=e.payload.get("fallback_reason"))
+                     fallback_reason=e.payload.get("fallback_reason"),
+                     recorded_by=e.payload.get("recorded_by"))
             for e in events if e.type == "approval_recorded"]

@@ -18,6 +18,8 @@ from domain.rollback import missing_rollback_fields
 from domain.services import ServiceCatalog
 
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}\Z")
+CVE = re.compile(r"^CVE-[0-9]{4}-[0-9]{4,}\Z")
+INCIDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-[0-9]+\Z")
 
 REQUIRED_TEXT = ("summary", "description", "scope", "risk_assessment", "testing_plan")
 
@@ -35,21 +37,32 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 
 def validate_ticket(ticket: Ticket, policy: Policy, roster: Roster,
-                    services: ServiceCatalog) -> ChangeRequest | list[str]:
+                    services: ServiceCatalog, *, complete: bool = False
+                    ) -> ChangeRequest | list[str]:
     """The ticket as a `ChangeRequest`, or every problem with it.
+
+    An emergency ticket must say why it is one (`emergency_trigger`, `incident_ref`) and
+    may leave the policy's `emergency.deferrable_fields` empty until its documentation
+    is due (section 5 step 3), unless `complete` asks for every field.
 
     Args:
         ticket: the ticket as its system holds it.
-        policy: the policy (rollback plan's required fields).
+        policy: the policy (rollback plan's required fields, emergency triggers).
         roster: who may author and own rollbacks.
         services: the catalog the service must come from.
+        complete: require every field a normal change has, deferrable ones included.
 
     Returns:
         A valid change, or problems such as
         `rollback_plan: missing owner; add who executes the rollback`.
     """
     fields = dict(ticket.fields)
-    problems = _field_problems(fields, roster, services)
+    emergency = fields.get("category") == "emergency"
+    deferred: set[str] = (set(policy.emergency.deferrable_fields) if emergency and not complete
+                          else set())
+    problems = _field_problems(fields, roster, services, deferred)
+    if emergency:
+        problems.update(_emergency_problems(fields, policy))
     if fields.get("rollback_plan") is None:
         problems["rollback_plan"] = ("missing; add trigger, steps, owner, verification and "
                                      "time_estimate_minutes (policy section 4)")
@@ -74,13 +87,34 @@ def validate_ticket(ticket: Ticket, policy: Policy, roster: Roster,
     return found or change
 
 
-def _field_problems(fields: dict[str, Any], roster: Roster,
-                    services: ServiceCatalog) -> dict[str, str]:
+def _emergency_problems(fields: dict[str, Any], policy: Policy) -> dict[str, str]:
+    """Section 5: an emergency names its trigger and the incident or CVE behind it."""
+    problems: dict[str, str] = {}
+    triggers = policy.emergency.triggers
+    trigger, ref = fields.get("emergency_trigger"), fields.get("incident_ref")
+    if trigger not in triggers:
+        problems["emergency_trigger"] = (
+            f"{'missing' if trigger is None else f'{trigger!r} is not an emergency'}; "
+            f"say why this cannot wait: one of {', '.join(triggers)} (policy section 5)")
+    cve = trigger == "exploited_critical_vulnerability"
+    pattern, example = (CVE, "CVE-2026-12345") if cve else (INCIDENT, "INC-4711")
+    if not isinstance(ref, str) or not pattern.match(ref):
+        what = "the CVE being exploited" if cve else "the P1 incident this resolves"
+        problems["incident_ref"] = (f"{'missing' if ref is None else f'{ref!r} is not valid'}"
+                                    f"; name {what}, e.g. {example}")
+    return problems
+
+
+def _field_problems(fields: dict[str, Any], roster: Roster, services: ServiceCatalog,
+                    deferred: set[str]) -> dict[str, str]:
     """Problems with the text fields, by field name; drops fields that are not text."""
     problems: dict[str, str] = {}
     for name in REQUIRED_TEXT:
         value = fields.get(name)
-        if not isinstance(value, str) or not value.strip():
+        if name in deferred and (value is None or (isinstance(value, str)
+                                                  and not value.strip())):
+            fields[name] = ""
+        elif not isinstance(value, str) or not value.strip():
             problems[name] = f"missing; add {_HINTS[name]}"
     for name in ("service", "version", "author"):
         value = fields.get(name)

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from domain.emergency import Obligation
 from domain.models import Category
 
 TERMINAL_OUTCOMES = {
@@ -28,9 +29,14 @@ _OPEN = ("submitted", "in_review", "approved", "testing", "blocked", "ready", "s
 
 TRANSITIONS: dict[str, dict[str | None, str]] = {
     "change_submitted": {None: "submitted", "needs_information": "submitted"},
+    "change_reclassified": {"submitted": "submitted"},
     "validation_failed": {None: "needs_information", "needs_information": "needs_information"},
-    "approval_requested": {"submitted": "in_review", "in_review": "in_review",
-                           "testing": "testing", "ready": "ready", "scheduled": "scheduled"},
+    # Asking is allowed at any point after submission (availability before deploying,
+    # an emergency's obligations after closing); only a first review request moves it.
+    "approval_requested": {"submitted": "in_review", **{s: s for s in (
+        "in_review", "approved", "testing", "blocked", "ready", "scheduled", "deploying",
+        "deployed", "deploy_failed", "verify_failed", "rolling_back", *TERMINAL_OUTCOMES,
+        "closed")}},
     "approval_recorded": {"submitted": "in_review", "in_review": "in_review",
                           "testing": "testing"},
     "approval_granted": {"submitted": "approved", "in_review": "approved"},
@@ -59,8 +65,9 @@ TRANSITIONS: dict[str, dict[str | None, str]] = {
 NEUTRAL_EVENTS = frozenset({
     "note", "notification_sent", "approval_attempt_failed", "ticket_updated",
     "ticket_snapshot", "gate_bypassed", "incident_opened", "incident_reviewed",
-    "obligation_opened", "obligation_closed", "reminder_sent", "escalated",
+    "obligation_opened", "reminder_sent", "escalated",
     "effect_started", "effect_finished", "availability_confirmed", "staging_test_result",
+    "procedure_checked", "obligation_responded",
 })
 """Evidence that may be recorded at any point of a change that exists; state unchanged."""
 
@@ -92,6 +99,30 @@ def next_state(state: str | None, event_type: str) -> str | None:
     return allowed[state]
 
 
+class ObligationRecord(Obligation):
+    """An obligation an emergency change owes, as the change log holds it now.
+
+    Attributes:
+        owners: who owes it (roster ids), told by reminders.
+        opened_at: when it was opened.
+        closed_at: when its owner fulfilled it (`outcome` "done"), None while open.
+        closed_by: who fulfilled or refused it.
+        outcome: "done", or "refused" when its owner declined (a disputed verbal
+            approval, a refused sign-off); a refused obligation stays open.
+    """
+
+    owners: list[str]
+    opened_at: datetime
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    outcome: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once its owner fulfilled it."""
+        return self.outcome == "done"
+
+
 class ChangeRecord(BaseModel):
     """A change as the change log knows it now (policy section 7's record)."""
 
@@ -109,6 +140,8 @@ class ChangeRecord(BaseModel):
     approvers: list[str] = []
     deployed_at: datetime | None = None
     incidents: list[str] = []
+    obligations: dict[str, ObligationRecord] = {}
+    reclassified_from: Category | None = None
     opened_at: datetime
     updated_at: datetime
     last_seq: int
@@ -120,6 +153,23 @@ class ChangeRecord(BaseModel):
 
 
 _SUBMITTED_FIELDS = ("summary", "description", "service", "version", "author")
+
+
+def _obligations(current: dict[str, Any], event_type: str, payload: dict[str, Any],
+                 at: datetime) -> dict[str, Any]:
+    """The change's obligations after an obligation was opened or answered."""
+    found = dict(current)
+    # opened names the obligation; an answer is a decision whose purpose is its name
+    kind = str(payload.get("obligation") or payload.get("purpose") or "")
+    if event_type == "obligation_opened":
+        found[kind] = {"kind": kind, "due": payload["due"], "owner_role": payload["owner_role"],
+                       "owners": payload["owners"], "opened_at": at}
+    elif kind in found:
+        done = payload.get("decision") == "approve"
+        found[kind] = {**dict(found[kind]), "closed_at": at if done else None,
+                       "closed_by": payload.get("person_id"),
+                       "outcome": "done" if done else "refused"}
+    return found
 
 
 def project(record: ChangeRecord | None, change_id: str, event_type: str,
@@ -142,6 +192,10 @@ def project(record: ChangeRecord | None, change_id: str, event_type: str,
         base["deployed_at"] = at
     elif event_type == "incident_opened" and payload.get("incident_id"):
         base["incidents"] = [*base["incidents"], str(payload["incident_id"])]
+    elif event_type == "change_reclassified":
+        base.update(reclassified_from=base["category"], category=Category(payload["to"]))
+    elif event_type in ("obligation_opened", "obligation_responded"):
+        base["obligations"] = _obligations(base["obligations"], event_type, payload, at)
     if state in TERMINAL_OUTCOMES:
         base["outcome"] = TERMINAL_OUTCOMES[state]
     return ChangeRecord.model_validate(base)

@@ -147,6 +147,9 @@ class ChangeRequest(Frozen):
     components: list[str] = []
     changed_paths: list[str] = []
     evidence: Evidence = Evidence()
+    standard_procedure: str | None = None
+    change_kind: str | None = None
+    emergency_trigger: str | None = None
     incident_ref: str | None = None
 
 
@@ -160,6 +163,8 @@ class Approval(Frozen):
     channel: str = "ui"
     comment: str = ""
     fallback_reason: str | None = None
+    recorded_by: str | None = None
+    """Who recorded a verbal approval (never the approver: the approver confirms later)."""
 
 
 class GateResult(Frozen):

@@ -19,6 +19,9 @@ GATES = ("code_review", "automated_tests", "security_scan", "staging_validation"
          "rollback_plan", "approval")
 """The six gates of policy section 3, by name."""
 
+STANDARD_MINIMUM_GATES = ("automated_tests", "rollback_plan", "approval")
+"""Gates every standard procedure keeps, whatever else it drops."""
+
 ROLLBACK_FIELDS = ("trigger", "steps", "owner", "verification", "time_estimate_minutes")
 """The five parts of a rollback plan (policy section 4)."""
 
@@ -55,6 +58,9 @@ class CategoryPolicy(Frozen):
     approvals: list[ApprovalRequirement] = Field(min_length=1)
     gates: list[str]
     bypassable_gates: list[str] = []
+    deploy_at: Literal["window", "immediately"] = "window"
+    """`window`: the next slot in a maintenance window, after notice (section 2 step 4);
+    `immediately`: as soon as the gates pass (the emergency process, section 5)."""
 
 
 class SecurityReviewTrigger(Frozen):
@@ -111,6 +117,11 @@ class EmergencyPolicy(Frozen):
     document_within_hours: int = Field(default=24, ge=1)
     review_within_business_days: int = Field(default=5, ge=1)
     signoff_role: str
+    review_role: str = "engineering_lead"
+    recorder_roles: list[str] = []
+    deferrable_fields: list[Literal["scope", "risk_assessment", "testing_plan"]] = []
+    remind_before_hours: int = Field(default=6, ge=0)
+    repeat_notice_hours: int = Field(default=24, ge=1)
 
 
 class Window(Frozen):
@@ -243,9 +254,17 @@ class Policy(Frozen):
             if field not in CHANGE_LOG_FIELDS:
                 found.append((f"change_log.required_fields[{i}]",
                               f"unknown field {field!r} (known: {', '.join(CHANGE_LOG_FIELDS)})"))
+        role("emergency.review_role", self.emergency.review_role)
+        for i, name in enumerate(self.emergency.recorder_roles):
+            role(f"emergency.recorder_roles[{i}]", name)
         for name, proc in self.standard_procedures.items():
             for i, g in enumerate(proc.gates):
                 gate(f"standard_procedures.{name}.gates[{i}]", g)
+            missing = [g for g in STANDARD_MINIMUM_GATES if g not in proc.gates]
+            if missing:
+                found.append((f"standard_procedures.{name}.gates",
+                              f"must include {', '.join(missing)} (a standard change still "
+                              "needs CI, a rollback plan and its self-approval)"))
         return found
 
 

@@ -14,10 +14,8 @@ from prefect import flow
 from domain.models import Category
 from flows.lifecycle import run_lifecycle
 from integrations.factory import open_adapters
-from tasks.common import ChangeStopped, last_of
+from tasks.common import last_of
 from tasks.intake import submit_change
-
-LIFECYCLES = (Category.NORMAL, Category.MAJOR)
 
 
 @flow(name="change-request", log_prints=True)
@@ -29,8 +27,4 @@ def change_request(ticket_key: str) -> dict[str, Any]:
                else a.tickets.get(ticket_key).fields.get("category"))
         if raw not in set(Category):
             submit_change(a, ticket_key)  # refuses the ticket, listing every problem
-    category = Category(str(raw))
-    if category not in LIFECYCLES:
-        raise ChangeStopped(f"{ticket_key}: {category.value} changes have no lifecycle here "
-                            "yet; nothing was done")
-    return run_lifecycle(ticket_key, category)
+    return run_lifecycle(ticket_key, Category(str(raw)))

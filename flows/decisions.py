@@ -7,41 +7,54 @@ the top, where every step finds its own record in the change log and is not repe
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.input import RunInput
 from prefect.runtime import deployment
 
 from domain.models import ChangeRequest
+from domain.policy import ApprovalRequirement
 from integrations.factory import Adapters
 from tasks.approvals import (
     ApprovalForm,
+    ApprovalRequest,
     expire_request,
     failed_attempts,
     form_for,
     judge_decision,
     request_decision,
 )
+from tasks.common import ChangeStopped
 from tasks.forms import describe
+from tasks.verbal import (
+    PURPOSE,
+    VerbalApprovalForm,
+    judge_verbal,
+    recorders,
+    verbal_approvers,
+    verbal_form_for,
+)
+
+Form = TypeVar("Form", bound=RunInput)
 
 
-def _wait(form: type[ApprovalForm], seconds: int, key: str, poll: float) -> ApprovalForm:
+def _wait(form: type[Form], seconds: int, key: str, poll: float) -> Form:
     if deployment.id:
         return suspend_flow_run(wait_for_input=form, timeout=seconds, key=key)
     interval: Any = poll  # typed int by Prefect, slept as a float
     return pause_flow_run(wait_for_input=form, timeout=seconds, key=key, poll_interval=interval)
 
 
-def decide(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligible: list[str],
-           run_id: str, event_type: str = "approval_recorded") -> ApprovalForm:
-    """Ask for one decision and wait until a valid one is recorded, or the wait expires.
+def _answer(a: Adapters, change: ChangeRequest, request: ApprovalRequest, form: type[Form],
+            judge: Callable[[Form], str | None]) -> Form:
+    """Show `form` until `judge` accepts an answer (returns None), or the wait expires.
 
     Raises:
-        ChangeStopped: the wait expired (recorded as a rejection).
+        ChangeStopped: the wait expired (recorded as a rejection for an approval).
     """
-    request = request_decision(a, change, role, purpose, eligible, run_id)
-    form = form_for(request.eligible)
     while True:
         remaining = int((request.expires_at - a.now()).total_seconds())
         if remaining <= 0:
@@ -52,5 +65,37 @@ def decide(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligible
                            a.settings.approval_poll_seconds)
         except FlowPauseTimeout:
             raise expire_request(a, change, request) from None
-        if judge_decision(a, request, answer, event_type) is None:
+        if judge(answer) is None:
             return answer
+
+
+def decide(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligible: list[str],
+           run_id: str, event_type: str = "approval_recorded",
+           comment_required: str | None = None) -> ApprovalForm:
+    """Ask for one decision and wait until a valid one is recorded, or the wait expires.
+
+    Raises:
+        ChangeStopped: the wait expired (recorded as a rejection for an approval).
+    """
+    request = request_decision(a, change, role, purpose, eligible, run_id)
+    return _answer(a, change, request, form_for(request.eligible),
+                   lambda answer: judge_decision(a, request, answer, event_type,
+                                                 comment_required))
+
+
+def record_verbal(a: Adapters, change: ChangeRequest, requirement: ApprovalRequirement,
+                  run_id: str) -> VerbalApprovalForm:
+    """Section 5 step 1: wait until someone who heard the verbal approval records it.
+
+    Raises:
+        ChangeStopped: nobody may give or record it, or the wait expired (a rejection).
+    """
+    approvers = verbal_approvers(a, change, requirement)
+    if not approvers:
+        raise ChangeStopped(f"nobody in the roster may approve {change.id} as "
+                            f"{requirement.role} or {requirement.fallback_role}")
+    request = request_decision(a, change, requirement.role, PURPOSE, recorders(a, change),
+                               run_id, approvers=approvers)
+    form = verbal_form_for(approvers, request.eligible)
+    return _answer(a, change, request, form,
+                   lambda answer: judge_verbal(a, change, requirement, request, answer))

@@ -1,10 +1,19 @@
-"""Policy section 2 (normal process), section 3 (gates) and section 4 (rollback) as flows.
+"""Policy sections 1 to 5 as flows: the lifecycle of each change category.
 
-`normal-change` and `major-change` run the same steps; what differs between them (who
-approves) is in the policy file. Each step looks at the change log first and does only
-what is not yet recorded, so a run that starts again (a resumed suspension, a retry, a
-run killed mid-way) never repeats a decision or deploys twice, and a deployment whose
-outcome was never recorded is verified, not redone.
+Every category runs the same steps; what differs (who approves, which gates apply,
+whether staging and a maintenance window are part of it) is in the policy file:
+- `normal-change` and `major-change`: review, staging and QA sign-off, gates, a slot in
+  a maintenance window, deploy, verify, close (section 2);
+- `standard-change`: the ticket is checked against its pre-approved procedure; if it
+  fits, the engineer's own approval and the procedure's gates, then the same deploy; if
+  not, it is handled as a normal change, and the reason recorded (section 1);
+- `emergency-change`: a verbal approval recorded by who heard it, the bypassable gates
+  recorded as bypassed, deployed at once, then obligations opened (section 5).
+
+Each step looks at the change log first and does only what is not yet recorded, so a
+run that starts again (a resumed suspension, a retry, a run killed mid-way) never
+repeats a decision or deploys twice, and a deployment whose outcome was never recorded
+is verified, not redone.
 """
 
 from __future__ import annotations
@@ -17,7 +26,9 @@ from prefect.runtime import flow_run
 
 from domain.approvals import eligible_approvers, required_approvals
 from domain.models import Category, ChangeRequest
-from flows.decisions import decide
+from domain.policy import ApprovalRequirement
+from domain.standard import required_gates
+from flows.decisions import decide, record_verbal
 from integrations.factory import Adapters, open_adapters
 from tasks.approvals import (
     decision_of,
@@ -30,11 +41,13 @@ from tasks.approvals import (
 from tasks.common import ChangeStopped, events_of
 from tasks.deployment import deploy_slot, deploy_to_production, previous_version, verify_production
 from tasks.gates import check_gates
-from tasks.intake import submit_change
+from tasks.intake import check_procedure, submit_change
+from tasks.obligations import open_obligations
 from tasks.records import close_change
 from tasks.rollback import open_incident, roll_back
 from tasks.scheduling import hand_off, schedule_deployment
 from tasks.staging import test_in_staging
+from tasks.verbal import PURPOSE as VERBAL
 
 SIGN_OFF_ROLE = "qa"
 """Who signs off staging (section 2 step 3), for every category that runs it."""
@@ -55,17 +68,36 @@ def run_id() -> str:
     return str(flow_run.id or "local")
 
 
+def _purpose(requirement: ApprovalRequirement) -> str:
+    if requirement.verbal:
+        return VERBAL
+    return "self-approval" if requirement.self_approval else "review"
+
+
+def _decided(a: Adapters, change: ChangeRequest, requirement: ApprovalRequirement) -> bool:
+    purpose = _purpose(requirement)
+    return any(decision_of(a, change, role, purpose) for role in
+               (requirement.role, requirement.fallback_role) if role is not None)
+
+
 def review(a: Adapters, change: ChangeRequest) -> None:
-    """Step 2: each reviewing role decides; Security too when the trigger matches."""
+    """Step 2 (and section 1, 5): each approving role decides, in the category's way.
+
+    A reviewer approves in the UI form; Security too when the trigger matches. A
+    standard change's engineer approves their own change the same way; an emergency's
+    verbal approval is recorded by whoever heard it.
+    """
     if state_of(a, change) not in ("submitted", "in_review"):
         return
     policy, roster = a.config.policy, a.config.roster
     for requirement in required_approvals(change, policy):
-        if requirement.role == SIGN_OFF_ROLE or decision_of(a, change, requirement.role,
-                                                            "review"):
+        if requirement.role == SIGN_OFF_ROLE or _decided(a, change, requirement):
+            continue
+        if requirement.verbal:
+            record_verbal(a, change, requirement, run_id())
             continue
         eligible = [p.id for p in eligible_approvers(requirement, change, roster)]
-        answer = decide(a, change, requirement.role, "review", eligible, run_id())
+        answer = decide(a, change, requirement.role, _purpose(requirement), eligible, run_id())
         if answer.decision == "decline":
             break
     judged = verdict(a, change)
@@ -82,7 +114,10 @@ def _review_roles(a: Adapters, change: ChangeRequest) -> list[str]:
 
 def test_and_sign_off(a: Adapters, change: ChangeRequest) -> None:
     """Step 3: staging deploy and tests, then QA's sign-off through the same form."""
-    if state_of(a, change) not in ("approved", "testing"):
+    bypassed = a.config.policy.categories[change.category].bypassable_gates
+    staged = "staging_validation" in required_gates(change, a.config.policy)
+    if state_of(a, change) not in ("approved", "testing") or not staged \
+            or "staging_validation" in bypassed:
         return
     if not events_of(a, change, "staging_passed"):
         test_in_staging(a, change)
@@ -114,7 +149,8 @@ def confirm_availability(a: Adapters, change: ChangeRequest) -> None:
 def deploy_verify_close(a: Adapters, change: ChangeRequest) -> None:
     """Steps 5-7 under the service's deployment slot, rolling back on a failed verify."""
     state = state_of(a, change)
-    if state in ("ready", "scheduled"):
+    immediate = a.config.policy.categories[change.category].deploy_at == "immediately"
+    if state in ("ready", "scheduled") and not immediate:
         confirm_availability(a, change)
     with deploy_slot(change.service):
         state = state_of(a, change)
@@ -133,6 +169,7 @@ def deploy_verify_close(a: Adapters, change: ChangeRequest) -> None:
                 a, change, previous, "post-deployment verification failed",
                 resume=state == "rolling_back"))
             open_incident(a, change, rolled)
+    open_obligations(a, change)
     close_change(a, change)
 
 
@@ -140,9 +177,13 @@ def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
     """Take one change through the policy's steps, as far as the policy lets it go."""
     with open_adapters() as a:
         change = submit_change(a, ticket_key)
-        if change.category is not category:
-            raise ChangeStopped(f"{ticket_key} is a {change.category.value} change, not "
+        current = a.change_log.record(change.id)
+        submitted = (current.reclassified_from if current else None) or change.category
+        if submitted is not category:
+            raise ChangeStopped(f"{ticket_key} is a {submitted.value} change, not "
                                 f"{category.value}: start it with change-request")
+        if change.category is Category.STANDARD:
+            change = check_procedure(a, change)
         if state_of(a, change) in ("in_review", "testing"):
             for request in expired_requests(a, change):
                 raise expire_request(a, change, request)
@@ -172,6 +213,18 @@ def normal_change(ticket_key: str) -> dict[str, Any]:
 def major_change(ticket_key: str) -> dict[str, Any]:
     """A major change: the normal steps, approved by the engineering lead and the CISO."""
     return run_lifecycle(ticket_key, Category.MAJOR)
+
+
+@flow(name="standard-change", log_prints=True)
+def standard_change(ticket_key: str) -> dict[str, Any]:
+    """A standard change: its procedure checked, self-approved, gated, deployed, verified."""
+    return run_lifecycle(ticket_key, Category.STANDARD)
+
+
+@flow(name="emergency-change", log_prints=True)
+def emergency_change(ticket_key: str) -> dict[str, Any]:
+    """An emergency: verbal approval, minimum gates, deployed at once, obligations opened."""
+    return run_lifecycle(ticket_key, Category.EMERGENCY)
 
 
 @flow(name="change-deploy", log_prints=True)

@@ -26,6 +26,11 @@ from tasks.common import ChangeStopped, events_of, record, step
 
 UI_CHANNEL = "prefect-ui"
 
+APPROVAL_PURPOSES = frozenset({"review", "self-approval", "staging-sign-off",
+                               "verbal-approval"})
+"""Requests whose expiry rejects the change. Others (availability, an emergency's
+follow-up obligations) only stop the run that asked."""
+
 
 class ApprovalForm(RunInput):
     """The resume form shown in the Prefect UI. `approver` becomes a list of the eligible."""
@@ -84,11 +89,13 @@ def _open_request(a: Adapters, change_id: str, role: str, purpose: str,
 
 @step("request-decision")
 def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str,
-                     eligible: list[str], run_id: str) -> ApprovalRequest:
+                     eligible: list[str], run_id: str,
+                     approvers: list[str] | None = None) -> ApprovalRequest:
     """Send each eligible person a code and record the request (once per run and role).
 
     A run that starts again from the top finds its request in the change log and sends
-    nothing twice.
+    nothing twice. With `approvers`, the eligible are recorders of a verbal approval
+    that one of `approvers` gave them.
 
     Raises:
         ChangeStopped: nobody in the roster may decide for this role (fails closed).
@@ -102,37 +109,57 @@ def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str
     salt = secrets.token_hex(16)
     expires_at = a.now() + timedelta(hours=a.settings.approval_timeout_hours)
     digests = {}
+    ask = (f"your {purpose} decision as {role} is needed" if approvers is None else
+           f"record the verbal approval you heard from {' or '.join(approvers)}")
+    heard = "" if approvers is None else f"\napprovers: {', '.join(approvers)}"
     for person_id in eligible:
         code = _new_code()
         digests[person_id] = code_digest(code, run_id=run_id, role=role, person_id=person_id,
                                          salt=salt)
         a.notifier.notify(Notice(
             to=person_id, kind="approval-code", change_id=change.id,
-            subject=f"{change.id}: your {purpose} decision as {role} is needed",
+            subject=f"{change.id}: {ask}",
             body=(f"{change.summary}\nOpen flow run {run_id} in Prefect, choose Resume, and "
                   f"enter this code with your decision.\ncode: {code}\nrun: {run_id}\n"
-                  f"role: {role}\npurpose: {purpose}\nexpires: {expires_at.isoformat()}")))
+                  f"role: {role}\npurpose: {purpose}\nexpires: {expires_at.isoformat()}"
+                  f"{heard}")))
     record(a, change.id, "approval_requested", role=role, purpose=purpose, run_id=run_id,
            salt=salt, digests=digests, eligible=eligible, expires_at=expires_at.isoformat())
     return ApprovalRequest(change.id, role, purpose, run_id, salt, digests, eligible,
                            expires_at)
 
 
+def refuse_attempt(a: Adapters, request: ApprovalRequest, claimed: str,
+                   problem: str | None) -> str | None:
+    """Record a refused form answer as a failed attempt; passes `problem` through."""
+    if problem is not None:
+        record(a, request.change_id, "approval_attempt_failed", role=request.role,
+               purpose=request.purpose, run_id=request.run_id, claimed=claimed,
+               reason=problem)
+    return problem
+
+
+def check_code(a: Adapters, request: ApprovalRequest, person_id: str, code: str) -> str | None:
+    """Why `code` does not let `person_id` answer `request` now, or None."""
+    return code_problem(code, person_id=person_id, run_id=request.run_id, role=request.role,
+                        salt=request.salt, digests=request.digests,
+                        expires_at=request.expires_at, now=a.now())
+
+
 @step("judge-decision")
 def judge_decision(a: Adapters, request: ApprovalRequest, answer: ApprovalForm,
-                   event_type: str = "approval_recorded") -> str | None:
+                   event_type: str = "approval_recorded",
+                   comment_required: str | None = None) -> str | None:
     """Record a decision typed into the form, or refuse it; returns why it was refused.
 
     A wrong, expired or someone else's code is recorded as a failed attempt, with the
-    person the form claimed to be and the reason, and is not a decision.
+    person the form claimed to be and the reason, and is not a decision; so is a blank
+    comment when `comment_required` names what the comment must hold.
     """
-    problem = code_problem(answer.code, person_id=answer.approver, run_id=request.run_id,
-                           role=request.role, salt=request.salt, digests=request.digests,
-                           expires_at=request.expires_at, now=a.now())
-    if problem is not None:
-        record(a, request.change_id, "approval_attempt_failed", role=request.role,
-               purpose=request.purpose, run_id=request.run_id, claimed=answer.approver,
-               reason=problem)
+    problem = check_code(a, request, answer.approver, answer.code)
+    if problem is None and comment_required and not answer.comment.strip():
+        problem = f"the comment is empty; it must hold {comment_required}"
+    if refuse_attempt(a, request, answer.approver, problem):
         return problem
     record(a, request.change_id, event_type, answer.approver, role=request.role,
            purpose=request.purpose, person_id=answer.approver, decision=answer.decision,
@@ -149,7 +176,8 @@ def failed_attempts(a: Adapters, request: ApprovalRequest) -> int:
 
 def verdict(a: Adapters, change: ChangeRequest) -> ApprovalVerdict:
     """The domain's judgement of the recorded approvals for the category's roles."""
-    needed = {r.role for r in required_approvals(change, a.config.policy)}
+    needed = {role for r in required_approvals(change, a.config.policy)
+              for role in (r.role, r.fallback_role) if role}
     given = [x for x in approvals_of(events_of(a, change)) if x.role in needed]
     return check_approvals(change, given, a.config.policy, a.config.roster)
 
@@ -163,11 +191,15 @@ def decision_of(a: Adapters, change: ChangeRequest, role: str, purpose: str) -> 
 
 @step("expire-request")
 def expire_request(a: Adapters, change: ChangeRequest, request: ApprovalRequest) -> ChangeStopped:
-    """A wait that timed out is a rejection, recorded as expired; returns what to raise."""
-    if request.purpose == "availability":
-        record(a, change.id, "note", text=f"{request.role} did not confirm availability "
-               f"before {request.expires_at.isoformat()}; the deployment did not start")
-        return ChangeStopped(f"{change.id}: availability was not confirmed in time")
+    """A wait for an approval that timed out is a rejection, recorded as expired.
+
+    Any other wait (availability, an obligation) that timed out stops only this run, with
+    a note. Returns what to raise.
+    """
+    if request.purpose not in APPROVAL_PURPOSES:
+        record(a, change.id, "note", text=f"the {request.purpose} answer as {request.role} "
+               f"was not given before {request.expires_at.isoformat()}; nothing was done")
+        return ChangeStopped(f"{change.id}: the {request.purpose} answer was not given in time")
     record(a, change.id, "approval_expired", role=request.role, purpose=request.purpose,
            expired_at=request.expires_at.isoformat())
     a.tickets.add_comment(change.id, f"The {request.purpose} decision as {request.role} was "
@@ -182,10 +214,10 @@ def expired_requests(a: Adapters, change: ChangeRequest) -> list[ApprovalRequest
     A suspended run whose wait times out is failed by the server without running any
     code, so its expiry is recorded by the next run of the change (or found here).
     """
-    decided = {(e.payload["role"], e.payload.get("purpose")) for e in
-               events_of(a, change, "approval_recorded", "availability_confirmed")}
+    decided = {(e.payload.get("requested_role", e.payload["role"]), e.payload.get("purpose"))
+               for e in events_of(a, change, "approval_recorded")}
     requests = [_request(e) for e in events_of(a, change, "approval_requested")]
-    return [r for r in requests if r.expires_at <= a.now() and r.purpose != "availability"
+    return [r for r in requests if r.expires_at <= a.now() and r.purpose in APPROVAL_PURPOSES
             and (r.role, r.purpose) not in decided]
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from domain.intake import validate_ticket
-from domain.models import ChangeRequest
+from domain.models import Category, ChangeRequest
+from domain.standard import procedure_misfits
 from integrations.factory import Adapters
-from tasks.common import ChangeStopped, last_of, record, step
+from tasks.common import ChangeStopped, events_of, last_of, record, step
 
 NEEDS_INFORMATION = "needs information"
 
@@ -31,7 +32,11 @@ def submit_change(a: Adapters, key: str) -> ChangeRequest:
     """
     submitted = last_of(a, key, "change_submitted")
     if submitted is not None:
-        return ChangeRequest.model_validate(submitted.payload["change"])
+        change = ChangeRequest.model_validate(submitted.payload["change"])
+        moved = last_of(a, key, "change_reclassified")
+        if moved is not None:
+            change = change.model_copy(update={"category": Category(moved.payload["to"])})
+        return change
     ticket = a.tickets.get(key)
     cfg = a.config
     checked = validate_ticket(ticket, cfg.policy, cfg.roster, cfg.services)
@@ -50,3 +55,25 @@ def submit_change(a: Adapters, key: str) -> ChangeRequest:
            service=change.service, version=change.version, author=change.author,
            watchers=ticket.watchers, change=change.model_dump(mode="json"))
     return change
+
+
+@step("check-procedure")
+def check_procedure(a: Adapters, change: ChangeRequest) -> ChangeRequest:
+    """Section 1: a standard change must fit its pre-approved procedure, else it is normal.
+
+    The check and its reasons are recorded; a misfit is reclassified (recorded, and said
+    on the ticket) and goes on as a normal change: reviewed, staged, signed off.
+    """
+    if events_of(a, change, "procedure_checked"):
+        return change
+    reasons = procedure_misfits(change, a.config.policy)
+    record(a, change.id, "procedure_checked", procedure=change.standard_procedure,
+           fits=not reasons, reasons=reasons)
+    if not reasons:
+        return change
+    record(a, change.id, "change_reclassified", **{"from": change.category.value},
+           to=Category.NORMAL.value, reasons=reasons)
+    a.tickets.add_comment(change.id, "This change does not fit its standard procedure, so "
+                          "it is handled as a normal change (review, staging, QA sign-off):"
+                          "\n- " + "\n- ".join(reasons))
+    return change.model_copy(update={"category": Category.NORMAL})

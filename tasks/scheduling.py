@@ -30,15 +30,17 @@ def schedule_deployment(a: Adapters, change: ChangeRequest) -> datetime:
     """The deployment slot, computed and announced once; later runs read it back.
 
     The slot is in a maintenance window, outside peak hours and freezes, and at least
-    the policy's notice after the stakeholders are told (now).
+    the policy's notice after the stakeholders are told (now); for a category that
+    deploys immediately (an emergency), it is now, and they are told it is happening.
     """
     scheduled = last_of(a, change, "deployment_scheduled")
     if scheduled is not None:
         return datetime.fromisoformat(scheduled.payload["slot"])
     now = a.now()
     estimate = change.rollback_plan.time_estimate_minutes or 0
-    slot = next_slot(now, a.config.policy.schedule, notified_at=now,
-                     duration=timedelta(minutes=estimate))
+    immediate = a.config.policy.categories[change.category].deploy_at == "immediately"
+    slot = now if immediate else next_slot(now, a.config.policy.schedule, notified_at=now,
+                                           duration=timedelta(minutes=estimate))
     told = stakeholders(a, change)
     local = slot.astimezone(a.config.policy.schedule.zone)
     for person in told:
@@ -48,7 +50,7 @@ def schedule_deployment(a: Adapters, change: ChangeRequest) -> datetime:
             body=f"{change.summary}\n{change.service} {change.version} to production at "
                  f"{local.isoformat()}.\nRisk: {change.risk_assessment}"))
     record(a, change.id, "deployment_scheduled", slot=slot.isoformat(), notified=told,
-           notified_at=now.isoformat())
+           notified_at=now.isoformat(), immediate=immediate)
     a.tickets.add_comment(change.id, f"Scheduled for {local:%a %Y-%m-%d %H:%M %Z}; "
                           f"notified: {', '.join(told)}")
     return slot

@@ -36,9 +36,10 @@ def write(folder: Path, key: str, text: str) -> Path:
 
 def test_examples_load_and_validate():
     tickets = LocalChangeTickets(EXAMPLES).search()
-    assert [t.key for t in tickets] == ["CHG-101", "CHG-102", "CHG-103", "CHG-104"]
+    assert [t.key for t in tickets] == ["CHG-101", "CHG-102", "CHG-103", "CHG-104", "CHG-105",
+                                        "CHG-201", "CHG-202"]
     by_key = {t.key: t for t in tickets}
-    for key in ("CHG-101", "CHG-102", "CHG-103"):
+    for key in ("CHG-101", "CHG-102", "CHG-103", "CHG-105"):
         change = ChangeRequest(id=key, **by_key[key].fields)
         assert change.service == "sample"
     assert by_key["CHG-101"].fields["version"] == "1.1.0"

@@ -22,7 +22,7 @@ LEADBOT = Person(id="leadbot", name="Lead Bot", email="leadbot@example.com",
 NORMAL, STANDARD, MAJOR, EMERGENCY = (Category.NORMAL, Category.STANDARD, Category.MAJOR,
                                       Category.EMERGENCY)
 DECLINE = Decision.DECLINE
-VERBAL: dict[str, Any] = {"channel": "verbal"}
+VERBAL: dict[str, Any] = {"channel": "verbal", "recorded_by": "alice"}
 
 # (id, change overrides, approvals, satisfied, declined, missing, problems, approvers)
 CASES = [
@@ -98,6 +98,14 @@ CASES = [
      True, False, [], [], {"engineering_lead": "erin", "qa": "quinn", "security": "sam"}),
     ("emergency-ciso-verbal", {"category": EMERGENCY},
      [approval("ciso", "carol", **VERBAL)], True, False, [], [], {"ciso": "carol"}),
+    ("emergency-verbal-recorded-by-the-approver", {"category": EMERGENCY},
+     [approval("ciso", "carol", channel="verbal", recorded_by="carol")], False, False, ["ciso"],
+     ["Carol Chen (carol)'s verbal approval as 'ciso' must be recorded by someone else, who "
+      "heard it (the approver confirms it afterwards)"], {}),
+    ("emergency-verbal-no-recorder", {"category": EMERGENCY},
+     [approval("ciso", "carol", channel="verbal")], False, False, ["ciso"],
+     ["Carol Chen (carol)'s verbal approval as 'ciso' must be recorded by someone else, who "
+      "heard it (the approver confirms it afterwards)"], {}),
     ("emergency-ciso-not-verbal", {"category": EMERGENCY}, [approval("ciso", "carol")],
      False, False, ["ciso"],
      ["Carol Chen (carol) approved as 'ciso' via 'ui', but this approval must be given "
