@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from pydantic import ValidationError
 
-from changeflow.report import print_changes
+from changeflow.report import obligation_rows, print_changes, print_obligations
 from config.loader import ConfigError, check_config, load_config
 from config.settings import Settings
 from integrations.changelog_sql import RetentionError, SqlChangeLog
@@ -120,6 +120,22 @@ def cmd_changes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_obligations(args: argparse.Namespace) -> int:
+    """List emergency obligations (policy section 5) and where each stands now."""
+    settings = _settings()
+    with _change_log() as log:
+        records = log.changes(emergency=True)
+    policy = load_config(settings.config_dir).policy
+    rows = obligation_rows(records, datetime.now(UTC),
+                           timedelta(hours=policy.emergency.remind_before_hours),
+                           everything=args.all)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_obligations(rows)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo end to end on embedded defaults."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")  # the demo prints its own story
@@ -162,6 +178,11 @@ def parser() -> argparse.ArgumentParser:
     changes = sub.add_parser("changes", help="list changes")
     changes.add_argument("--json", action="store_true", help="print JSON")
     changes.set_defaults(func=cmd_changes)
+    obligations = sub.add_parser("obligations",
+                                 help="emergency obligations still open (--all: every one)")
+    obligations.add_argument("--all", action="store_true", help="include the ones done")
+    obligations.add_argument("--json", action="store_true", help="print JSON")
+    obligations.set_defaults(func=cmd_obligations)
     sub.add_parser("demo", help="run the demo").set_defaults(func=cmd_demo)
     serve = sub.add_parser("serve", help="serve every prefect.yaml deployment (PREFECT_API_URL)")
     serve.add_argument("--limit", type=int, default=4,

@@ -6,6 +6,10 @@ version 2.1.0 broken in production), then starts the `change-request` flow for e
 example ticket on a temporary Prefect server. The approvals come from a scripted
 approver that reads its one-time codes from the outbox and resumes the waiting runs
 through Prefect's API, as a person would in the UI.
+
+Then the emergency follow-up: one emergency is documented, reviewed and signed off
+through `emergency-obligation`; the other is left undocumented, and
+`emergency-follow-up`, run with the clock 25 hours ahead, escalates it to the CISO.
 """
 
 from __future__ import annotations
@@ -13,15 +17,20 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import yaml
 
 from changeflow.approver import ScriptedApprover
 from changeflow.prefect_server import local_prefect_server
-from changeflow.report import print_changes
+from changeflow.report import obligation_rows, print_changes, print_obligations
 from changeflow.stack import SAMPLE_PORT, Stack, embedded_stack
 from config.loader import check_config
 from config.settings import PROJECT_ROOT
 from domain.models import ChangeEvent
+from integrations.factory import installed
 from integrations.outbox import read_outbox
 
 DEMO_TICKETS = {
@@ -29,7 +38,16 @@ DEMO_TICKETS = {
     "CHG-101": "a normal change",
     "CHG-102": "a major change touching authentication",
     "CHG-103": "a normal change whose version is broken in production",
+    "CHG-105": "a standard certificate renewal (self-approved, fits its procedure)",
+    "CHG-201": "an emergency hotfix for a P1 incident (verbal CISO approval)",
+    "CHG-202": "an emergency patch for an exploited CVE (left undocumented)",
 }
+DOCUMENTED = {"scope": "sample service payments client, production",
+              "risk_assessment": "Low: a longer timeout, no new code path",
+              "testing_plan": "CI, then the production smoke checks and monitors"}
+"""What the CHG-201 engineer adds to the ticket after the incident (the demo writes it)."""
+FOLLOW_UP_HOURS = 25
+"""How far the demo moves the clock to show the 24-hour documentation deadline pass."""
 BROKEN = "2.1.0@production"
 APPROVAL_TIMEOUT_HOURS = 0.05
 """Three minutes: if the scripted approver cannot answer, the demo ends instead of waiting."""
@@ -41,8 +59,25 @@ def describe(event: ChangeEvent) -> str | None:
     lines: dict[str, Callable[[], str]] = {
         "validation_failed": lambda: "refused at submit: " + "; ".join(p["problems"]),
         "change_submitted": lambda: f"submitted by {p['author']}: {p['summary']}",
-        "approval_recorded": lambda: (f"{p['decision']}d as {p['role']} ({p['purpose']}) by "
-                                      f"{p['person_id']}, code checked"),
+        "approval_recorded": lambda: (
+            f"approved verbally by {p['person_id']} as {p['role']} ({p['via']}), recorded by "
+            f"{p['recorded_by']} with their code" if p.get("channel") == "verbal" else
+            f"{p['decision']}d as {p['role']} ({p['purpose']}) by {p['person_id']}, "
+            "code checked"),
+        "procedure_checked": lambda: (f"fits standard procedure {p['procedure']}" if p["fits"]
+                                      else "does NOT fit its standard procedure: "
+                                      + "; ".join(p["reasons"])),
+        "change_reclassified": lambda: f"handled as a {p['to']} change",
+        "gate_bypassed": lambda: f"gate {p['gate']} bypassed (emergency, recorded)",
+        "obligation_opened": lambda: (f"owes {p['obligation']} by {p['due'][:16]} UTC "
+                                      f"({', '.join(p['owners'])})"),
+        "obligation_responded": lambda: (f"{p['purpose']} "
+                                         f"{'done' if p['decision'] == 'approve' else 'REFUSED'}"
+                                         f" by {p['person_id']}, code checked"),
+        "reminder_sent": lambda: f"reminder: {p['obligation']} {p['status']} -> "
+                                 f"{', '.join(p['to'])}",
+        "escalated": lambda: f"ESCALATED: {p['obligation']} {p['status']} -> "
+                             f"{', '.join(p['to'])}",
         "approval_attempt_failed": lambda: f"refused a decision: {p['reason']}",
         "staging_passed": lambda: "staging deploy and tests passed",
         "staging_failed": lambda: "staging FAILED",
@@ -67,6 +102,17 @@ def describe(event: ChangeEvent) -> str | None:
     return line() if line else None
 
 
+def show(stack: Stack, key: str, since: int = 0) -> int:
+    """Print the change's events after seq `since`; returns the last seq shown."""
+    last = since
+    for event in stack.adapters.change_log.events(key):
+        line = describe(event) if event.seq > since else None
+        if line:
+            print(f"  {key:8} {line}")
+        last = max(last, event.seq)
+    return last
+
+
 def run_change(stack: Stack, key: str) -> None:
     """Start `change-request` for one ticket and print what the change log recorded."""
     from flows.change_request import change_request
@@ -75,10 +121,29 @@ def run_change(stack: Stack, key: str) -> None:
         change_request(key)
     except Exception as exc:  # noqa: BLE001 - a refused or stopped change is an outcome
         print(f"  {key:8} the run failed with {type(exc).__name__}, as the policy requires:")
-    for event in stack.adapters.change_log.events(key):
-        line = describe(event)
-        if line:
-            print(f"  {key:8} {line}")
+    show(stack, key)
+
+
+def follow_up_emergencies(stack: Stack) -> None:
+    """Close CHG-201's obligations; let CHG-202's documentation go overdue and escalate."""
+    from flows.emergency import emergency_follow_up, emergency_obligation
+
+    log = stack.adapters.change_log
+    seen = {key: log.events(key)[-1].seq for key in ("CHG-201", "CHG-202")}
+    ticket = stack.settings.resolved_tickets_dir / "CHG-201.yaml"
+    fields = yaml.safe_load(ticket.read_text())
+    ticket.write_text(yaml.safe_dump({**fields, **DOCUMENTED}, sort_keys=False))
+    print("  CHG-201  the engineer completes the ticket; the owners answer emergency-obligation")
+    for kind in ("approval_confirmation", "documentation", "post_hoc_review", "ciso_signoff"):
+        emergency_obligation("CHG-201", kind)
+    seen["CHG-201"] = show(stack, "CHG-201", seen["CHG-201"])
+    later = replace(stack.adapters,
+                    clock=lambda: datetime.now(UTC) + timedelta(hours=FOLLOW_UP_HOURS))
+    print(f"  emergency-follow-up, with the clock {FOLLOW_UP_HOURS} h ahead:")
+    with installed(later):
+        emergency_follow_up()
+        emergency_follow_up()  # run again at once: nothing is sent twice
+    show(stack, "CHG-202", seen["CHG-202"])
 
 
 def run_demo() -> int:
@@ -104,12 +169,17 @@ def run_demo() -> int:
             for key, what in DEMO_TICKETS.items():
                 print(f"  -- {key}: {what}")
                 run_change(stack, key)
-        print("4. Change log")
+            print("4. Emergency obligations (policy section 5)")
+            follow_up_emergencies(stack)
+        print("5. Change log")
         result = stack.adapters.change_log.verify()
         print(f"  chain {'ok' if result.ok else 'BROKEN: ' + str(result.problem)}: "
               f"{result.checked} events, head {result.head_hash[:16]}...")
-        print("5. changeflow changes")
+        print("6. changeflow changes, and changeflow obligations (what is still open)")
         print_changes(stack.adapters.change_log.changes(), indent="  ")
+        soon = timedelta(hours=stack.adapters.config.policy.emergency.remind_before_hours)
+        print_obligations(obligation_rows(stack.adapters.change_log.changes(emergency=True),
+                                          datetime.now(UTC), soon), indent="  ")
         notices: dict[str, Any] = {}
         for notice in read_outbox(stack.outbox):
             notices[notice["kind"]] = notices.get(notice["kind"], 0) + 1

@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 
 from config.settings import PROJECT_ROOT
+from domain.models import Category
 from integrations.changelog_sql import SqlChangeLog
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 CHANGEFLOW = Path(sys.executable).with_name("changeflow")
+
+
+OBLIGATIONS = ("approval_confirmation", "documentation", "post_hoc_review", "ciso_signoff")
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -156,17 +160,42 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     assert "CHG-102  approved as security (review) by sam, code checked" in out
     assert "CHG-103  verification FAILED: health, error-rate" in out
     assert "CHG-103  incident INC-CHG-103-1 opened as P3" in out
+    assert "CHG-105  fits standard procedure certificate_renewal" in out
+    assert "CHG-105  approved as engineer (self-approval) by alice, code checked" in out
+    assert ("CHG-201  approved verbally by carol as ciso (phone), recorded by alice with their "
+            "code") in out
+    assert "CHG-201  gate code_review bypassed (emergency, recorded)" in out
+    for kind, by in (("approval_confirmation", "carol"), ("documentation", "alice"),
+                     ("post_hoc_review", "erin"), ("ciso_signoff", "carol")):
+        assert f"CHG-201  {kind} done by {by}, code checked" in out
+    escalations = [line.split()[1:] for line in out.splitlines() if "ESCALATED" in line]
+    assert escalations == [["ESCALATED:", "approval_confirmation", "overdue", "->", "carol"],
+                           ["ESCALATED:", "documentation", "overdue", "->", "bob,", "carol"]]
     assert "chain ok:" in out
     rows = {line.split()[0]: line.split()[1:4] for line in out.splitlines()
             if line.startswith("  CHG-") and ("closed" in line or "needs_information" in line)
-            and len(line.split()) > 4 and line.split()[1] in ("normal", "major")}
+            and len(line.split()) > 4 and line.split()[1] in set(Category)}
     assert rows == {"CHG-104": ["normal", "needs_information", "-"],
                     "CHG-101": ["normal", "closed", "succeeded"],
                     "CHG-102": ["major", "closed", "succeeded"],
-                    "CHG-103": ["normal", "closed", "rolled_back"]}
+                    "CHG-103": ["normal", "closed", "rolled_back"],
+                    "CHG-105": ["standard", "closed", "succeeded"],
+                    "CHG-201": ["emergency", "closed", "succeeded"],
+                    "CHG-202": ["emergency", "closed", "succeeded"]}
+    still_open = [(row[0], row[1], row[3]) for row in map(str.split, out.splitlines())
+                  if len(row) == 6 and row[1] in OBLIGATIONS]
+    assert still_open == [("CHG-202", kind, "open") for kind in OBLIGATIONS]
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):  # the service is gone
         s.connect(("127.0.0.1", 18765))
     leftovers = [p for p in Path("/proc").glob("[0-9]*/cmdline") if "var/demo" in _read(p)]
     assert leftovers == [], "the demo left processes behind"
-    shown = run("changes", env={"CHANGEFLOW_VAR_DIR": str(PROJECT_ROOT / "var/demo/var")})
+    demo_env = {"CHANGEFLOW_VAR_DIR": str(PROJECT_ROOT / "var/demo/var"),
+                "CHANGEFLOW_CONFIG_DIR": str(PROJECT_ROOT / "var/demo/config")}
+    shown = run("changes", env=demo_env)
     assert "INC-CHG-103-1" in shown.stdout
+    listed = json.loads(run("obligations", "--all", "--json", env=demo_env).stdout)
+    assert {(r["change_id"], r["obligation"], r["status"], r["closed_by"]) for r in listed} == {
+        *((("CHG-201", k, "met", by)) for k, by in (
+            ("approval_confirmation", "carol"), ("documentation", "alice"),
+            ("post_hoc_review", "erin"), ("ciso_signoff", "carol"))),
+        *(("CHG-202", k, "open", None) for k in OBLIGATIONS)}
