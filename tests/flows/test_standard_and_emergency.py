@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 from typing import Any
 
 import pytest
@@ -169,6 +170,40 @@ def test_an_overdue_obligation_is_escalated_once_not_on_every_run(
                  if e.type == "escalated"]
     assert len(escalated) == 2
     assert run_at(25 + 24)["sent"] != []  # a day later, a new period: escalated again
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+BEFORE_CHRISTMAS = datetime(2026, 12, 23, 15, 0, tzinfo=BERLIN)
+"""A Wednesday; then 24-26 December (holidays), a weekend, 31 December and 1 January."""
+
+
+def test_deadlines_run_across_a_weekend_and_holidays_with_a_frozen_clock(
+        stack: Stack, approver: ScriptedApprover) -> None:
+    def at(moment: datetime) -> Any:
+        return installed(replace(stack.adapters, clock=lambda: moment))
+
+    with at(BEFORE_CHRISTMAS):
+        emergency_change("CHG-201")
+    record = stack.adapters.change_log.record("CHG-201")
+    assert record is not None
+    dues = {kind: o.due for kind, o in record.obligations.items()}
+    assert dues["documentation"] == BEFORE_CHRISTMAS + timedelta(hours=24)  # a holiday
+    # business days: 28, 29, 30 December, 4 and 5 January
+    assert dues["post_hoc_review"] == datetime(2027, 1, 5, 15, 0, tzinfo=BERLIN)
+    assert dues["ciso_signoff"] == dues["post_hoc_review"]
+    review = datetime(2027, 1, 5, 15, 0, tzinfo=BERLIN)
+    for moment, expected in (
+            (review - timedelta(hours=7), set()),
+            (review - timedelta(hours=5), {("post_hoc_review", "reminder"),
+                                           ("ciso_signoff", "reminder")}),
+            (review, set()),  # on the deadline: still on time, reminded already
+            (review + timedelta(minutes=1), {("post_hoc_review", "escalation"),
+                                             ("ciso_signoff", "escalation")})):
+        with at(moment):
+            sent = emergency_follow_up()["sent"]
+        # the documentation and the confirmation were escalated on the first run already
+        assert {(s["obligation"], s["action"]) for s in sent
+                if s["obligation"] in ("post_hoc_review", "ciso_signoff")} == expected, moment
 
 
 def dispute(notices: list[CodeNotice], attempt: int) -> dict[str, Any]:
