@@ -7,6 +7,7 @@ from integrations.factory import Adapters
 from tasks.approvals import ApprovalRequest
 from tasks.common import events_of
 from tasks.gates import preview_gates
+from tasks.verbal import PURPOSE as VERBAL
 
 
 def describe(a: Adapters, change: ChangeRequest, request: ApprovalRequest) -> str:
@@ -22,9 +23,10 @@ def describe(a: Adapters, change: ChangeRequest, request: ApprovalRequest) -> st
              f"| time estimate | {plan.time_estimate_minutes} min |", "",
              "**Gates so far.**", "", "| gate | status | reason |", "|---|---|---|"]
     lines += [f"| {g.gate} | {g.status.value} | {g.reason} |" for g in preview_gates(a, change)]
-    lines += ["", f"Choose yourself as approver ({', '.join(request.eligible)}) and enter the "
-              f"one-time code changeflow sent you. It expires "
-              f"{request.expires_at:%Y-%m-%d %H:%M} UTC."]
+    who = ("Name who gave the approval, choose yourself as the recorder"
+           if request.purpose == VERBAL else "Choose yourself as approver")
+    lines += ["", f"{who} ({', '.join(request.eligible)}) and enter the one-time code "
+              f"changeflow sent you. It expires {request.expires_at:%Y-%m-%d %H:%M} UTC."]
     refused = [e for e in events_of(a, change, "approval_attempt_failed")
                if e.payload["run_id"] == request.run_id and e.payload["role"] == request.role
                and e.payload["purpose"] == request.purpose]

@@ -31,3 +31,17 @@ def test_lifecycle_deployments_ask_for_a_ticket_key() -> None:
         schema = parameter_schema(load_flow(entry["entrypoint"]).fn)
         assert schema.required == ["ticket_key"], entry["name"]
         assert schema.properties["ticket_key"]["type"] == "string"
+
+
+def test_the_emergency_obligation_form_offers_exactly_the_obligations() -> None:
+    entry = next(d for d in SPEC if d["name"] == "emergency-obligation")
+    schema = parameter_schema(load_flow(entry["entrypoint"]).fn).model_dump_for_openapi()
+    assert schema["required"] == ["ticket_key", "obligation"]
+    assert schema["properties"]["obligation"]["enum"] == ["approval_confirmation", "documentation", "post_hoc_review",
+                     "ciso_signoff"]
+
+
+def test_the_follow_up_runs_hourly_one_at_a_time() -> None:
+    entry = next(d for d in SPEC if d["name"] == "emergency-follow-up")
+    assert [s["cron"] for s in entry["schedules"]] == ["5 * * * *"]
+    assert entry["concurrency_limit"] == 1
