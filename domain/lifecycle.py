@@ -193,6 +193,9 @@ def project(record: ChangeRecord | None, change_id: str, event_type: str,
     elif event_type == "incident_opened" and payload.get("incident_id"):
         base["incidents"] = [*base["incidents"], str(payload["incident_id"])]
     elif event_type == "change_reclassified":
+        if payload.get("to") not in set(Category):
+            raise IllegalTransition(f"change_reclassified needs a category in 'to', got "
+                                    f"{payload.get('to')!r}")
         base.update(reclassified_from=base["category"], category=Category(payload["to"]))
     elif event_type in ("obligation_opened", "obligation_responded"):
         base["obligations"] = _obligations(base["obligations"], event_type, payload, at)

@@ -50,7 +50,10 @@ def _outside(change: ChangeRequest, name: str, procedure: StandardProcedure) -> 
             reasons.append(f"no changed_paths listed; {name} covers only "
                            f"{', '.join(procedure.paths)}")
         for path in change.changed_paths:
-            if not any(path_matches(path, pattern) for pattern in procedure.paths):
+            if ".." in path.replace("\\", "/").split("/"):
+                reasons.append(f"path {path!r} climbs out of its folder ('..'); list the "
+                               "path it resolves to")
+            elif not any(path_matches(path, pattern) for pattern in procedure.paths):
                 reasons.append(f"path {path!r} is outside {name} "
                                f"(allowed: {', '.join(procedure.paths)})")
     return reasons

@@ -106,8 +106,10 @@ def _snapshot_documentation(a: Adapters, change: ChangeRequest) -> None:
         a.tickets.add_comment(change.id, "The emergency change log entry is not complete "
                               "yet. Fill in:\n- " + "\n- ".join(checked))
         raise ChangeStopped(f"{change.id}: documentation incomplete: " + "; ".join(checked))
-    record(a, change.id, "ticket_snapshot", purpose="documentation",
-           change=checked.model_dump(mode="json"))
+    entry = checked.model_dump(mode="json")
+    previous = last_of(a, change, "ticket_snapshot")
+    if previous is None or previous.payload.get("change") != entry:  # a resumed run
+        record(a, change.id, "ticket_snapshot", purpose="documentation", change=entry)
 
 
 @step("escalate-refusal")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -140,8 +140,8 @@ def test_the_obligations_close_by_attributable_answers_in_order(
             "change": "CHG-201", "obligation": kind, "outcome": "done", "by": by}
     record = stack.adapters.change_log.record("CHG-201")
     assert record is not None and all(o.done for o in record.obligations.values())
-    snapshot = next(e for e in stack.adapters.change_log.events("CHG-201")
-                    if e.type == "ticket_snapshot")
+    (snapshot,) = [e for e in stack.adapters.change_log.events("CHG-201")
+                   if e.type == "ticket_snapshot"]
     assert snapshot.payload["change"]["testing_plan"] == "CI and smoke checks"
     assert emergency_follow_up()["sent"] == []
 

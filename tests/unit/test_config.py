@@ -15,6 +15,10 @@ PLACEHOLDERS = "environment, previous_version, python, service, var_dir, version
 NORMAL_GATES = ("    gates: [code_review, automated_tests, security_scan, staging_validation, "
                 "rollback_plan, approval]\n  major:")
 STAGING_DEPLOY_VERSION = '"staging",\n                 "--version", "{version}"]'
+CERT_GATES = "    kinds: [certificate]\n    gates: [automated_tests, rollback_plan, approval]\n"
+CONFIG_GATES = "    kinds: [config]\n    gates: [automated_tests, rollback_plan, approval]\n"
+DEPENDENCY_GATES = "    gates: [automated_tests, security_scan, rollback_plan, approval]\n"
+STANDARD_MINIMUM = " (a standard change still needs CI, a rollback plan and its self-approval)"
 
 Edit = tuple[str, str, str | None]  # (file, old text, new text or None to delete the file)
 
@@ -104,6 +108,44 @@ CASES: list[tuple[str, list[Edit], list[str]]] = [
      ["policy.yaml: file not found at {dir}/policy.yaml"]),
     ("policy-empty-file", [("policy.yaml", "", "")],
      ["policy.yaml: must be a mapping at the top level"]),
+    ("policy-procedure-without-rollback-plan",
+     [("policy.yaml", CERT_GATES, CERT_GATES.replace("rollback_plan, ", ""))],
+     ["policy.yaml: standard_procedures.certificate_renewal.gates: must include "
+      f"rollback_plan{STANDARD_MINIMUM}"]),
+    ("policy-procedure-without-tests-and-approval",
+     [("policy.yaml", CERT_GATES, CERT_GATES.replace("automated_tests, ", "")
+       .replace(", approval", ""))],
+     ["policy.yaml: standard_procedures.certificate_renewal.gates: must include "
+      f"automated_tests, approval{STANDARD_MINIMUM}"]),
+    ("policy-procedure-with-no-gates",
+     [("policy.yaml", CONFIG_GATES, "    kinds: [config]\n    gates: []\n")],
+     ["policy.yaml: standard_procedures.config_value_change.gates: must include "
+      f"automated_tests, rollback_plan, approval{STANDARD_MINIMUM}"]),
+    ("policy-procedure-misspelt-gate",
+     [("policy.yaml", DEPENDENCY_GATES, DEPENDENCY_GATES.replace("rollback_plan", "rollback"))],
+     [f"policy.yaml: standard_procedures.dependency_update.gates[2]: unknown gate 'rollback' "
+      f"(known: {GATES})",
+      "policy.yaml: standard_procedures.dependency_update.gates: must include "
+      f"rollback_plan{STANDARD_MINIMUM}"]),
+    ("policy-unknown-recorder-role",
+     [("policy.yaml", "recorder_roles: [engineering_lead, on_call]",
+       "recorder_roles: [engineering_lead, oncall]")],
+     [f"policy.yaml: emergency.recorder_roles[1]: unknown role 'oncall' (known: {ROLES})"]),
+    ("policy-unknown-review-role",
+     [("policy.yaml", "  review_role: engineering_lead", "  review_role: eng_lead")],
+     [f"policy.yaml: emergency.review_role: unknown role 'eng_lead' (known: {ROLES})"]),
+    ("policy-emergency-and-procedure-problems-in-order",
+     [("policy.yaml", CERT_GATES, CERT_GATES.replace(", approval", "")),
+      ("policy.yaml", "recorder_roles: [engineering_lead, on_call]",
+       "recorder_roles: [lead, on_call, pager]"),
+      ("policy.yaml", "  review_role: engineering_lead", "  review_role: reviewer"),
+      ("policy.yaml", "  signoff_role: ciso", "  signoff_role: chief")],
+     [f"policy.yaml: emergency.signoff_role: unknown role 'chief' (known: {ROLES})",
+      f"policy.yaml: emergency.review_role: unknown role 'reviewer' (known: {ROLES})",
+      f"policy.yaml: emergency.recorder_roles[0]: unknown role 'lead' (known: {ROLES})",
+      f"policy.yaml: emergency.recorder_roles[2]: unknown role 'pager' (known: {ROLES})",
+      "policy.yaml: standard_procedures.certificate_renewal.gates: must include "
+      f"approval{STANDARD_MINIMUM}"]),
     # roster.yaml
     ("roster-unknown-role", [("roster.yaml", "roles: [qa]", "roles: [qa, tester]")],
      [f"roster.yaml: people[3].roles: unknown role 'tester' (known: {ROLES})"]),
@@ -215,3 +257,20 @@ def test_real_config_is_clean(config):
     assert config.policy.id == "SOC2-CHG-001"
     assert set(config.roster.people) >= {"alice", "erin", "quinn", "carol", "sam"}
     assert "sample" in config.services.services
+
+
+@pytest.mark.parametrize("edits", [
+    pytest.param([("policy.yaml", DEPENDENCY_GATES, DEPENDENCY_GATES.replace("security_scan, ",
+                                                                             ""))],
+                 id="procedure-drops-a-gate-beyond-the-minimum"),
+    pytest.param([("policy.yaml", CERT_GATES, CERT_GATES.replace("[automated_tests",
+                                                                 "[approval, automated_tests")
+                   .replace(", approval]", ", code_review]"))],
+                 id="procedure-gates-in-any-order-with-extras"),
+    pytest.param([("policy.yaml", "recorder_roles: [engineering_lead, on_call]",
+                   "recorder_roles: []")], id="no-recorder-roles"),
+])
+def test_policy_edits_that_stay_valid(tmp_path, edits):
+    config, problems = check_config(broken_copy(tmp_path, edits))
+    assert [str(p) for p in problems] == []
+    assert config is not None

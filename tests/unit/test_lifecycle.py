@@ -14,9 +14,11 @@ from domain.lifecycle import (
     TRANSITIONS,
     ChangeRecord,
     IllegalTransition,
+    ObligationRecord,
     next_state,
     project,
 )
+from domain.models import Category
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -121,3 +123,137 @@ def test_any_event_sequence_is_either_refused_or_follows_the_table(types: list[s
     # A change that deployed can only end through verification or a rollback.
     if state == "deployed":
         assert "deployment_succeeded" in types
+
+
+SUBMITTED = {"summary": "Renew the TLS certificate", "description": "Yearly renewal",
+             "category": "standard", "service": "sample", "version": "1.2.4",
+             "author": "alice"}
+
+
+@pytest.mark.parametrize("before, to, category, reclassified_from", [
+    (SUBMITTED, "normal", Category.NORMAL, Category.STANDARD),
+    ({**SUBMITTED, "category": "emergency"}, "normal", Category.NORMAL, Category.EMERGENCY),
+    ({**SUBMITTED, "category": "normal"}, "major", Category.MAJOR, Category.NORMAL),
+    ({k: v for k, v in SUBMITTED.items() if k != "category"}, "normal", Category.NORMAL, None),
+], ids=["standard-to-normal", "emergency-to-normal", "normal-to-major", "no-category-yet"])
+def test_reclassification_keeps_where_the_change_came_from(before: dict[str, str], to: str,
+                                                           category: Category,
+                                                           reclassified_from: Category | None,
+                                                           ) -> None:
+    record = replay(["change_submitted", "change_reclassified"],
+                    payloads={0: before, 1: {"from": before.get("category"), "to": to}})
+    assert (record.state, record.category, record.reclassified_from) == (
+        "submitted", category, reclassified_from)
+    assert (record.summary, record.author, record.last_seq) == (
+        "Renew the TLS certificate", "alice", 2)
+
+
+def test_a_reclassified_change_goes_on_to_review() -> None:
+    record = replay(["change_submitted", "change_reclassified", "approval_requested"],
+                    payloads={0: SUBMITTED, 1: {"to": "normal"}})
+    assert (record.state, record.category, record.reclassified_from) == (
+        "in_review", Category.NORMAL, Category.STANDARD)
+
+
+@pytest.mark.parametrize("payload", [{"to": "bogus"}, {}], ids=["unknown", "missing"])
+def test_reclassification_needs_a_category(payload: dict[str, str]) -> None:
+    record = replay(["change_submitted"], payloads={0: SUBMITTED})
+    with pytest.raises(IllegalTransition, match="change_reclassified needs a category"):
+        project(record, "CHG-1", "change_reclassified", payload, T0, 2)
+
+
+@pytest.mark.parametrize("path", [
+    [],
+    ["validation_failed"],
+    ["change_submitted", "approval_requested"],
+    ["change_submitted", "approval_granted"],
+    ["change_submitted", "approval_requested", "change_rejected"],
+    HAPPY_PATH,
+], ids=["before-submission", "needs-information", "in-review", "approved", "rejected",
+        "closed"])
+def test_reclassification_only_from_submitted(path: list[str]) -> None:
+    record = replay(path) if path else None
+    with pytest.raises(IllegalTransition, match="'change_reclassified' cannot follow state"):
+        project(record, "CHG-1", "change_reclassified", {"to": "normal"}, T0, 99)
+
+
+DUE = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+OPENED = {"obligation": "documentation", "due": DUE.isoformat(), "owner_role": "engineer",
+          "owners": ["alice"]}
+SIGNOFF = {"obligation": "ciso_signoff", "due": DUE + timedelta(days=6),
+           "owner_role": "ciso", "owners": ["carol"]}
+EMERGENCY_PATH = ["change_submitted", "approval_granted", "gates_passed", "deployment_started",
+                  "deployment_succeeded", "verification_passed", "change_closed"]
+
+
+def at(i: int) -> datetime:
+    """When `replay` records the event at index `i`."""
+    return T0 + timedelta(minutes=i)
+
+
+def test_obligation_opened_is_recorded_on_a_closed_change() -> None:
+    record = replay([*EMERGENCY_PATH, "obligation_opened", "obligation_opened"],
+                    payloads={7: OPENED, 8: SIGNOFF})
+    assert (record.state, record.outcome) == ("closed", "succeeded")
+    assert list(record.obligations) == ["documentation", "ciso_signoff"]
+    assert record.obligations["documentation"] == ObligationRecord(
+        kind="documentation", due=DUE, owner_role="engineer", owners=["alice"],
+        opened_at=at(7))
+    signoff = record.obligations["ciso_signoff"]
+    assert (signoff.due, signoff.owner_role, signoff.owners, signoff.opened_at) == (
+        DUE + timedelta(days=6), "ciso", ["carol"], at(8))
+    assert (signoff.closed_at, signoff.closed_by, signoff.outcome, signoff.done) == (
+        None, None, None, False)
+
+
+@pytest.mark.parametrize("answers, closed_at, closed_by, outcome", [
+    ([("approve", "alice")], at(2), "alice", "done"),
+    ([("decline", "alice")], None, "alice", "refused"),
+    ([("decline", "alice"), ("approve", "alice")], at(3), "alice", "done"),
+    ([("approve", "bob")], at(2), "bob", "done"),
+    ([("maybe", "alice")], None, "alice", "refused"),
+], ids=["approve-closes", "decline-refuses-and-stays-open", "approve-after-refusal",
+        "closed-by-who-answered", "unknown-decision-does-not-close"])
+def test_obligation_responded(answers: list[tuple[str, str]], closed_at: datetime | None,
+                              closed_by: str, outcome: str) -> None:
+    responses = {2 + i: {"purpose": "documentation", "decision": decision, "person_id": who}
+                 for i, (decision, who) in enumerate(answers)}
+    record = replay(["change_submitted", "obligation_opened",
+                     *["obligation_responded"] * len(answers)],
+                    payloads={1: OPENED, **responses})
+    answered = record.obligations["documentation"]
+    assert (answered.closed_at, answered.closed_by, answered.outcome) == (
+        closed_at, closed_by, outcome)
+    assert answered.done is (outcome == "done")
+    assert (answered.kind, answered.due, answered.owners, answered.opened_at) == (
+        "documentation", DUE, ["alice"], at(1))
+
+
+def test_obligation_responded_leaves_other_obligations_alone() -> None:
+    record = replay(["change_submitted", "obligation_opened", "obligation_opened",
+                     "obligation_responded", "obligation_responded"],
+                    payloads={1: OPENED, 2: SIGNOFF,
+                              3: {"purpose": "ciso_signoff", "decision": "approve",
+                                  "person_id": "carol"},
+                              4: {"purpose": "post_hoc_review", "decision": "approve",
+                                  "person_id": "erin"}})
+    assert list(record.obligations) == ["documentation", "ciso_signoff"]
+    assert record.obligations["documentation"].outcome is None
+    assert (record.obligations["ciso_signoff"].outcome,
+            record.obligations["ciso_signoff"].closed_by) == ("done", "carol")
+
+
+@pytest.mark.parametrize("path, payloads", [
+    (HAPPY_PATH, {}),
+    (ROLLBACK_PATH, {}),
+    ([*EMERGENCY_PATH, "obligation_opened"], {len(EMERGENCY_PATH): OPENED}),
+], ids=["succeeded", "rolled-back", "emergency-with-obligation"])
+def test_approval_requested_after_closing_keeps_it_closed(path: list[str],
+                                                          payloads: dict[int, dict[str, str]],
+                                                          ) -> None:
+    closed = replay(path, payloads=payloads)
+    assert closed.state == "closed"
+    after = project(closed, "CHG-1", "approval_requested", {"purpose": "documentation"},
+                    T0 + timedelta(days=1), closed.last_seq + 1)
+    assert (after.state, after.outcome) == ("closed", closed.outcome)
+    assert after.obligations == closed.obligations

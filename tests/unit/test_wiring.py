@@ -37,8 +37,8 @@ def test_the_emergency_obligation_form_offers_exactly_the_obligations() -> None:
     entry = next(d for d in SPEC if d["name"] == "emergency-obligation")
     schema = parameter_schema(load_flow(entry["entrypoint"]).fn).model_dump_for_openapi()
     assert schema["required"] == ["ticket_key", "obligation"]
-    assert schema["properties"]["obligation"]["enum"] == ["approval_confirmation", "documentation", "post_hoc_review",
-                     "ciso_signoff"]
+    assert schema["properties"]["obligation"]["enum"] == [
+        "approval_confirmation", "documentation", "post_hoc_review", "ciso_signoff"]
 
 
 def test_the_follow_up_runs_hourly_one_at_a_time() -> None:
