@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from config.jira import JiraMapping
 from domain.models import Person, Roster
 from domain.policy import Policy
 from domain.services import ServiceCatalog
 
+JIRA_FILE = "jira.yaml"
 POLICY_FILE = "policy.yaml"
 ROSTER_FILE = "roster.yaml"
 SERVICES_FILE = "services.yaml"
@@ -58,6 +60,8 @@ class Config:
     policy: Policy
     roster: Roster
     services: ServiceCatalog
+    jira: JiraMapping | None = None
+    """`jira.yaml`, when the folder has one (needed with `CHANGEFLOW_TICKETS=jira`)."""
 
 
 def key_path(loc: Sequence[int | str]) -> str:
@@ -206,6 +210,21 @@ def load_services(path: Path, roster: Roster | None) -> tuple[ServiceCatalog | N
     return (catalog if not problems else None), problems
 
 
+def load_jira(path: Path, roles: Sequence[str] | None) -> tuple[JiraMapping | None,
+                                                                 list[Problem]]:
+    """Load jira.yaml, checking the approval roles against the policy's when known."""
+    data, problems = _read_yaml(path)
+    if problems:
+        return None, problems
+    mapping, problems = _validate(JiraMapping, data, path.name)
+    if mapping is not None and roles is not None:
+        for role in mapping.approvals.names:
+            if role not in roles:
+                problems.append(Problem(path.name, f"approvals.names.{role}",
+                                        f"unknown role {role!r} (known: {', '.join(roles)})"))
+    return (mapping if not problems else None), problems
+
+
 def _role_names(path: Path, policy: Policy | None) -> list[str] | None:
     """The policy's roles, read from the raw file when the policy itself has problems."""
     if policy is not None:
@@ -223,9 +242,14 @@ def check_config(config_dir: Path) -> tuple[Config | None, list[Problem]]:
     problems += more
     services, more = load_services(config_dir / SERVICES_FILE, roster)
     problems += more
+    jira = None
+    if (config_dir / JIRA_FILE).is_file():
+        jira, more = load_jira(config_dir / JIRA_FILE,
+                               _role_names(config_dir / POLICY_FILE, policy))
+        problems += more
     if problems or policy is None or roster is None or services is None:
         return None, problems
-    return Config(policy=policy, roster=roster, services=services), []
+    return Config(policy=policy, roster=roster, services=services, jira=jira), []
 
 
 def load_config(config_dir: Path) -> Config:

@@ -32,9 +32,19 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL of the change log; default sqlite under var/")
     database_password: SecretStr | None = Field(
         default=None, description="Password for database_url, kept out of the URL")
-    tickets: Literal["local"] = Field(default="local", description="Change-ticket adapter")
+    tickets: Literal["local", "jira"] = Field(default="local",
+                                              description="Change-ticket adapter")
     tickets_dir: Path | None = Field(
         default=None, description="Folder of local ticket files; default examples/tickets")
+    jira_url: str | None = Field(default=None, description="Jira base URL (Cloud or DC)")
+    jira_email: str | None = Field(
+        default=None, description="Jira Cloud account e-mail; unset for Data Center")
+    jira_token: SecretStr | None = Field(
+        default=None, description="Jira Cloud API token or Data Center personal access token")
+    jira_token_block: str | None = Field(
+        default=None, description="Name of a Prefect Secret block holding the Jira token")
+    jira_timeout_seconds: float = Field(default=10, gt=0,
+                                        description="Timeout of every Jira request")
     notifier: Literal["outbox"] = Field(default="outbox", description="Notifier adapter")
     outbox_path: Path | None = Field(
         default=None, description="Outbox file (JSON lines); default var/outbox.jsonl")

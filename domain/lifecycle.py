@@ -28,9 +28,11 @@ TERMINAL_OUTCOMES = {
 _OPEN = ("submitted", "in_review", "approved", "testing", "blocked", "ready", "scheduled")
 
 TRANSITIONS: dict[str, dict[str | None, str]] = {
-    "change_submitted": {None: "submitted", "needs_information": "submitted"},
+    "change_submitted": {None: "submitted", "draft": "submitted",
+                         "needs_information": "submitted"},
     "change_reclassified": {"submitted": "submitted"},
-    "validation_failed": {None: "needs_information", "needs_information": "needs_information"},
+    "validation_failed": {None: "needs_information", "draft": "needs_information",
+                          "needs_information": "needs_information"},
     # Asking is allowed at any point after submission (availability before deploying,
     # an emergency's obligations after closing); only a first review request moves it.
     "approval_requested": {"submitted": "in_review", **{s: s for s in (
@@ -57,7 +59,7 @@ TRANSITIONS: dict[str, dict[str | None, str]] = {
                          "deployed": "rolling_back", "verify_failed": "rolling_back"},
     "rollback_succeeded": {"rolling_back": "rolled_back"},
     "rollback_failed": {"rolling_back": "failed"},
-    "change_cancelled": {s: "cancelled" for s in (None, "needs_information", *_OPEN)},
+    "change_cancelled": {s: "cancelled" for s in (None, "draft", "needs_information", *_OPEN)},
     "change_closed": {s: "closed" for s in TERMINAL_OUTCOMES},
 }
 """event type -> {state it may follow: state it leads to}. None is a change not yet seen."""
@@ -67,7 +69,7 @@ NEUTRAL_EVENTS = frozenset({
     "ticket_snapshot", "gate_bypassed", "incident_opened", "incident_reviewed",
     "obligation_opened", "reminder_sent", "escalated",
     "effect_started", "effect_finished", "availability_confirmed", "staging_test_result",
-    "procedure_checked", "obligation_responded",
+    "procedure_checked", "obligation_responded", "run_started",
 })
 """Evidence that may be recorded at any point of a change that exists; state unchanged."""
 
@@ -86,6 +88,8 @@ def next_state(state: str | None, event_type: str) -> str | None:
         event_type: the event about to be recorded.
     """
     if event_type in NEUTRAL_EVENTS:
+        if state is None and event_type == "ticket_snapshot":
+            return "draft"  # a ticket seen in the ticket system, not submitted yet
         if state is None:
             raise IllegalTransition(f"{event_type!r} needs an existing change")
         return state

@@ -219,6 +219,26 @@ class Ticket(Frozen):
     watchers: list[str] = []
 
 
+class TicketApproval(Frozen):
+    """A decision taken in the ticket system (a JSM approval, an approving transition).
+
+    Attributes:
+        ref: identifies it in the ticket system, so it is recorded once.
+        role: the role it was configured for.
+        person_id: the roster id of who decided (`jira:<account>` if not in the roster).
+        decision: approve or decline.
+        at: when it was decided.
+        source: where it came from (`jira-jsm`, `jira-transition`).
+    """
+
+    ref: str
+    role: str
+    person_id: str | None
+    decision: Decision
+    at: datetime
+    source: str
+
+
 class CommandResult(Frozen):
     """What a finished (or killed) subprocess left behind."""
 

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
+from uuid import uuid4
 
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import deployment
 
-from domain.models import ChangeRequest
+from domain.models import Approval, ChangeRequest
 from domain.policy import ApprovalRequirement
 from integrations.factory import Adapters
 from tasks.approvals import (
     ApprovalForm,
     ApprovalRequest,
+    decision_of,
     expire_request,
     failed_attempts,
     form_for,
@@ -81,6 +83,53 @@ def decide(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligible
     return _answer(a, change, request, form_for(request.eligible),
                    lambda answer: judge_decision(a, request, answer, event_type,
                                                  comment_required))
+
+
+def ticket_system_approval(a: Adapters, role: str) -> str | None:
+    """Where `role` decides in Jira (JSM approval or status), or None: the Prefect form."""
+    jira = a.config.jira
+    if a.settings.tickets != "jira" or jira is None or jira.approvals.mode == "prefect":
+        return None
+    return jira.approvals.names.get(role)
+
+
+def approve(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligible: list[str],
+            run_id: str) -> Approval:
+    """One approval decision, taken where the configuration says: Jira or the Prefect form.
+
+    In Jira, the run waits (paused, or suspended from a deployment) until `jira-sync`
+    records the decision from Jira's own record and wakes it, or the wait expires.
+
+    Raises:
+        ChangeStopped: the wait expired (recorded as a rejection).
+    """
+    where = ticket_system_approval(a, role)
+    if where is None:
+        decide(a, change, role, purpose, eligible, run_id)
+    else:
+        request = request_decision(a, change, role, purpose, eligible, run_id,
+                                   in_ticket_system=where)
+        while decision_of(a, change, role, purpose) is None:
+            remaining = int((request.expires_at - a.now()).total_seconds())
+            if remaining <= 0:
+                raise expire_request(a, change, request)
+            try:
+                _sleep_until_woken(remaining, f"{request.key}-jira-{uuid4().hex[:12]}",
+                                   a.settings.approval_poll_seconds)
+            except FlowPauseTimeout:
+                raise expire_request(a, change, request) from None
+    decided = decision_of(a, change, role, purpose)
+    assert decided is not None
+    return decided
+
+
+def _sleep_until_woken(seconds: int, key: str, poll: float) -> None:
+    """Wait without a form until resumed (by the sync) or timed out."""
+    if deployment.id:
+        suspend_flow_run(timeout=seconds, key=key)
+        return
+    interval: Any = poll
+    pause_flow_run(timeout=seconds, key=key, poll_interval=interval)
 
 
 def record_verbal(a: Adapters, change: ChangeRequest, requirement: ApprovalRequirement,

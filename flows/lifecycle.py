@@ -25,10 +25,10 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from domain.approvals import eligible_approvers, required_approvals
-from domain.models import Category, ChangeRequest
+from domain.models import Category, ChangeRequest, Decision
 from domain.policy import ApprovalRequirement
 from domain.standard import required_gates
-from flows.decisions import decide, record_verbal
+from flows.decisions import approve, decide, record_verbal
 from integrations.factory import Adapters, open_adapters
 from tasks.approvals import (
     decision_of,
@@ -97,8 +97,9 @@ def review(a: Adapters, change: ChangeRequest) -> None:
             record_verbal(a, change, requirement, run_id())
             continue
         eligible = [p.id for p in eligible_approvers(requirement, change, roster)]
-        answer = decide(a, change, requirement.role, _purpose(requirement), eligible, run_id())
-        if answer.decision == "decline":
+        answer = approve(a, change, requirement.role, _purpose(requirement), eligible,
+                         run_id())
+        if answer.decision is Decision.DECLINE:
             break
     judged = verdict(a, change)
     if judged.declined or any(r not in judged.approvers for r in _review_roles(a, change)):
@@ -124,10 +125,10 @@ def test_and_sign_off(a: Adapters, change: ChangeRequest) -> None:
     if decision_of(a, change, SIGN_OFF_ROLE, "staging-sign-off") is None:
         eligible = [p.id for p in a.config.roster.holding(SIGN_OFF_ROLE)
                     if p.id != change.author]
-        answer = decide(a, change, SIGN_OFF_ROLE, "staging-sign-off", eligible, run_id())
-        if answer.decision == "decline":
+        answer = approve(a, change, SIGN_OFF_ROLE, "staging-sign-off", eligible, run_id())
+        if answer.decision is Decision.DECLINE:
             raise reject_change(a, change, "the staging sign-off",
-                                [f"{answer.approver} declined as {SIGN_OFF_ROLE}: "
+                                [f"{answer.person_id} declined as {SIGN_OFF_ROLE}: "
                                  f"{answer.comment or 'no reason given'}"])
 
 

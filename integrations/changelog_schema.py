@@ -67,6 +67,16 @@ checkpoints_table = sa.Table(
 )
 
 
+sync_state_table = sa.Table(
+    "sync_state", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)
+"""Operational state of the syncs (watermarks, what was seen of each ticket). Not
+evidence: what the syncs decide is in the change log; this only saves work."""
+
+
 def format_time(at: datetime) -> str:
     """Canonical text of an aware datetime, in UTC."""
     if at.tzinfo is None:

@@ -10,15 +10,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
+from pydantic import SecretStr
 
-from config.loader import Config, load_config
+from config.jira import JiraMapping
+from config.loader import Config, ConfigError, Problem, load_config
 from config.settings import Settings
 from integrations.changelog_schema import normalize_url
 from integrations.changelog_sql import SqlChangeLog
 from integrations.commands import SubprocessRunner
 from integrations.http_checks import HttpChecks
+from integrations.jira_tickets import JiraChangeTickets
 from integrations.local_tickets import LocalChangeTickets
 from integrations.outbox import OutboxNotifier
 from integrations.ports import ChangeTickets, Checks, CommandRunner, Notifier
@@ -64,6 +68,39 @@ def open_change_log(settings: Settings, config: Config) -> SqlChangeLog:
                         retention_years=config.policy.change_log.retention_years)
 
 
+def jira_token(settings: Settings) -> SecretStr:
+    """The Jira token: from the environment, else from the named Prefect Secret block.
+
+    Raises:
+        ConfigError: neither is set.
+    """
+    if settings.jira_token is not None:
+        return settings.jira_token
+    if settings.jira_token_block:
+        from prefect.blocks.system import Secret
+
+        block: Any = Secret.load(settings.jira_token_block)  # sync: we are not in a loop
+        return SecretStr(str(block.get()))
+    raise ConfigError([Problem("settings", "CHANGEFLOW_JIRA_TOKEN", "not set; set it or "
+                               "CHANGEFLOW_JIRA_TOKEN_BLOCK (a Prefect Secret block)")])
+
+
+def open_tickets(settings: Settings, config: Config) -> ChangeTickets:
+    """The change-ticket adapter the settings choose.
+
+    Raises:
+        ConfigError: Jira is chosen but its URL or token is missing.
+    """
+    if settings.tickets == "local":
+        return LocalChangeTickets(settings.resolved_tickets_dir)
+    if not settings.jira_url:
+        raise ConfigError([Problem("settings", "CHANGEFLOW_JIRA_URL",
+                                   "not set (needed with CHANGEFLOW_TICKETS=jira)")])
+    return JiraChangeTickets(settings.jira_url, config.jira or JiraMapping(), config.roster,
+                             jira_token(settings), email=settings.jira_email,
+                             timeout_seconds=settings.jira_timeout_seconds)
+
+
 def build(settings: Settings | None = None) -> Adapters:
     """Load the configuration and build every adapter the settings choose.
 
@@ -75,7 +112,7 @@ def build(settings: Settings | None = None) -> Adapters:
     return Adapters(
         config=config,
         change_log=open_change_log(settings, config),
-        tickets=LocalChangeTickets(settings.resolved_tickets_dir),
+        tickets=open_tickets(settings, config),
         runner=SubprocessRunner(),
         checks=HttpChecks(),
         notifier=OutboxNotifier(settings.resolved_outbox_path),

@@ -132,6 +132,27 @@ class LocalChangeTickets:
         self._require(key)
         return [c["body"] for c in self._read_sidecar(key)["comments"]]
 
+    def add_link(self, key: str, url: str, title: str) -> None:
+        """Record an evidence link in the ticket's sidecar, once per URL."""
+        self._require(key)
+        with self._sidecar_update(key) as state:
+            if all(link["url"] != url for link in state["links"]):
+                state["links"].append({"url": url, "title": title})
+
+    def links(self, key: str) -> list[dict[str, str]]:
+        """The evidence links changeflow attached to the ticket."""
+        self._require(key)
+        return list(self._read_sidecar(key)["links"])
+
+    def open_incident(self, change_key: str, incident_id: str, summary: str,
+                      priority: int) -> str:
+        """Record the incident in the change's sidecar (once); its key is `incident_id`."""
+        self._require(change_key)
+        with self._sidecar_update(change_key) as state:
+            state["incidents"].setdefault(incident_id, {"summary": summary,
+                                                        "priority": priority})
+        return incident_id
+
     def _ticket_path(self, key: str) -> Path:
         if not KEY_PATTERN.fullmatch(key):
             raise ValueError(f"{key!r} is not a ticket key (expected e.g. CHG-101)")
@@ -184,13 +205,14 @@ class LocalChangeTickets:
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {"status": None, "comments": []}
+            return {"status": None, "comments": [], "links": [], "incidents": {}}
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: changeflow's sidecar is not valid JSON: {exc}") from None
         if (not isinstance(state, dict) or not isinstance(state.get("comments", []), list)
                 or not isinstance(state.get("status"), str | None)):
             raise ValueError(f"{path}: changeflow's sidecar has an unexpected shape")
-        return {"status": state.get("status"), "comments": state.get("comments", [])}
+        return {"status": state.get("status"), "comments": state.get("comments", []),
+                "links": state.get("links", []), "incidents": state.get("incidents", {})}
 
     @contextmanager
     def _sidecar_update(self, key: str) -> Iterator[dict[str, Any]]:

@@ -20,6 +20,22 @@ class TicketNotFound(LookupError):
     """No ticket has this key."""
 
 
+class TicketSystemError(Exception):
+    """The ticket system refused a request; the message carries its reason."""
+
+
+class TicketSystemUnavailable(TicketSystemError):
+    """The ticket system is down, overloaded or garbled its answer: worth retrying.
+
+    Attributes:
+        retry_after: seconds the system asked us to wait (`Retry-After`), if it said.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ChangeTickets(Protocol):
     """Where change requests are written by people (Jira, or local files)."""
 
@@ -36,7 +52,24 @@ class ChangeTickets(Protocol):
         ...
 
     def transition(self, key: str, status: str) -> None:
-        """Move the ticket to `status`."""
+        """Move the ticket to `status` (changeflow's name for it); no-op if it is there."""
+        ...
+
+    def comments(self, key: str) -> list[str]:
+        """The ticket's comments, oldest first."""
+        ...
+
+    def add_link(self, key: str, url: str, title: str) -> None:
+        """Attach an evidence link to the ticket, once per URL."""
+        ...
+
+    def open_incident(self, change_key: str, incident_id: str, summary: str,
+                      priority: int) -> str:
+        """The ticket system's incident for `incident_id`, linked to the change; made once.
+
+        Returns:
+            The incident's key in the ticket system.
+        """
         ...
 
 

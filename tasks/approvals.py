@@ -23,6 +23,7 @@ from domain.models import Approval, ChangeEvent, ChangeRequest, Notice
 from domain.otp import CODE_ALPHABET, CODE_LENGTH, code_digest, code_problem
 from integrations.factory import Adapters
 from tasks.common import ChangeStopped, events_of, record, step
+from tasks.tickets import tell
 
 UI_CHANNEL = "prefect-ui"
 
@@ -89,13 +90,15 @@ def _open_request(a: Adapters, change_id: str, role: str, purpose: str,
 
 @step("request-decision")
 def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str,
-                     eligible: list[str], run_id: str,
-                     approvers: list[str] | None = None) -> ApprovalRequest:
+                     eligible: list[str], run_id: str, approvers: list[str] | None = None,
+                     in_ticket_system: str | None = None) -> ApprovalRequest:
     """Send each eligible person a code and record the request (once per run and role).
 
     A run that starts again from the top finds its request in the change log and sends
     nothing twice. With `approvers`, the eligible are recorders of a verbal approval
-    that one of `approvers` gave them.
+    that one of `approvers` gave them. With `in_ticket_system` (the JSM approval or the
+    approving transition's status), the decision is taken in the ticket system: no codes
+    are sent, only a notice where to decide; the sync records it.
 
     Raises:
         ChangeStopped: nobody in the roster may decide for this role (fails closed).
@@ -108,6 +111,9 @@ def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str
                             "(the author and shared accounts are excluded)")
     salt = secrets.token_hex(16)
     expires_at = a.now() + timedelta(hours=a.settings.approval_timeout_hours)
+    if in_ticket_system is not None:
+        return _request_in_ticket_system(a, change, role, purpose, eligible, run_id,
+                                         expires_at, in_ticket_system)
     digests = {}
     ask = (f"your {purpose} decision as {role} is needed" if approvers is None else
            f"record the verbal approval you heard from {' or '.join(approvers)}")
@@ -127,6 +133,21 @@ def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str
            salt=salt, digests=digests, eligible=eligible, expires_at=expires_at.isoformat())
     return ApprovalRequest(change.id, role, purpose, run_id, salt, digests, eligible,
                            expires_at)
+
+
+def _request_in_ticket_system(a: Adapters, change: ChangeRequest, role: str, purpose: str,
+                              eligible: list[str], run_id: str, expires_at: datetime,
+                              where: str) -> ApprovalRequest:
+    for person_id in eligible:
+        a.notifier.notify(Notice(
+            to=person_id, kind="approval-request", change_id=change.id,
+            subject=f"{change.id}: your {purpose} decision as {role} is needed in Jira",
+            body=f"{change.summary}\nDecide in Jira: {where!r} on {change.id}.\n"
+                 f"expires: {expires_at.isoformat()}"))
+    record(a, change.id, "approval_requested", role=role, purpose=purpose, run_id=run_id,
+           salt="", digests={}, eligible=eligible, expires_at=expires_at.isoformat(),
+           channel="jira", where=where)
+    return ApprovalRequest(change.id, role, purpose, run_id, "", {}, eligible, expires_at)
 
 
 def refuse_attempt(a: Adapters, request: ApprovalRequest, claimed: str,
@@ -202,9 +223,8 @@ def expire_request(a: Adapters, change: ChangeRequest, request: ApprovalRequest)
         return ChangeStopped(f"{change.id}: the {request.purpose} answer was not given in time")
     record(a, change.id, "approval_expired", role=request.role, purpose=request.purpose,
            expired_at=request.expires_at.isoformat())
-    a.tickets.add_comment(change.id, f"The {request.purpose} decision as {request.role} was "
-                          "not given in time: the change is rejected as expired.")
-    a.tickets.transition(change.id, "rejected")
+    tell(a, change.id, f"The {request.purpose} decision as {request.role} was not given in "
+         "time: the change is rejected as expired.", "rejected")
     return ChangeStopped(f"{change.id}: the {request.role} decision expired")
 
 
@@ -226,8 +246,7 @@ def reject_change(a: Adapters, change: ChangeRequest, step_name: str,
                   reasons: list[str]) -> ChangeStopped:
     """A rejection ends the change: recorded, on the ticket; returns what to raise."""
     record(a, change.id, "change_rejected", step=step_name, reasons=reasons)
-    a.tickets.add_comment(change.id, f"Rejected in {step_name}:\n- " + "\n- ".join(reasons))
-    a.tickets.transition(change.id, "rejected")
+    tell(a, change.id, f"Rejected in {step_name}:\n- " + "\n- ".join(reasons), "rejected")
     return ChangeStopped(f"{change.id} rejected in {step_name}: " + "; ".join(reasons))
 
 

@@ -7,6 +7,7 @@ from domain.models import ChangeRequest, GateResult, GateStatus
 from integrations.factory import Adapters
 from tasks.approvals import verdict
 from tasks.common import ChangeStopped, events_of, record, step
+from tasks.tickets import tell
 
 
 def evidence_now(a: Adapters, change: ChangeRequest) -> ChangeRequest:
@@ -45,6 +46,6 @@ def check_gates(a: Adapters, change: ChangeRequest) -> list[GateResult]:
            gates=[g.model_dump(mode="json") for g in results])
     if blocking:
         reasons = [f"{g.gate}: {g.reason}" for g in blocking]
-        a.tickets.add_comment(change.id, "Blocked before production:\n- " + "\n- ".join(reasons))
+        tell(a, change.id, "Blocked before production:\n- " + "\n- ".join(reasons))
         raise ChangeStopped(f"{change.id}: blocked by gates: " + "; ".join(reasons))
     return results

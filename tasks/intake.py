@@ -7,6 +7,7 @@ from domain.models import Category, ChangeRequest
 from domain.standard import procedure_misfits
 from integrations.factory import Adapters
 from tasks.common import ChangeStopped, events_of, last_of, record, step
+from tasks.tickets import tell
 
 NEEDS_INFORMATION = "needs information"
 
@@ -45,9 +46,8 @@ def submit_change(a: Adapters, key: str) -> ChangeRequest:
                  if k in ("summary", "category", "service", "version", "author")
                  and isinstance(v, str)}
         record(a, key, "validation_failed", problems=checked, **known)
-        a.tickets.add_comment(key, "changeflow cannot accept this change yet. Fix these and "
-                              "start it again:\n- " + "\n- ".join(checked))
-        a.tickets.transition(key, NEEDS_INFORMATION)
+        tell(a, key, "changeflow cannot accept this change yet. Fix these and start it "
+             "again:\n- " + "\n- ".join(checked), NEEDS_INFORMATION)
         raise ChangeRefused(key, checked)
     change = checked
     record(a, key, "change_submitted", change.author, summary=change.summary,
@@ -73,7 +73,7 @@ def check_procedure(a: Adapters, change: ChangeRequest) -> ChangeRequest:
         return change
     record(a, change.id, "change_reclassified", **{"from": change.category.value},
            to=Category.NORMAL.value, reasons=reasons)
-    a.tickets.add_comment(change.id, "This change does not fit its standard procedure, so "
-                          "it is handled as a normal change (review, staging, QA sign-off):"
-                          "\n- " + "\n- ".join(reasons))
+    tell(a, change.id, "This change does not fit its standard procedure, so "
+         "it is handled as a normal change (review, staging, QA sign-off):"
+         "\n- " + "\n- ".join(reasons))
     return change.model_copy(update={"category": Category.NORMAL})

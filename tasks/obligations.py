@@ -17,6 +17,7 @@ from domain.lifecycle import ChangeRecord, ObligationRecord
 from domain.models import Category, ChangeRequest, Notice
 from integrations.factory import Adapters
 from tasks.common import ChangeStopped, events_of, last_of, record, step
+from tasks.tickets import tell
 
 WHAT = {
     "approval_confirmation": "confirm (or dispute) the verbal approval recorded in your name",
@@ -103,8 +104,8 @@ def _snapshot_documentation(a: Adapters, change: ChangeRequest) -> None:
     checked = validate_ticket(a.tickets.get(change.id), cfg.policy, cfg.roster, cfg.services,
                               complete=True)
     if isinstance(checked, list):
-        a.tickets.add_comment(change.id, "The emergency change log entry is not complete "
-                              "yet. Fill in:\n- " + "\n- ".join(checked))
+        tell(a, change.id, "The emergency change log entry is not complete "
+             "yet. Fill in:\n- " + "\n- ".join(checked))
         raise ChangeStopped(f"{change.id}: documentation incomplete: " + "; ".join(checked))
     entry = checked.model_dump(mode="json")
     previous = last_of(a, change, "ticket_snapshot")

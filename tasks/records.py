@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from domain.lifecycle import ChangeRecord
 from domain.models import ChangeEvent, ChangeRequest
 from integrations.changelog_sql import SqlChangeLog, Verification
 from integrations.factory import Adapters
 from tasks.common import record, step
+from tasks.tickets import link_evidence, tell
 
 
 @task(name="verify-chain")
@@ -45,15 +47,27 @@ def close_change(a: Adapters, change: ChangeRequest) -> ChangeRecord:
         record(a, change.id, "change_closed", outcome=outcome)
         incidents = f"; incidents: {', '.join(record_now.incidents)}" \
             if record_now.incidents else ""
-        a.tickets.add_comment(change.id, f"changeflow: closed with outcome {outcome}"
-                              f"{incidents}. Evidence: `changeflow log export {change.id}`.")
-        a.tickets.transition(change.id, "closed")
+        tell(a, change.id, f"changeflow: closed with outcome {outcome}{incidents}. "
+             f"Evidence: `changeflow log export {change.id}`.", "closed")
+        link_evidence(a, change.id, evidence_links(change))
     closed = a.change_log.record(change.id)
     assert closed is not None
     create_markdown_artifact(key=f"evidence-{change.id.lower()}",
                              markdown=evidence_markdown(closed, a.change_log.events(change.id)),
                              description=f"{change.id} evidence summary")
     return closed
+
+
+def evidence_links(change: ChangeRequest) -> list[tuple[str, str]]:
+    """The change's evidence as (URL, title): this flow run, the PR, CI and SAST runs."""
+    links = [(str(flow_run.ui_url), f"changeflow flow run for {change.id}")] \
+        if flow_run.id else []
+    ev = change.evidence
+    for url, title in ((ev.code_review and ev.code_review.url, "Pull request"),
+                       (ev.ci and ev.ci.url, "CI run"), (ev.sast and ev.sast.url, "SAST report")):
+        if url:
+            links.append((url, title))
+    return links
 
 
 def evidence_markdown(rec: ChangeRecord, events: list[ChangeEvent]) -> str:

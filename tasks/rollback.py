@@ -9,6 +9,7 @@ from domain.models import ChangeRequest, Notice
 from integrations.factory import Adapters
 from tasks.commands import environment, run_checks, run_command
 from tasks.common import events_of, record, step
+from tasks.tickets import file_incident
 
 
 @step("roll-back")
@@ -43,7 +44,10 @@ def open_incident(a: Adapters, change: ChangeRequest, rollback_ok: bool) -> str:
     """
     existing = events_of(a, change, "incident_opened")
     if existing:
-        return str(existing[-1].payload["incident_id"])
+        incident = str(existing[-1].payload["incident_id"])
+        _file(a, change, incident, str(existing[-1].payload["summary"]),
+              int(existing[-1].payload["priority"]))
+        return incident
     policy = a.config.policy
     priority = policy.rollback.incident_priority if rollback_ok else 1
     opened = a.now()
@@ -62,4 +66,16 @@ def open_incident(a: Adapters, change: ChangeRequest, rollback_ok: bool) -> str:
             subject=f"P{priority} {incident}: {change.id} {what}",
             body=f"{change.summary}\nPost-incident review due {due:%Y-%m-%d}."))
     record(a, change.id, "notification_sent", to=list(dict.fromkeys(paged)), about=incident)
+    _file(a, change, incident, f"{change.id} {what} after a failed verification", priority)
     return incident
+
+
+def _file(a: Adapters, change: ChangeRequest, incident: str, summary: str,
+          priority: int) -> None:
+    """The incident in the ticket system, linked to the change, recorded; once."""
+    filed = [e for e in events_of(a, change, "ticket_updated")
+             if e.payload.get("incident_id") == incident]
+    if filed:
+        return
+    key = file_incident(a, change.id, incident, summary, priority)
+    record(a, change.id, "ticket_updated", incident_id=incident, incident_key=key)

@@ -12,6 +12,7 @@ from domain.models import ChangeRequest, Notice
 from domain.schedule import next_slot
 from integrations.factory import Adapters
 from tasks.common import events_of, last_of, record, step
+from tasks.tickets import tell
 
 
 def stakeholders(a: Adapters, change: ChangeRequest) -> list[str]:
@@ -51,8 +52,8 @@ def schedule_deployment(a: Adapters, change: ChangeRequest) -> datetime:
                  f"{local.isoformat()}.\nRisk: {change.risk_assessment}"))
     record(a, change.id, "deployment_scheduled", slot=slot.isoformat(), notified=told,
            notified_at=now.isoformat(), immediate=immediate)
-    a.tickets.add_comment(change.id, f"Scheduled for {local:%a %Y-%m-%d %H:%M %Z}; "
-                          f"notified: {', '.join(told)}")
+    tell(a, change.id, f"Scheduled for {local:%a %Y-%m-%d %H:%M %Z}; "
+         f"notified: {', '.join(told)}")
     return slot
 
 

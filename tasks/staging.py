@@ -6,6 +6,7 @@ from domain.models import ChangeRequest
 from integrations.factory import Adapters
 from tasks.commands import environment, run_command
 from tasks.common import ChangeStopped, record, step
+from tasks.tickets import tell
 
 
 @step("test-in-staging")
@@ -31,9 +32,8 @@ def test_in_staging(a: Adapters, change: ChangeRequest) -> list[dict[str, object
         record(a, change.id, "staging_failed", results=results)
         lines = [f"- {r['name']}: exit {r['exit_code']}: {str(r['output']).strip()}"
                  for r in failed]
-        a.tickets.add_comment(change.id, "Staging validation failed; the change stops here:\n"
-                              + "\n".join(lines))
-        a.tickets.transition(change.id, "failed")
+        tell(a, change.id, "Staging validation failed; the change stops here:\n"
+             + "\n".join(lines), "failed")
         raise ChangeStopped(f"{change.id}: staging failed: "
                             + "; ".join(str(r["name"]) for r in failed))
     record(a, change.id, "staging_passed", results=results)

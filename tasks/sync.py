@@ -1,0 +1,233 @@
+"""The Jira sync's steps: read what changed, record it, and act on it.
+
+Each page of the incremental search is one retried task. A ticket whose `updated` is
+what the sync saw last time costs nothing more. A ticket whose relevant fields or
+status changed gets a `ticket_snapshot` event, so the change log holds what the ticket
+said when it was approved, whatever it says today. Then:
+- a ticket that reached the "ready" status starts its lifecycle, once per readiness
+  (`run_deployment` with an idempotency key of ticket and readiness revision);
+- a ticket moved to a cancelled status has its runs cancelled and the change recorded
+  as cancelled;
+- a change waiting for approvals given in Jira gets them recorded (judged by the domain
+  rules first) and its waiting run resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.deployments import run_deployment
+from prefect.flow_runs import resume_flow_run
+from prefect.states import Cancelled, Cancelling
+
+from domain.approvals import check_approvals
+from domain.lifecycle import TRANSITIONS
+from domain.models import Approval, Ticket, TicketApproval
+from integrations.changelog_sql import NewEvent
+from integrations.factory import Adapters
+from integrations.jira_tickets import JiraChangeTickets, dump
+from integrations.sync_state import SyncState
+from tasks.approvals import decision_of
+from tasks.common import SYSTEM, ChangeStopped, events_of, record
+from tasks.intake import submit_change
+from tasks.tickets import ticket_task
+
+CHANGE_REQUEST = "change-request/change-request"
+"""The deployment a ready ticket starts."""
+
+OPEN_RUN_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING,
+                   StateType.PAUSED]
+WATERMARK = "jira-sync:watermark"
+
+
+@dataclass
+class SyncCounts:
+    """What one sync did, for its summary artifact and result."""
+
+    seen: int = 0
+    changed: int = 0
+    started: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    approvals: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+
+def jira_of(a: Adapters) -> JiraChangeTickets:
+    """The Jira adapter; the sync has nothing to read without one."""
+    if not isinstance(a.tickets, JiraChangeTickets):
+        raise ChangeStopped("jira-sync needs CHANGEFLOW_TICKETS=jira (with CHANGEFLOW_JIRA_URL "
+                            "and a token); nothing was done")
+    return a.tickets
+
+
+def digest(ticket: Ticket) -> str:
+    """What matters of a ticket: its change fields and its status."""
+    return hashlib.sha256(dump([ticket.status, ticket.fields]).encode()).hexdigest()
+
+
+@ticket_task("fetch-page")
+def fetch_page(a: Adapters, jql: str, cursor: str) -> tuple[list[Ticket], str | None,
+                                                              int | None]:
+    """One page of the search (retried on 429, 5xx and timeouts)."""
+    return jira_of(a).search_page(jql, cursor)
+
+
+@ticket_task("read-revision")
+def read_revision(a: Adapters, key: str, status: str) -> str:
+    """Which readiness of the ticket this is (its changelog entry)."""
+    return jira_of(a).ready_revision(key, status)
+
+
+@ticket_task("read-approvals")
+def read_approvals(a: Adapters, key: str) -> list[TicketApproval]:
+    """The ticket's decided approvals in Jira."""
+    return jira_of(a).approvals(key)
+
+
+def process_page(a: Adapters, state: SyncState, tickets: list[Ticket],
+                 counts: SyncCounts) -> None:
+    """Record and act on one page of tickets; unchanged ones cost nothing."""
+    seen = state.get(f"ticket:{t.key}" for t in tickets)
+    fresh = [t for t in tickets
+             if seen.get(f"ticket:{t.key}", {}).get("updated") != _updated(t)]
+    counts.seen += len(tickets)
+    changed = [t for t in fresh if seen.get(f"ticket:{t.key}", {}).get("digest") != digest(t)]
+    changed_keys = {t.key for t in changed}
+    a.change_log.append_many([NewEvent(t.key, "ticket_snapshot", SYSTEM, {
+        "source": "jira", "status": t.status, "fields": t.fields, "updated": _updated(t),
+        "digest": digest(t)}, a.now()) for t in changed])
+    counts.changed += len(changed)
+    mapping = jira_of(a).mapping
+    updates: dict[str, Any] = {}
+    for ticket in fresh:
+        before = seen.get(f"ticket:{ticket.key}", {})
+        after = {**before, "updated": _updated(ticket), "digest": digest(ticket)}
+        if ticket.status == mapping.statuses.ready and ticket.key in changed_keys:
+            revision = read_revision(a, ticket.key, ticket.status)
+            if revision != before.get("started"):
+                start_lifecycle(a, ticket.key, revision)
+                counts.started.append(ticket.key)
+                after["started"] = revision
+        elif ticket.status in mapping.statuses.cancelled and ticket.key in changed_keys:
+            if cancel_change(a, ticket.key, ticket.status):
+                counts.cancelled.append(ticket.key)
+        if mapping.approvals.mode != "prefect":
+            hand_over_approvals(a, ticket.key, counts)
+        updates[f"ticket:{ticket.key}"] = after
+    state.put(updates)
+
+
+def _updated(ticket: Ticket) -> str:
+    return ticket.updated.isoformat() if ticket.updated else ""
+
+
+@ticket_task("start-lifecycle")
+def start_lifecycle(a: Adapters, key: str, revision: str) -> str:
+    """Start `change-request` for a ready ticket; never twice for one readiness."""
+    run: Any = run_deployment(CHANGE_REQUEST, parameters={"ticket_key": key}, timeout=0,
+                         as_subflow=False, tags=["jira-sync", f"ticket:{key}"],
+                         idempotency_key=f"jira-{key}-{revision}")
+    record(a, key, "run_started", flow_run_id=str(run.id), deployment=CHANGE_REQUEST,
+           revision=revision, reason="the ticket reached the ready status in Jira")
+    return str(run.id)
+
+
+def _run_ids(a: Adapters, key: str) -> set[UUID]:
+    """Runs that work on this change: started by the sync, or waiting for its decisions."""
+    return {UUID(str(e.payload["flow_run_id"])) for e in events_of(a, key, "run_started")} | {
+        UUID(str(e.payload["run_id"])) for e in events_of(a, key, "approval_requested")
+        if str(e.payload.get("run_id", "local")) != "local"}
+
+
+@ticket_task("cancel-change")
+def cancel_change(a: Adapters, key: str, status: str) -> bool:
+    """Cancel the change's open runs and record the change as cancelled, if it still may be.
+
+    Returns:
+        True when something was cancelled (a run or the change).
+    """
+    ids = _run_ids(a, key)
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=OPEN_RUN_STATES)),
+            tags=FlowRunFilterTags(all_=[f"ticket:{key}"]))) + (client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=list(ids)),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(
+                        any_=OPEN_RUN_STATES)))) if ids else [])
+        stopped = []
+        for run in {r.id: r for r in runs}.values():
+            running = run.state is not None and run.state.type is StateType.RUNNING
+            new = Cancelling if running else Cancelled
+            client.set_flow_run_state(run.id, new(message=f"{key} was cancelled in Jira"),
+                                      force=True)
+            stopped.append(str(run.id))
+    current = a.change_log.record(key)
+    may_cancel = (current.state if current else None) in TRANSITIONS["change_cancelled"]
+    if may_cancel:
+        record(a, key, "change_cancelled", reason=f"moved to {status!r} in Jira",
+               cancelled_runs=stopped)
+    return may_cancel or bool(stopped)
+
+
+def hand_over_approvals(a: Adapters, key: str, counts: SyncCounts) -> None:
+    """Record Jira's decisions for a change waiting on them, and wake the waiting run."""
+    current = a.change_log.record(key)
+    if current is None or current.state not in ("submitted", "in_review", "testing"):
+        return
+    waiting = [e for e in events_of(a, key, "approval_requested")
+               if e.payload.get("channel") == "jira"]
+    if not waiting:
+        return
+    recorded = {e.payload.get("ref") for e in events_of(
+        a, key, "approval_recorded", "approval_attempt_failed")}
+    change = submit_change(a, key)
+    woken: set[str] = set()
+    for given in read_approvals(a, key):
+        request = next((e for e in reversed(waiting) if e.payload["role"] == given.role), None)
+        if given.ref in recorded or request is None:
+            continue
+        purpose = str(request.payload["purpose"])
+        if decision_of(a, change, given.role, purpose) is not None:
+            continue
+        candidate = Approval(role=given.role, person_id=given.person_id or "unknown",
+                             decision=given.decision, at=given.at, channel=given.source)
+        problems = check_approvals(change, [candidate], a.config.policy,
+                                   a.config.roster).problems
+        refusal = next((p for p in problems if given.decision == "approve"
+                        or "not an eligible approver" in p), None)
+        if refusal:
+            record(a, key, "approval_attempt_failed", role=given.role, purpose=purpose,
+                   run_id=request.payload["run_id"], claimed=given.person_id, reason=refusal,
+                   ref=given.ref)
+            counts.refused.append(f"{key}:{given.role}")
+            continue
+        record(a, key, "approval_recorded", candidate.person_id, role=given.role,
+               purpose=purpose, person_id=candidate.person_id, decision=given.decision.value,
+               channel=given.source, comment=f"decided in Jira at {given.at.isoformat()}",
+               run_id=request.payload["run_id"], ref=given.ref,
+               decided_at=given.at.isoformat())
+        counts.approvals.append(f"{key}:{given.role}")
+        woken.add(str(request.payload["run_id"]))
+    for run_id in woken:
+        _resume(run_id)
+
+
+def _resume(run_id: str) -> None:
+    """Wake a run waiting (paused or suspended) for a decision; a run not waiting is left."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+    if run.state is not None and run.state.type is StateType.PAUSED:
+        resume_flow_run(UUID(run_id))
