@@ -268,7 +268,8 @@ _TOKEN = re.compile(r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
                     r"""|(?P<op>!=|>=|<=|!~|=|>|<|~)|(?P<punct>[(),])"""
                     r"""|(?P<word>[^\s"'(),=!<>~]+))""")
 _EQUALITY_FIELDS = {"project": "project", "status": "status", "issuetype": "issuetype",
-                    "type": "issuetype", "key": "key", "issuekey": "key", "issue": "key"}
+                    "type": "issuetype", "key": "key", "issuekey": "key", "issue": "key",
+                    "labels": "labels"}
 _DATE_FIELDS = {"updated": "updated", "updateddate": "updated", "created": "created",
                 "createddate": "created"}
 _ORDER_KEYS: dict[str, Callable[[_Issue], Any]] = {
@@ -997,6 +998,12 @@ class FakeJira:
         if clause.field == "issuetype":
             types = {v.lower() for v in clause.values}
             return _matcher(clause.op, types, lambda i: i.issue_type.lower())
+        if clause.field == "labels":  # an issue matches when any of its labels does
+            wanted = set(clause.values)
+            has = (lambda i: bool(wanted & set(i.values.get("labels") or []))) \
+                if clause.op in ("=", "in") else (
+                    lambda i: not wanted & set(i.values.get("labels") or []))
+            return has
         return _matcher(clause.op, {v.upper() for v in clause.values}, lambda i: i.key)
 
     def _project_ref(self, ref: str) -> _Project:
