@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from changeflow.sample_service import SampleService, deploy, start_sample_service
+from config.jira import JiraMapping
 from config.settings import PROJECT_ROOT, Settings
 from integrations.factory import Adapters, build, installed
 
@@ -58,14 +59,21 @@ def write_config(target: Path, port: int, **policy_changes: Any) -> None:
 
 @contextmanager
 def embedded_stack(root: Path, port: int = SAMPLE_PORT, broken: tuple[str, ...] = (),
-                   **settings: Any) -> Iterator[Stack]:
-    """Set up `root`, start the sample service, install the adapters; undo on exit."""
+                   jira_mapping: JiraMapping | None = None, **settings: Any) -> Iterator[Stack]:
+    """Set up `root`, start the sample service, install the adapters; undo on exit.
+
+    With `jira_mapping`, it is written as the configuration's `jira.yaml` (the settings
+    then say where Jira is: `tickets="jira"`, `jira_url`, `jira_token`, ...).
+    """
     root.mkdir(parents=True, exist_ok=True)
     tickets = root / "tickets"
     shutil.copytree(PROJECT_ROOT / "examples" / "tickets", tickets, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(".changeflow", "*.md"))
     with start_sample_service(root / "var" / "sample", port, broken) as service:
         write_config(root / "config", service.port)
+        if jira_mapping is not None:
+            (root / "config" / "jira.yaml").write_text(
+                yaml.safe_dump(jira_mapping.model_dump(), sort_keys=False))
         env = Settings(config_dir=root / "config", var_dir=root / "var", tickets_dir=tickets,
                        **settings)
         adapters = build(env)

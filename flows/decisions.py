@@ -31,6 +31,7 @@ from tasks.approvals import (
 )
 from tasks.common import ChangeStopped
 from tasks.forms import describe
+from tasks.sync import take_ticket_approvals
 from tasks.verbal import (
     PURPOSE,
     VerbalApprovalForm,
@@ -109,7 +110,10 @@ def approve(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligibl
     else:
         request = request_decision(a, change, role, purpose, eligible, run_id,
                                    in_ticket_system=where)
-        while decision_of(a, change, role, purpose) is None:
+        while True:
+            take_ticket_approvals(a, change.id)  # decided before we asked, or since
+            if decision_of(a, change, role, purpose) is not None:
+                break
             remaining = int((request.expires_at - a.now()).total_seconds())
             if remaining <= 0:
                 raise expire_request(a, change, request)

@@ -114,7 +114,7 @@ def process_page(a: Adapters, state: SyncState, tickets: list[Ticket],
     for ticket in fresh:
         before = seen.get(f"ticket:{ticket.key}", {})
         after = {**before, "updated": _updated(ticket), "digest": digest(ticket)}
-        if ticket.status == mapping.statuses.ready and ticket.key in changed_keys:
+        if ticket.status == mapping.statuses.ready:  # updated: maybe left and came back
             revision = read_revision(a, ticket.key, ticket.status)
             if revision != before.get("started"):
                 start_lifecycle(a, ticket.key, revision)
@@ -183,23 +183,42 @@ def cancel_change(a: Adapters, key: str, status: str) -> bool:
 
 
 def hand_over_approvals(a: Adapters, key: str, counts: SyncCounts) -> None:
-    """Record Jira's decisions for a change waiting on them, and wake the waiting run."""
+    """Record Jira's decisions for a change waiting on them, and wake the waiting runs."""
     current = a.change_log.record(key)
     if current is None or current.state not in ("submitted", "in_review", "testing"):
         return
+    recorded, refused, woken = take_ticket_approvals(a, key)
+    counts.approvals += [f"{key}:{role}" for role in recorded]
+    counts.refused += [f"{key}:{role}" for role in refused]
+    for run_id in woken:
+        _resume(run_id)
+
+
+def take_ticket_approvals(a: Adapters, key: str) -> tuple[list[str], list[str], set[str]]:
+    """Record the decisions taken in Jira for the change's open requests, once each.
+
+    Each is judged by the domain rules first: one that does not count (the author, a
+    person without the role, a shared account, someone not in the roster) is recorded
+    as a failed attempt instead.
+
+    Returns:
+        The roles recorded, the roles refused, and the runs that asked for them.
+    """
     waiting = [e for e in events_of(a, key, "approval_requested")
                if e.payload.get("channel") == "jira"]
     if not waiting:
-        return
-    recorded = {e.payload.get("ref") for e in events_of(
+        return [], [], set()
+    seen = {e.payload.get("ref") for e in events_of(
         a, key, "approval_recorded", "approval_attempt_failed")}
     change = submit_change(a, key)
+    recorded: list[str] = []
+    refused: list[str] = []
     woken: set[str] = set()
     for given in read_approvals(a, key):
         request = next((e for e in reversed(waiting) if e.payload["role"] == given.role), None)
-        if given.ref in recorded or request is None:
+        if given.ref in seen or request is None:
             continue
-        purpose = str(request.payload["purpose"])
+        purpose, run_id = str(request.payload["purpose"]), str(request.payload["run_id"])
         if decision_of(a, change, given.role, purpose) is not None:
             continue
         candidate = Approval(role=given.role, person_id=given.person_id or "unknown",
@@ -210,19 +229,16 @@ def hand_over_approvals(a: Adapters, key: str, counts: SyncCounts) -> None:
                         or "not an eligible approver" in p), None)
         if refusal:
             record(a, key, "approval_attempt_failed", role=given.role, purpose=purpose,
-                   run_id=request.payload["run_id"], claimed=given.person_id, reason=refusal,
-                   ref=given.ref)
-            counts.refused.append(f"{key}:{given.role}")
+                   run_id=run_id, claimed=given.person_id, reason=refusal, ref=given.ref)
+            refused.append(given.role)
             continue
         record(a, key, "approval_recorded", candidate.person_id, role=given.role,
                purpose=purpose, person_id=candidate.person_id, decision=given.decision.value,
                channel=given.source, comment=f"decided in Jira at {given.at.isoformat()}",
-               run_id=request.payload["run_id"], ref=given.ref,
-               decided_at=given.at.isoformat())
-        counts.approvals.append(f"{key}:{given.role}")
-        woken.add(str(request.payload["run_id"]))
-    for run_id in woken:
-        _resume(run_id)
+               run_id=run_id, ref=given.ref, decided_at=given.at.isoformat())
+        recorded.append(given.role)
+        woken.add(run_id)
+    return recorded, refused, woken
 
 
 def _resume(run_id: str) -> None:

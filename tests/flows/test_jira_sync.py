@@ -1,0 +1,214 @@
+"""jira-sync, and a lifecycle whose tickets and approvals live in Jira (the local Jira)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
+from prefect.client.schemas.objects import FlowRun, StateType
+
+from changeflow.approver import ScriptedApprover
+from changeflow.stack import Stack, embedded_stack
+from config.jira import JiraApprovals, JiraMapping
+from flows.change_request import change_request
+from flows.jira_sync import jira_sync
+from integrations.ports import TicketSystemError
+from tasks.common import ChangeStopped
+from tests.fakes.jira_server import FakeJira
+from tests.support.jira import JiraProject, jira_project, with_evidence_values
+
+READY = "Ready for change"
+JSM = JiraApprovals(mode="jsm", names={"engineering_lead": "Lead approval",
+                                       "qa": "QA approval"})
+
+
+@pytest.fixture
+def jira(tmp_path: Path) -> Iterator[tuple[Stack, JiraProject]]:
+    """The embedded stack with its tickets in a local Jira (Cloud), approvals from JSM."""
+    with FakeJira(mode="cloud") as fake:
+        mapping = with_evidence_values(JiraMapping(approvals=JSM))
+        project = jira_project(fake, mapping)
+        with embedded_stack(tmp_path, port=0, broken=("2.1.0@production",),
+                            approval_poll_seconds=0.2, jira_mapping=mapping,
+                            **project.settings()) as stack:
+            change_request.to_deployment(name="change-request").apply()
+            yield stack, project
+
+
+def runs_of(stack: Stack, key: str) -> list[FlowRun]:
+    """The runs this test's sync started for `key` (keys repeat across tests' Jiras)."""
+    ids = [UUID(e.payload["flow_run_id"]) for e in stack.adapters.change_log.events(key)
+           if e.type == "run_started"]
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=ids), tags=FlowRunFilterTags(all_=[f"ticket:{key}"])))
+    return found if ids else []
+
+
+def test_a_full_sync_records_each_ticket_once_and_an_idle_sync_costs_one_search(
+        jira: tuple[Stack, JiraProject]) -> None:
+    stack, project = jira
+    keys = [project.create_change("CHG-101", summary=f"change {i}") for i in range(3)]
+    first = jira_sync()
+    assert (first["seen"], first["changed"], first["started"]) == (3, 3, [])
+    for key in keys:
+        (snapshot,) = stack.adapters.change_log.events(key)
+        assert snapshot.type == "ticket_snapshot" and snapshot.payload["status"] == "Open"
+        record = stack.adapters.change_log.record(key)
+        assert record is not None and record.state == "draft"
+    events = stack.adapters.change_log.count()
+    project.fake.clear_requests()
+    idle = jira_sync()
+    assert idle["requests"] == 1 and project.fake.count() == 1  # one search, nothing else
+    assert idle["changed"] == 0 and stack.adapters.change_log.count() == events
+
+
+def test_an_edited_ticket_is_snapshotted_again(jira: tuple[Stack, JiraProject]) -> None:
+    stack, project = jira
+    key = project.create_change("CHG-101")
+    jira_sync()
+    project.fake.update_fields(key, {project.field("version"): "1.1.1"},
+                               as_user=project.users["alice"])
+    assert jira_sync()["changed"] == 1
+    versions = [e.payload["fields"]["version"] for e in stack.adapters.change_log.events(key)]
+    assert versions == ["1.1.0", "1.1.1"]
+
+
+def test_a_ready_ticket_starts_its_lifecycle_once_per_readiness(
+        jira: tuple[Stack, JiraProject]) -> None:
+    stack, project = jira
+    key = project.create_change("CHG-101")
+    alice = project.users["alice"]
+    project.fake.transition(key, f"To {READY}", alice)
+    assert jira_sync()["started"] == [key]
+    (run,) = runs_of(stack, key)
+    assert run.parameters == {"ticket_key": key}
+    project.fake.add_comment(key, "looks good", alice)  # updated, but the same readiness
+    assert jira_sync()["started"] == []
+    assert jira_sync(full=True)["started"] == []  # a full re-read does not start it again
+    assert len(runs_of(stack, key)) == 1
+    project.fake.transition(key, "To Open", alice)
+    project.fake.transition(key, f"To {READY}", alice)
+    assert jira_sync()["started"] == [key]
+    assert len(runs_of(stack, key)) == 2
+    started = [e for e in stack.adapters.change_log.events(key) if e.type == "run_started"]
+    assert len(started) == 2 and started[0].payload["revision"] != started[1].payload["revision"]
+
+
+def test_a_ticket_cancelled_in_jira_cancels_its_runs(jira: tuple[Stack, JiraProject]) -> None:
+    stack, project = jira
+    key = project.create_change("CHG-101")
+    project.fake.transition(key, f"To {READY}", project.users["alice"])
+    jira_sync()
+    project.fake.transition(key, "To Cancelled", project.users["alice"])
+    assert jira_sync()["cancelled"] == [key]
+    (run,) = runs_of(stack, key)
+    assert run.state is not None and run.state.type is StateType.CANCELLED
+    record = stack.adapters.change_log.record(key)
+    assert record is not None and record.outcome == "cancelled"
+
+
+def test_pages_answered_429_then_503_are_retried_and_nothing_is_recorded_twice(
+        jira: tuple[Stack, JiraProject]) -> None:
+    stack, project = jira
+    for i in range(120):
+        project.fake.create_issue("CHG", {"summary": f"change {i}"})
+    project.fake.fail(r"/search", status=429, retry_after="1")
+    project.fake.fail(r"/search", status=503)
+    result = jira_sync()
+    assert (result["seen"], result["changed"], result["pages"]) == (120, 120, 2)
+    assert stack.adapters.change_log.count() == 120
+    assert [r.status for r in project.fake.requests if "/search" in r.path][:3] == [
+        429, 503, 200]
+
+
+def test_a_field_renamed_in_jira_stops_the_sync_naming_it(tmp_path: Path) -> None:
+    with FakeJira(mode="datacenter") as fake:
+        project = jira_project(fake)
+        fake.rename_field("Risk assessment", "Risk")
+        with pytest.raises(TicketSystemError, match="fields.risk_assessment: Jira has no field "
+                           "named 'Risk assessment'"):
+            with embedded_stack(tmp_path, port=0, **project.settings()):
+                pass
+
+
+def erin_and_quinn_approve_in_jira(project: JiraProject, key: str) -> None:
+    for name, who in (("Lead approval", "erin"), ("QA approval", "quinn")):
+        approval = project.fake.add_approval(key, name, [project.users[who]])
+        project.fake.answer_approval(key, approval, project.users[who], "approve")
+
+
+@pytest.fixture
+def availability(jira: tuple[Stack, JiraProject]) -> Iterator[ScriptedApprover]:
+    """Answers the Prefect forms (availability) for the Jira stack."""
+    with ScriptedApprover(jira[0].outbox).start(interval=0.2) as scripted:
+        yield scripted
+
+
+def test_a_change_approved_in_jira_goes_through_and_jira_shows_the_outcome(
+        jira: tuple[Stack, JiraProject], availability: ScriptedApprover) -> None:
+    stack, project = jira
+    key = project.create_change("CHG-101")
+    erin_and_quinn_approve_in_jira(project, key)
+    result = change_request(key)
+    assert result["outcome"] == "succeeded"
+    approvals = [e for e in stack.adapters.change_log.events(key)
+                 if e.type == "approval_recorded" and e.payload["channel"] == "jira-jsm"]
+    assert [(e.payload["role"], e.payload["person_id"]) for e in approvals] == [
+        ("engineering_lead", "erin"), ("qa", "quinn")]
+    issue = project.fake.issue(key)
+    assert issue["fields"]["status"]["name"] == "Closed"
+    assert any("closed with outcome succeeded" in c["body"]
+               for c in issue["fields"]["comment"]["comments"])
+
+
+def test_an_approval_given_later_in_jira_wakes_the_waiting_run_through_the_sync(
+        jira: tuple[Stack, JiraProject], availability: ScriptedApprover) -> None:
+    stack, project = jira
+    key = project.create_change("CHG-101")
+    done: dict[str, Any] = {}
+    run = threading.Thread(target=lambda: done.update(change_request(key)))
+    run.start()
+    try:
+        wait_for(lambda: any(e.type == "approval_requested"
+                             for e in stack.adapters.change_log.events(key)))
+        jira_sync()  # nothing to hand over yet
+        erin_and_quinn_approve_in_jira(project, key)
+        handed: list[str] = []
+        wait_for(lambda: bool(handed.extend(jira_sync()["approvals"]) or done))
+    finally:
+        run.join(timeout=120)
+    assert done["outcome"] == "succeeded"
+    assert f"{key}:engineering_lead" in handed
+
+
+def test_an_approval_in_jira_by_someone_without_the_role_is_refused_by_the_policy(
+        jira: tuple[Stack, JiraProject]) -> None:
+    stack, project = jira
+    key = project.create_change("CHG-101")
+    approval = project.fake.add_approval(key, "Lead approval", [project.users["bob"]])
+    project.fake.answer_approval(key, approval, project.users["bob"], "approve")
+    stack.settings.approval_timeout_hours = 0.001  # about 4 s: then the wait expires
+    with pytest.raises(ChangeStopped, match="the engineering_lead decision expired"):
+        change_request(key)
+    (refused,) = [e for e in stack.adapters.change_log.events(key)
+                  if e.type == "approval_attempt_failed"]
+    assert refused.payload["reason"] == "Bob Nguyen (bob) does not hold role 'engineering_lead'"
+    assert not [e for e in stack.adapters.change_log.events(key)
+                if e.type == "approval_recorded"]
+
+
+def wait_for(condition: Any, seconds: float = 60) -> None:
+    """Poll `condition` until true, or fail after `seconds`."""
+    event = threading.Event()
+    for _ in range(int(seconds / 0.25)):
+        if condition():
+            return
+        event.wait(0.25)
+    raise AssertionError("condition not met in time")
