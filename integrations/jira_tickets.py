@@ -12,6 +12,7 @@ are off; the tasks that call this adapter are the one retry layer.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -24,6 +25,10 @@ from pydantic import SecretStr
 from config.jira import JiraMapping
 from domain.models import Roster, Ticket, TicketApproval
 from integrations.ports import TicketNotFound, TicketSystemError, TicketSystemUnavailable
+
+QUIET_LOGGERS = ("jira", "jira.resilientsession")
+"""At DEBUG the `jira` library logs request headers and bodies (credentials included):
+these loggers are held at INFO or above whatever the root level is."""
 
 PAGE_SIZE = 100
 """Issues per search page (Cloud's maximum; Data Center allows more)."""
@@ -81,6 +86,9 @@ class JiraChangeTickets:
             TicketSystemError: bad credentials, or a mapped field missing or ambiguous.
             TicketSystemUnavailable: Jira cannot be reached.
         """
+        for name in QUIET_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
         self.mapping = mapping
         self.roster = roster
         self.url = url.rstrip("/")

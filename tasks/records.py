@@ -60,8 +60,8 @@ def close_change(a: Adapters, change: ChangeRequest) -> ChangeRecord:
 
 def evidence_links(change: ChangeRequest) -> list[tuple[str, str]]:
     """The change's evidence as (URL, title): this flow run, the PR, CI and SAST runs."""
-    links = [(str(flow_run.ui_url), f"changeflow flow run for {change.id}")] \
-        if flow_run.id else []
+    run_url = flow_run.ui_url if flow_run.id else None
+    links = [(str(run_url), f"changeflow flow run for {change.id}")] if run_url else []
     ev = change.evidence
     for url, title in ((ev.code_review and ev.code_review.url, "Pull request"),
                        (ev.ci and ev.ci.url, "CI run"), (ev.sast and ev.sast.url, "SAST report")):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
@@ -16,10 +19,16 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from changeflow.approver import ScriptedApprover
 from changeflow.stack import Stack, embedded_stack
 from config.jira import JiraApprovals, JiraMapping
+from config.loader import load_config
+from config.settings import PROJECT_ROOT, Settings
 from flows.change_request import change_request
 from flows.jira_sync import jira_sync
+from integrations.factory import open_tickets
+from integrations.jira_tickets import JiraChangeTickets
 from integrations.ports import TicketSystemError
+from integrations.sync_state import SyncState
 from tasks.common import ChangeStopped
+from tasks.sync import WATERMARK
 from tests.fakes.jira_server import FakeJira
 from tests.support.jira import JiraProject, jira_project, with_evidence_values
 
@@ -114,18 +123,36 @@ def test_a_ticket_cancelled_in_jira_cancels_its_runs(jira: tuple[Stack, JiraProj
     assert record is not None and record.outcome == "cancelled"
 
 
-def test_pages_answered_429_then_503_are_retried_and_nothing_is_recorded_twice(
+def test_transient_failures_are_retried_and_nothing_is_recorded_twice(
         jira: tuple[Stack, JiraProject]) -> None:
     stack, project = jira
     for i in range(120):
         project.fake.create_issue("CHG", {"summary": f"change {i}"})
-    project.fake.fail(r"/search", status=429, retry_after="1")
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    project.fake.fail(r"/search", status=429, retry_after=format_datetime(soon, usegmt=True))
     project.fake.fail(r"/search", status=503)
+    project.fake.stall(r"/search", 3)  # beyond the 2 s timeout of every request
+    project.fake.malformed(r"/search")
+    project.fake.fail(r"/search", status=429, retry_after="1")
     result = jira_sync()
     assert (result["seen"], result["changed"], result["pages"]) == (120, 120, 2)
-    assert stack.adapters.change_log.count() == 120
-    assert [r.status for r in project.fake.requests if "/search" in r.path][:3] == [
-        429, 503, 200]
+    assert stack.adapters.change_log.count() == 120  # one snapshot per ticket
+    answered = [r.status for r in project.fake.requests if "/search" in r.path]
+    assert answered[:6] == [429, 503, 200, 200, 429, 200]  # the stall answered late
+
+
+def test_a_refused_search_fails_the_sync_with_jiras_message_and_keeps_the_watermark(
+        jira: tuple[Stack, JiraProject]) -> None:
+    stack, project = jira
+    project.create_change("CHG-101")
+    project.fake.fail(r"/search", status=400, body={
+        "errorMessages": ["Error in the JQL Query: the field 'updated' is not searchable."],
+        "errors": {}})
+    with pytest.raises(TicketSystemError, match="the field 'updated' is not searchable"):
+        jira_sync()
+    assert project.fake.count(path_regex="/search") == 1  # not retried
+    assert SyncState(stack.adapters.change_log.engine).get([WATERMARK]) == {}
+    assert jira_sync()["changed"] == 1  # and the next run reads everything
 
 
 def test_a_field_renamed_in_jira_stops_the_sync_naming_it(tmp_path: Path) -> None:
@@ -164,6 +191,9 @@ def test_a_change_approved_in_jira_goes_through_and_jira_shows_the_outcome(
         ("engineering_lead", "erin"), ("qa", "quinn")]
     issue = project.fake.issue(key)
     assert issue["fields"]["status"]["name"] == "Closed"
+    linked = {r.body["object"]["title"] for r in project.fake.requests
+              if r.method == "POST" and r.path.endswith("/remotelink")}
+    assert {"Pull request", "CI run", "SAST report"} <= linked
     assert any("closed with outcome succeeded" in c["body"]
                for c in issue["fields"]["comment"]["comments"])
 
@@ -212,3 +242,15 @@ def wait_for(condition: Any, seconds: float = 60) -> None:
             return
         event.wait(0.25)
     raise AssertionError("condition not met in time")
+
+
+def test_the_token_can_come_from_a_prefect_secret_block(tmp_path: Path) -> None:
+    with FakeJira(mode="cloud") as fake:
+        project = jira_project(fake)
+        Secret(value=project.service.token).save("changeflow-test-jira-token", overwrite=True)
+        settings = Settings(config_dir=PROJECT_ROOT / "config", var_dir=tmp_path,
+                            tickets="jira", jira_url=fake.url, jira_email=project.service.email,
+                            jira_token_block="changeflow-test-jira-token")
+        tickets = open_tickets(settings, load_config(settings.config_dir))
+        assert isinstance(tickets, JiraChangeTickets)
+        assert tickets.account == project.service.id
