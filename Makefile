@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy changeflow config domain integrations tasks flows bench
+	$(BIN)/mypy changeflow config domain integrations reporting tasks flows bench
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

@@ -15,7 +15,7 @@ from prefect import Flow, serve
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
 
-from config.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT, Settings
 
 
 def load_flow(entrypoint: str) -> Flow[Any, Any]:
@@ -45,6 +45,14 @@ def deployments() -> list[RunnerDeployment]:
     return built
 
 
+JIRA_ONLY = frozenset({"jira-sync"})
+"""Deployments with nothing to do unless the tickets are in Jira."""
+
+
 def serve_all(limit: int | None = None) -> None:
-    """Serve until interrupted."""
-    serve(*deployments(), limit=limit)
+    """Serve until interrupted; without Jira, the Jira-only deployments are left out."""
+    served = deployments()
+    if Settings().tickets != "jira":
+        served = [d for d in served if d.name not in JIRA_ONLY]
+        print(f"not serving {', '.join(sorted(JIRA_ONLY))}: CHANGEFLOW_TICKETS is not jira")
+    serve(*served, limit=limit)

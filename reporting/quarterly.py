@@ -1,0 +1,405 @@
+"""The quarterly report computed from change-log events: pure pandas, no I/O, no clock.
+
+Scope: the changes that reached production in the quarter (their `deployment_started`
+falls in it) and the changes submitted in it that never did. For each, every event
+counts, whenever it happened, so an emergency's follow-up after the quarter's end shows.
+
+Controls are judged only on what reached production (the gates are "before
+production"). Each is a count, a rate and its exceptions, and each exception says which
+change and why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from domain.approvals import check_approvals
+from domain.emergency import Obligation, obligation_status
+from domain.models import Approval, Category, ChangeRequest, Decision, Roster
+from domain.policy import Policy
+from domain.schedule import slot_allowed
+from domain.standard import required_gates
+from reporting.model import Quarter, QuarterlyReport
+
+OUTCOMES = ["succeeded", "rolled_back", "failed", "rejected", "expired", "cancelled", "open"]
+PARSED = frozenset({"change_submitted", "approval_recorded", "gates_passed", "gates_blocked",
+                    "deployment_scheduled", "rollback_succeeded", "rollback_failed",
+                    "incident_opened", "incident_reviewed", "obligation_opened",
+                    "obligation_responded", "verification_failed", "deployment_failed"})
+"""Event types whose payload the report reads; other payloads are never parsed."""
+
+FINDINGS_NOTE = ("No prohibited-practice audit has run for this quarter: the audit "
+                 "(policy section 6) records its findings here once it exists.")
+
+
+def _records(records: pd.DataFrame) -> pd.DataFrame:
+    rows = [json.loads(text) for text in records["record"]]
+    frame = pd.DataFrame(rows, columns=["change_id", "category", "reclassified_from", "summary",
+                                        "description", "service", "version", "author",
+                                        "approvers", "deployed_at", "opened_at", "outcome",
+                                        "state", "incidents", "obligations"])
+    for column in ("deployed_at", "opened_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    return frame
+
+
+class _Facts:
+    """Per change: its record, and its events by type (payloads parsed once)."""
+
+    def __init__(self, records: pd.DataFrame, events: pd.DataFrame) -> None:
+        self.records: dict[str, dict[str, Any]] = {
+            str(r["change_id"]): {str(k): v for k, v in r.items()}
+            for r in records.to_dict("records")}
+        wanted = events[events["type"].isin(PARSED)]
+        self.by_type: dict[str, dict[str, list[tuple[datetime, str, dict[str, Any]]]]] = {}
+        for change_id, type_, at, actor, payload in zip(
+                wanted["change_id"], wanted["type"], wanted["at"], wanted["actor"],
+                wanted["payload"], strict=True):
+            self.by_type.setdefault(type_, {}).setdefault(change_id, []).append(
+                (at.to_pydatetime(), actor, json.loads(payload)))
+        starts = events[events["type"] == "deployment_started"]
+        self.started = starts.groupby("change_id")["at"].first()
+
+    def started_at(self, change_id: str) -> datetime:
+        """When the change's (first) production deployment started; it must have one."""
+        return pd.Timestamp(self.started[change_id]).to_pydatetime()
+
+    def category(self, change_id: str) -> Category | None:
+        """The change's category as recorded (after any reclassification)."""
+        value = self.records[change_id].get("category")
+        return Category(value) if value else None
+
+    def of(self, type_: str, change_id: str) -> list[tuple[datetime, str, dict[str, Any]]]:
+        return self.by_type.get(type_, {}).get(change_id, [])
+
+    def last(self, type_: str, change_id: str) -> tuple[datetime, str, dict[str, Any]] | None:
+        found = self.of(type_, change_id)
+        return found[-1] if found else None
+
+
+def build_report(quarter: Quarter, records: pd.DataFrame, events: pd.DataFrame,
+                 policy: Policy, roster: Roster, chain: dict[str, Any],
+                 generated_at: datetime) -> QuarterlyReport:
+    """Compute the quarter's report.
+
+    Args:
+        quarter: the quarter.
+        records: `change_id`, `record` (the change's projected record as JSON text).
+        events: every event of those changes (`integrations.changelog_frames`).
+        policy: the policy (windows, notice, gates, emergency deadlines).
+        roster: who holds which role, who is a shared account.
+        chain: the change log's verification (ok, checked, head_seq, head_hash, problem).
+        generated_at: now (UTC); open obligations are judged against it.
+    """
+    start, end = quarter.bounds(policy.schedule.zone)
+    everything = _records(records) if len(records) else _records(
+        pd.DataFrame(columns=["change_id", "record"]))
+    facts = _Facts(everything, events)
+    deployed = (pd.to_datetime(everything["change_id"].map(facts.started), utc=True)
+                if len(everything) else pd.Series([], dtype="datetime64[ns, UTC]"))
+    everything["deployed_at"] = deployed
+    in_scope = ((deployed >= start) & (deployed < end)) | (
+        deployed.isna() & (everything["opened_at"] >= start) & (everything["opened_at"] < end))
+    scope = everything[in_scope.fillna(False)].copy()
+    changes = _changes(scope, policy)
+    production = scope[scope["deployed_at"].notna()]
+    controls, exceptions = _controls(production, facts, policy, roster)
+    rollbacks = _rollbacks(scope, facts, generated_at)
+    quarter_events = int(((events["at"] >= start) & (events["at"] < end)).sum())
+    return QuarterlyReport(
+        quarter=quarter, generated_at=generated_at, policy=f"{policy.id} v{policy.version}",
+        changes=changes, inventory=_inventory(changes, quarter), controls=controls,
+        exceptions=exceptions, emergencies=_emergencies(scope, facts, policy, generated_at),
+        rollbacks=rollbacks,
+        findings=pd.DataFrame(columns=["practice", "change_id", "detail", "found_at"]),
+        findings_note=FINDINGS_NOTE,
+        metrics=_metrics(changes, scope, facts, rollbacks, start, end),
+        chain={**chain, "quarter_events": quarter_events})
+
+
+def _changes(scope: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "change_id": scope["change_id"], "category": scope["category"],
+        "reclassified_from": scope["reclassified_from"], "service": scope["service"],
+        "version": scope["version"], "summary": scope["summary"], "author": scope["author"],
+        "approvers": scope["approvers"].map(lambda a: ", ".join(a or [])),
+        "submitted_at": scope["opened_at"], "deployed_at": scope["deployed_at"],
+        "outcome": scope["outcome"].fillna("open"),
+        "incidents": scope["incidents"].map(lambda i: ", ".join(i or []))})
+    local = frame["deployed_at"].fillna(frame["submitted_at"])
+    frame["month"] = local.map(lambda t: t.astimezone(policy.schedule.zone).strftime("%Y-%m"))
+    return frame.reset_index(drop=True)
+
+
+def _inventory(changes: pd.DataFrame, quarter: Quarter) -> dict[str, pd.DataFrame]:
+    by_outcome = pd.crosstab(changes["category"], changes["outcome"]).reindex(
+        columns=[o for o in OUTCOMES if o in set(changes["outcome"])], fill_value=0)
+    by_service = changes.groupby("service").agg(
+        changes=("change_id", "count"),
+        succeeded=("outcome", lambda o: int((o == "succeeded").sum())),
+        rolled_back=("outcome", lambda o: int((o == "rolled_back").sum())),
+        failed=("outcome", lambda o: int((o == "failed").sum()))).reset_index()
+    by_month = pd.crosstab(changes["month"], changes["category"]).reindex(
+        index=quarter.months(), fill_value=0)
+    by_month.index.name = "month"
+    return {"by_category_outcome": by_outcome.reset_index(), "by_service": by_service,
+            "by_month": by_month.reset_index()}
+
+
+Check = Callable[[str], str | None]
+
+
+def _controls(production: pd.DataFrame, facts: _Facts, policy: Policy,
+              roster: Roster) -> tuple[pd.DataFrame, pd.DataFrame]:
+    windowed = {c for c, spec in policy.categories.items() if spec.deploy_at == "window"}
+    checks: list[tuple[str, str, Callable[[pd.Series], bool], Check]] = [
+        ("record complete", "section 7: change ID, description, author, approvers, "
+         "deployment date, outcome, incidents", lambda r: True,
+         lambda cid: _record_gaps(facts.records[cid])),
+        ("approvals obtained", "section 1: the category's approvals, judged by the roster",
+         lambda r: True, lambda cid: _approval_gaps(facts, cid, policy, roster)),
+        ("separation of duties", "no author approving (but a standard self-approval), no "
+         "shared account, one person per role", lambda r: True,
+         lambda cid: _duty_gaps(facts, cid, roster)),
+        ("gates passed before production", "section 3: every gate passed (or bypassed "
+         "where the policy allows) before the deployment started", lambda r: True,
+         lambda cid: _gate_gaps(facts, cid, policy)),
+        ("notice given", f"section 2.4: stakeholders told {policy.schedule.notice_hours} "
+         "hours or more before the deployment", lambda r: r["category"] in windowed,
+         lambda cid: _notice_gap(facts, cid, policy)),
+        ("maintenance window", "section 2.4: deployed inside a maintenance window, outside "
+         "peak hours and freezes", lambda r: r["category"] in windowed,
+         lambda cid: _window_gap(facts, cid, policy)),
+        ("rollback documented as incident", "section 4: every executed rollback opens an "
+         f"incident of P{policy.rollback.incident_priority} or worse",
+         lambda r: bool(facts.of("rollback_succeeded", r["change_id"])
+                        or facts.of("rollback_failed", r["change_id"])),
+         lambda cid: _incident_gap(facts, cid, policy)),
+    ]
+    rows, exceptions = [], []
+    for name, requirement, applies, check in checks:
+        applicable = production[production.apply(applies, axis=1)] if len(production) else \
+            production
+        failed = [(cid, why) for cid in applicable["change_id"] if (why := check(cid))]
+        exceptions += [{"control": name, "change_id": cid, "detail": why} for cid, why in failed]
+        count = len(applicable)
+        rows.append({"control": name, "requirement": requirement, "applicable": count,
+                     "passed": count - len(failed),
+                     "rate": (count - len(failed)) / count if count else float("nan"),
+                     "exceptions": len(failed)})
+    return (pd.DataFrame(rows), pd.DataFrame(exceptions,
+                                             columns=["control", "change_id", "detail"]))
+
+
+def _record_gaps(record: dict[str, Any]) -> str | None:
+    missing = [name for name, ok in (
+        ("description", bool(str(record["description"] or "").strip())),
+        ("author", bool(record["author"])), ("approvers", bool(record["approvers"])),
+        ("deployment date", pd.notna(record["deployed_at"])),
+        ("outcome", bool(record["outcome"]))) if not ok]
+    return f"missing {', '.join(missing)}" if missing else None
+
+
+def _change(facts: _Facts, cid: str) -> ChangeRequest | None:
+    submitted = facts.last("change_submitted", cid)
+    if submitted is None:
+        return None
+    change = ChangeRequest.model_validate(submitted[2]["change"])
+    category = facts.category(cid)
+    return change.model_copy(update={"category": category}) if category else change
+
+
+def _approvals(facts: _Facts, cid: str) -> list[Approval]:
+    return [Approval(role=p["role"], person_id=p["person_id"],
+                     decision=Decision(p["decision"]), at=at, channel=p.get("channel", ""),
+                     fallback_reason=p.get("fallback_reason"),
+                     recorded_by=p.get("recorded_by"))
+            for at, _, p in facts.of("approval_recorded", cid)
+            if p.get("purpose") in ("review", "self-approval", "verbal-approval",
+                                    "staging-sign-off")]
+
+
+def _approval_gaps(facts: _Facts, cid: str, policy: Policy, roster: Roster) -> str | None:
+    change = _change(facts, cid)
+    if change is None:
+        return "no submitted change in the log"
+    verdict = check_approvals(change, _approvals(facts, cid), policy, roster)
+    if verdict.satisfied:
+        return None
+    return "; ".join([f"missing {', '.join(verdict.missing)}"] * bool(verdict.missing)
+                     + verdict.problems) or "not satisfied"
+
+
+def _duty_gaps(facts: _Facts, cid: str, roster: Roster) -> str | None:
+    author = facts.records[cid]["author"]
+    roles: dict[str, set[str]] = {}
+    problems = []
+    for approval in _approvals(facts, cid):
+        if approval.decision is not Decision.APPROVE:
+            continue
+        person = roster.get(approval.person_id)
+        if person is not None and person.shared_account:
+            problems.append(f"{approval.person_id} is a shared account")
+        if approval.person_id == author and approval.role != "engineer":
+            problems.append(f"the author {author} approved as {approval.role}")
+        roles.setdefault(approval.person_id, set()).add(approval.role)
+    problems += [f"{p} approved as {', '.join(sorted(r))}" for p, r in roles.items()
+                 if len(r) > 1]
+    return "; ".join(problems) or None
+
+
+def _gate_gaps(facts: _Facts, cid: str, policy: Policy) -> str | None:
+    started = facts.started_at(cid)
+    passed = [g for g in facts.of("gates_passed", cid) if g[0] <= started]
+    if not passed:
+        return "no gates_passed before the deployment started"
+    recorded = {g["gate"]: g["status"] for g in passed[-1][2]["gates"]}
+    change = _change(facts, cid)
+    needed = required_gates(change, policy) if change else list(recorded)
+    category = facts.category(cid)
+    bypassable = set(policy.categories[category].bypassable_gates) if category else set()
+    bad = [f"{g}: {recorded.get(g, 'not evaluated')}" for g in needed
+           if not (recorded.get(g) == "passed"
+                   or (recorded.get(g) == "bypassed" and g in bypassable))]
+    return "; ".join(bad) or None
+
+
+def _notice_gap(facts: _Facts, cid: str, policy: Policy) -> str | None:
+    scheduled = facts.last("deployment_scheduled", cid)
+    started = facts.started_at(cid)
+    if scheduled is None:
+        return "no deployment_scheduled: stakeholders were not told"
+    told = datetime.fromisoformat(scheduled[2]["notified_at"])
+    ahead = started - told
+    if ahead < timedelta(hours=policy.schedule.notice_hours):
+        return f"told {ahead.total_seconds() / 3600:.1f} h ahead"
+    return None
+
+
+def _window_gap(facts: _Facts, cid: str, policy: Policy) -> str | None:
+    schedule = policy.schedule.model_copy(update={"notice_hours": 0})
+    reasons = slot_allowed(facts.started_at(cid), schedule, notified_at=None)
+    return "; ".join(reasons) or None
+
+
+def _incident_gap(facts: _Facts, cid: str, policy: Policy) -> str | None:
+    incidents = facts.of("incident_opened", cid)
+    if not incidents:
+        return "rolled back without an incident"
+    worst = min(int(p["priority"]) for _, _, p in incidents)
+    if worst > policy.rollback.incident_priority:
+        return f"incident P{worst} is milder than P{policy.rollback.incident_priority}"
+    return None
+
+
+def _obligation(item: dict[str, Any] | None, now: datetime) -> str:
+    if not item:
+        return "not opened"
+    if item.get("outcome") == "refused":
+        return f"refused by {item.get('closed_by')}"
+    ob = Obligation(kind=item["kind"], due=item["due"], owner_role=item["owner_role"])
+    closed = pd.Timestamp(item["closed_at"]).to_pydatetime() if item.get("closed_at") else None
+    status = obligation_status(ob, closed, now)
+    by = f" by {item.get('closed_by')}" if closed else ""
+    return f"{status}{by} (due {pd.Timestamp(item['due']):%Y-%m-%d %H:%M} UTC)"
+
+
+def _emergencies(scope: pd.DataFrame, facts: _Facts, policy: Policy,
+                 now: datetime) -> pd.DataFrame:
+    rows = []
+    for _, rec in scope[scope["category"] == Category.EMERGENCY.value].iterrows():
+        cid = rec["change_id"]
+        verbal = next((p for _, _, p in facts.of("approval_recorded", cid)
+                       if p.get("channel") == "verbal"), {})
+        submitted = facts.last("change_submitted", cid)
+        change = submitted[2]["change"] if submitted else {}
+        obligations = rec["obligations"] or {}
+        status = {k: _obligation(obligations.get(k), now) for k in (
+            "approval_confirmation", "documentation", "post_hoc_review", "ciso_signoff")}
+        open_items = [k for k, s in status.items() if not s.startswith(("met", "late"))]
+        rows.append({
+            "change_id": cid, "summary": rec["summary"],
+            "trigger": change.get("emergency_trigger"),
+            "incident_ref": change.get("incident_ref"), "deployed_at": rec["deployed_at"],
+            "verbal_approver": verbal.get("person_id"), "approver_role": verbal.get("role"),
+            "channel": verbal.get("via"), "recorded_by": verbal.get("recorded_by"),
+            "fallback_reason": verbal.get("fallback_reason"),
+            "confirmation": status["approval_confirmation"],
+            "documentation": status["documentation"],
+            "post_hoc_review": status["post_hoc_review"],
+            "ciso_signoff": status["ciso_signoff"], "open_items": ", ".join(open_items)})
+    return pd.DataFrame(rows, columns=[
+        "change_id", "summary", "trigger", "incident_ref", "deployed_at", "verbal_approver",
+        "approver_role", "channel", "recorded_by", "fallback_reason", "confirmation",
+        "documentation", "post_hoc_review", "ciso_signoff", "open_items"])
+
+
+def _rollbacks(scope: pd.DataFrame, facts: _Facts, now: datetime) -> pd.DataFrame:
+    rows = []
+    for cid in scope["change_id"]:
+        for type_ in ("rollback_succeeded", "rollback_failed"):
+            for at, _, p in facts.of(type_, cid):
+                incident = facts.last("incident_opened", cid)
+                ip = incident[2] if incident else {}
+                due = pd.Timestamp(ip["review_due"]) if ip.get("review_due") else None
+                reviewed = facts.last("incident_reviewed", cid)
+                review = ("done" if reviewed else "none: no incident" if not ip
+                          else "overdue" if due is not None and now > due else "open")
+                estimate = p.get("estimate_minutes")
+                minutes = float(p.get("minutes") or 0.0)
+                rows.append({
+                    "change_id": cid, "rolled_back_at": at,
+                    "rollback_minutes": minutes, "estimate_minutes": estimate,
+                    "within_estimate": estimate is not None and minutes <= float(estimate),
+                    "incident": ip.get("incident_id"), "priority": ip.get("priority"),
+                    "review_due": due, "review_status": review})
+    return pd.DataFrame(rows, columns=[
+        "change_id", "rolled_back_at", "rollback_minutes", "estimate_minutes",
+        "within_estimate", "incident", "priority", "review_due", "review_status"])
+
+
+def _metrics(changes: pd.DataFrame, scope: pd.DataFrame, facts: _Facts,
+             rollbacks: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
+    deployed = changes[changes["deployed_at"].notna()]
+    count = len(deployed)
+    weeks = (end - start).total_seconds() / (7 * 86400)
+    lead = (deployed["deployed_at"] - deployed["submitted_at"]).dt.total_seconds() / 3600
+    failed = deployed[(deployed["outcome"].isin(["rolled_back", "failed"]))
+                      | (deployed["incidents"] != "")]
+    recovery = []
+    for cid in failed["change_id"]:
+        broke = facts.last("verification_failed", cid) or facts.last("deployment_failed", cid)
+        fixed = facts.last("rollback_succeeded", cid)
+        if broke and fixed:
+            recovery.append((fixed[0] - broke[0]).total_seconds() / 60)
+    rework = 0
+    for cid in deployed["change_id"]:
+        submitted = facts.last("change_submitted", cid)
+        if submitted and submitted[2]["change"].get("emergency_trigger") == "p1_incident":
+            rework += 1
+
+    def median(values: Any) -> float:
+        series = pd.Series(values, dtype="float64")
+        return float(series.median()) if len(series) else float("nan")
+
+    rows = [
+        ("deployment frequency", count / weeks if weeks else 0.0, "per week",
+         "production deployments started in the quarter, divided by its weeks"),
+        ("deployments", float(count), "deployments",
+         "changes whose production deployment started in the quarter"),
+        ("change lead time", median(lead), "hours (median)",
+         "from the change's submission to the start of its production deployment"),
+        ("change fail rate", len(failed) / count if count else float("nan"), "ratio",
+         "failed deployments over deployments; a failure is a rollback, a failed deploy "
+         "or an incident caused by the change"),
+        ("failed-deployment recovery time", median(recovery), "minutes (median)",
+         "from the failed verification (or deploy) to the successful rollback"),
+        ("deployment rework rate", rework / count if count else float("nan"), "ratio",
+         "emergency deployments caused by incidents (P1) over deployments"),
+    ]
+    return pd.DataFrame(rows, columns=["metric", "value", "unit", "definition"])
