@@ -32,6 +32,7 @@ from config.settings import PROJECT_ROOT
 from domain.models import ChangeEvent
 from integrations.factory import installed
 from integrations.outbox import read_outbox
+from reporting.model import Quarter
 
 DEMO_TICKETS = {
     "CHG-104": "a normal change without a rollback plan",
@@ -146,6 +147,21 @@ def follow_up_emergencies(stack: Stack) -> None:
     show(stack, "CHG-202", seen["CHG-202"])
 
 
+def write_quarterly_report(stack: Stack) -> None:
+    """The current quarter's report and evidence pack, as `changeflow report` writes them."""
+    from tasks.reporting import produce_report
+
+    quarter = Quarter.containing(datetime.now(UTC), stack.adapters.config.policy.schedule.zone)
+    out = stack.root / "reports" / str(quarter)
+    report, written = produce_report(stack.adapters, quarter, out)
+    controls = report.controls
+    print(f"7. Quarterly report {quarter}: {len(report.changes)} changes, "
+          f"{int(controls['exceptions'].sum())} control exception(s), "
+          f"{len(report.emergencies)} emergencies, {len(report.rollbacks)} rollback(s)")
+    print(f"  {written['report.html'].relative_to(PROJECT_ROOT)} (with CSV, XLSX and "
+          f"{written['evidence'].name} beside it)")
+
+
 def run_demo() -> int:
     """Run the demo in `var/demo/` from scratch; returns the exit status."""
     started = time.monotonic()
@@ -187,5 +203,6 @@ def run_demo() -> int:
               f"    CHANGEFLOW_VAR_DIR={stack.settings.var_dir.relative_to(PROJECT_ROOT)} "
               ".venv/bin/changeflow changes")
         print(f"  notices: {stack.outbox} ({', '.join(f'{n} {k}' for k, n in notices.items())})")
+        write_quarterly_report(stack)
     print(f"demo finished in {time.monotonic() - started:.1f} s")
     return 0 if result.ok else 1

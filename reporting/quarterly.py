@@ -100,11 +100,14 @@ def build_report(quarter: Quarter, records: pd.DataFrame, events: pd.DataFrame,
     everything = _records(records) if len(records) else _records(
         pd.DataFrame(columns=["change_id", "record"]))
     facts = _Facts(everything, events)
-    deployed = (pd.to_datetime(everything["change_id"].map(facts.started), utc=True)
-                if len(everything) else pd.Series([], dtype="datetime64[ns, UTC]"))
+    deployed: pd.Series[Any] = (
+        pd.to_datetime(everything["change_id"].map(facts.started), utc=True)
+        if len(everything) else pd.Series([], dtype="datetime64[ns, UTC]"))
     everything["deployed_at"] = deployed
-    in_scope = ((deployed >= start) & (deployed < end)) | (
-        deployed.isna() & (everything["opened_at"] >= start) & (everything["opened_at"] < end))
+    bounds = pd.Timestamp(start), pd.Timestamp(end)
+    opened = everything["opened_at"]
+    in_scope = ((deployed >= bounds[0]) & (deployed < bounds[1])) | (
+        deployed.isna() & (opened >= bounds[0]) & (opened < bounds[1]))
     scope = everything[in_scope.fillna(False)].copy()
     changes = _changes(scope, policy)
     production = scope[scope["deployed_at"].notna()]

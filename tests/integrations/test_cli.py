@@ -193,6 +193,19 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
                 "CHANGEFLOW_CONFIG_DIR": str(PROJECT_ROOT / "var/demo/config")}
     shown = run("changes", env=demo_env)
     assert "INC-CHG-103-1" in shown.stdout
+    quarter = [line for line in out.splitlines() if line.startswith("7. Quarterly report")]
+    assert quarter and "7 changes" in quarter[0] and "1 rollback(s)" in quarter[0]
+    name = quarter[0].split()[3].rstrip(":")
+    assert (PROJECT_ROOT / "var/demo/reports" / name / "report.html").is_file()
+    pages = [run("evidence", "--quarter", name, "--sample", "3", "--out",
+                 str(PROJECT_ROOT / f"var/demo/sample-{n}"), env=demo_env) for n in (1, 2)]
+    assert all(p.returncode == 0 for p in pages), pages[0].stderr
+    firsts = [sorted(f.name for f in (PROJECT_ROOT / f"var/demo/sample-{n}").iterdir())
+              for n in (1, 2)]
+    assert firsts[0] == firsts[1] and len(firsts[0]) == 4  # 3 pages and the index, again
+    bad = run("report", "--quarter", "2026-13", "--out", "x", env=demo_env)
+    assert bad.returncode == 2 and "'2026-13' is not a quarter; write it like 2026Q3" in \
+        bad.stderr
     listed = json.loads(run("obligations", "--all", "--json", env=demo_env).stdout)
     assert {(r["change_id"], r["obligation"], r["status"], r["closed_by"]) for r in listed} == {
         *((("CHG-201", k, "met", by)) for k, by in (
