@@ -155,6 +155,8 @@ def _inventory(changes: pd.DataFrame, quarter: Quarter) -> dict[str, pd.DataFram
 
 
 Check = Callable[[str], str | None]
+PER_CATEGORY = "approvals obtained"
+"""The control also broken down by category (section 1: each category its approvals)."""
 
 
 def _controls(production: pd.DataFrame, facts: _Facts, policy: Policy,
@@ -190,13 +192,22 @@ def _controls(production: pd.DataFrame, facts: _Facts, policy: Policy,
             production
         failed = [(cid, why) for cid in applicable["change_id"] if (why := check(cid))]
         exceptions += [{"control": name, "change_id": cid, "detail": why} for cid, why in failed]
-        count = len(applicable)
-        rows.append({"control": name, "requirement": requirement, "applicable": count,
-                     "passed": count - len(failed),
-                     "rate": (count - len(failed)) / count if count else float("nan"),
-                     "exceptions": len(failed)})
+        rows.append(_row(name, requirement, len(applicable), len(failed)))
+        if name == PER_CATEGORY:
+            bad = {cid for cid, _ in failed}
+            for category, group in applicable.groupby("category"):
+                misses = len(bad & set(group["change_id"]))
+                rows.append(_row(f"{name} ({category})", f"{requirement}; {category} changes",
+                                 len(group), misses))
     return (pd.DataFrame(rows), pd.DataFrame(exceptions,
                                              columns=["control", "change_id", "detail"]))
+
+
+def _row(control: str, requirement: str, applicable: int, failed: int) -> dict[str, Any]:
+    return {"control": control, "requirement": requirement, "applicable": applicable,
+            "passed": applicable - failed,
+            "rate": (applicable - failed) / applicable if applicable else float("nan"),
+            "exceptions": failed}
 
 
 def _record_gaps(record: dict[str, Any]) -> str | None:

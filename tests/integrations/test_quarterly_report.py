@@ -200,6 +200,14 @@ def test_each_control(report: QuarterlyReport, name: str, applicable: int,
     assert rate == pytest.approx((applicable - len(exceptions)) / applicable)
 
 
+@pytest.mark.parametrize(("category", "applicable", "passed"), [
+    ("normal", 4, 2), ("standard", 1, 1), ("emergency", 1, 1)])
+def test_approvals_per_category(report: QuarterlyReport, category: str, applicable: int,
+                                passed: int) -> None:
+    row = report.controls.set_index("control").loc[f"approvals obtained ({category})"]
+    assert (row["applicable"], row["passed"]) == (applicable, passed)
+
+
 def test_exceptions_say_why(report: QuarterlyReport) -> None:
     why = {(r["control"], r["change_id"]): r["detail"]
            for r in report.exceptions.to_dict("records")}
