@@ -201,6 +201,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    """A Prefect server and every deployment, until Ctrl-C."""
+    from changeflow.up import run_up
+
+    return run_up(port=args.port, limit=args.limit)
+
+
 def _date(text: str) -> date:
     try:
         return datetime.strptime(text, "%Y-%m-%d").date()
@@ -248,6 +255,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--limit", type=int, default=4,
                        help="flow-run processes at once (each is a Python process; default 4)")
     serve.set_defaults(func=cmd_serve)
+    up = sub.add_parser("up", help="start a Prefect server and serve every deployment "
+                        "(make serve)")
+    up.add_argument("--port", type=int, default=4200, help="the server's port (default 4200)")
+    up.add_argument("--limit", type=int, default=4, help="flow-run processes at once")
+    up.set_defaults(func=cmd_up)
     return top
 
 

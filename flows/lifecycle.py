@@ -174,6 +174,14 @@ def deploy_verify_close(a: Adapters, change: ChangeRequest) -> None:
     close_change(a, change)
 
 
+def result_of(a: Adapters, change: ChangeRequest) -> dict[str, Any]:
+    """What a lifecycle run returns: the change's state, outcome and incidents now."""
+    final = a.change_log.record(change.id)
+    assert final is not None
+    return {"change": change.id, "state": final.state, "outcome": final.outcome,
+            "incidents": final.incidents}
+
+
 def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
     """Take one change through the policy's steps, as far as the policy lets it go."""
     with open_adapters() as a:
@@ -198,10 +206,7 @@ def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
                 return hand_off(a, change, slot)
         if state_of(a, change) in DEPLOY_PHASE:
             deploy_verify_close(a, change)
-        final = a.change_log.record(change.id)
-        assert final is not None
-        return {"change": change.id, "state": final.state, "outcome": final.outcome,
-                "incidents": final.incidents}
+        return result_of(a, change)
 
 
 @flow(name="normal-change", log_prints=True)
@@ -238,8 +243,5 @@ def change_deploy(ticket_key: str) -> dict[str, Any]:
             raise ChangeStopped(f"{ticket_key} is not due: its slot is "
                                 f"{slot[-1].payload['slot'] if slot else 'not set'}")
         deploy_verify_close(a, change)
-        final = a.change_log.record(change.id)
-        assert final is not None
-        return {"change": change.id, "state": final.state, "outcome": final.outcome,
-                "incidents": final.incidents}
+        return result_of(a, change)
 

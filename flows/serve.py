@@ -49,10 +49,15 @@ JIRA_ONLY = frozenset({"jira-sync"})
 """Deployments with nothing to do unless the tickets are in Jira."""
 
 
-def serve_all(limit: int | None = None) -> None:
-    """Serve until interrupted; without Jira, the Jira-only deployments are left out."""
+def serve_all(limit: int | None = None, pause_on_shutdown: bool = True) -> None:
+    """Serve until interrupted; without Jira, the Jira-only deployments are left out.
+
+    Args:
+        limit: flow-run processes at once.
+        pause_on_shutdown: pause the deployments' schedules when serving stops.
+    """
     served = deployments()
     if Settings().tickets != "jira":
         served = [d for d in served if d.name not in JIRA_ONLY]
         print(f"not serving {', '.join(sorted(JIRA_ONLY))}: CHANGEFLOW_TICKETS is not jira")
-    serve(*served, limit=limit)
+    serve(*served, limit=limit, pause_on_shutdown=pause_on_shutdown)
