@@ -17,7 +17,6 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -138,8 +137,8 @@ def follow_up_emergencies(stack: Stack) -> None:
     for kind in ("approval_confirmation", "documentation", "post_hoc_review", "ciso_signoff"):
         emergency_obligation("CHG-201", kind)
     seen["CHG-201"] = show(stack, "CHG-201", seen["CHG-201"])
-    later = replace(stack.adapters,
-                    clock=lambda: datetime.now(UTC) + timedelta(hours=FOLLOW_UP_HOURS))
+    later = stack.adapters.replace(
+        clock=lambda: datetime.now(UTC) + timedelta(hours=FOLLOW_UP_HOURS))
     print(f"  emergency-follow-up, with the clock {FOLLOW_UP_HOURS} h ahead:")
     with installed(later):
         emergency_follow_up()

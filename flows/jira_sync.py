@@ -9,6 +9,7 @@ them. A progress artifact shows the pages as they go; a summary artifact ends th
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +23,9 @@ from prefect.artifacts import (
 from integrations.factory import open_adapters
 from integrations.sync_state import SyncState
 from tasks.sync import WATERMARK, SyncCounts, fetch_page, jira_of, process_page
+
+PROGRESS_EVERY_SECONDS = 2.0
+"""How often the progress artifact is updated while pages are read (each is a call)."""
 
 
 @flow(name="jira-sync", log_prints=True)
@@ -41,6 +45,7 @@ def jira_sync(full: bool = False) -> dict[str, Any]:
         requests_before = jira.requests
         progress: Any = create_progress_artifact(0.0, description="jira-sync: pages read")
         counts, pages, newest = SyncCounts(), 0, int(mark or 0)
+        shown = time.monotonic()
         cursor: str | None = ""
         while cursor is not None:
             tickets, cursor, total = fetch_page(a, jql, cursor)
@@ -48,9 +53,11 @@ def jira_sync(full: bool = False) -> dict[str, Any]:
             newest = max([newest] + [int(t.updated.timestamp() * 1000)
                                      for t in tickets if t.updated])
             pages += 1
-            done = counts.seen / total if total else pages / (pages + 1)
-            update_progress_artifact(UUID(str(progress)),
-                                     100.0 if cursor is None else min(99.0, done * 100))
+            if cursor is None or time.monotonic() - shown >= PROGRESS_EVERY_SECONDS:
+                done = counts.seen / total if total else pages / (pages + 1)
+                update_progress_artifact(UUID(str(progress)),
+                                         100.0 if cursor is None else min(99.0, done * 100))
+                shown = time.monotonic()
         state.put({WATERMARK: newest})
         result = {"since_ms": since, "watermark_ms": newest, "pages": pages,
                   "seen": counts.seen, "changed": counts.changed, "started": counts.started,

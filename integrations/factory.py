@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,19 +27,34 @@ from integrations.outbox import OutboxNotifier
 from integrations.ports import ChangeTickets, Checks, CommandRunner, Notifier
 
 
-@dataclass
 class Adapters:
-    """Everything a flow talks to, behind its port."""
+    """Everything a flow talks to, behind its port.
 
-    config: Config
-    change_log: SqlChangeLog
-    tickets: ChangeTickets
-    runner: CommandRunner
-    checks: Checks
-    notifier: Notifier
-    settings: Settings = field(default_factory=Settings)
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    """The one source of time; tests replace it."""
+    A plain class, not a dataclass, on purpose: Prefect walks a dataclass passed to a task
+    field by field (and everything inside) on every call, looking for futures; a plain
+    object is passed as it is.
+    """
+
+    def __init__(self, config: Config, change_log: SqlChangeLog, tickets: ChangeTickets,
+                 runner: CommandRunner, checks: Checks, notifier: Notifier,
+                 settings: Settings | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        """Hold the adapters; `clock` is the one source of time (tests replace it)."""
+        self.config = config
+        self.change_log = change_log
+        self.tickets = tickets
+        self.runner = runner
+        self.checks = checks
+        self.notifier = notifier
+        self.settings = settings or Settings()
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+
+    def replace(self, **changes: Any) -> Adapters:
+        """A copy with some adapters (or the clock) replaced."""
+        fields = {name: getattr(self, name) for name in (
+            "config", "change_log", "tickets", "runner", "checks", "notifier", "settings",
+            "clock")}
+        return Adapters(**{**fields, **changes})
 
     def now(self) -> datetime:
         """The current time, from `clock`."""

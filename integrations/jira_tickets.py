@@ -147,8 +147,12 @@ class JiraChangeTickets:
         """Map changeflow's fields to Jira field ids, from the configured names."""
         listed = self._call("listing fields", self.client.fields)
         by_name: dict[str, list[str]] = {}
+        clauses: dict[str, str] = {}
         for field in listed:
             by_name.setdefault(str(field["name"]), []).append(str(field["id"]))
+            clauses.update({str(c): str(field["id"]) for c in field.get("clauseNames") or []})
+        # The library keeps its own copy, filled on its first search: give it this one.
+        self.client._fields_cache_value = clauses
         resolved: dict[str, str] = {}
         problems: list[str] = []
         for ours, name in self.mapping.fields.model_dump().items():

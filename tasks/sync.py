@@ -103,17 +103,18 @@ def process_page(a: Adapters, state: SyncState, tickets: list[Ticket],
     fresh = [t for t in tickets
              if seen.get(f"ticket:{t.key}", {}).get("updated") != _updated(t)]
     counts.seen += len(tickets)
-    changed = [t for t in fresh if seen.get(f"ticket:{t.key}", {}).get("digest") != digest(t)]
+    digests = {t.key: digest(t) for t in fresh}
+    changed = [t for t in fresh if seen.get(f"ticket:{t.key}", {}).get("digest") != digests[t.key]]
     changed_keys = {t.key for t in changed}
     a.change_log.append_many([NewEvent(t.key, "ticket_snapshot", SYSTEM, {
         "source": "jira", "status": t.status, "fields": t.fields, "updated": _updated(t),
-        "digest": digest(t)}, a.now()) for t in changed])
+        "digest": digests[t.key]}, a.now()) for t in changed])
     counts.changed += len(changed)
     mapping = jira_of(a).mapping
     updates: dict[str, Any] = {}
     for ticket in fresh:
         before = seen.get(f"ticket:{ticket.key}", {})
-        after = {**before, "updated": _updated(ticket), "digest": digest(ticket)}
+        after = {**before, "updated": _updated(ticket), "digest": digests[ticket.key]}
         if ticket.status == mapping.statuses.ready:  # updated: maybe left and came back
             revision = read_revision(a, ticket.key, ticket.status)
             if revision != before.get("started"):

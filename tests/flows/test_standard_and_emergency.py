@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -152,7 +151,7 @@ def test_an_overdue_obligation_is_escalated_once_not_on_every_run(
     real = stack.adapters.clock
 
     def run_at(hours: float) -> dict[str, Any]:
-        later = replace(stack.adapters, clock=lambda: real() + timedelta(hours=hours))
+        later = stack.adapters.replace(clock=lambda: real() + timedelta(hours=hours))
         with installed(later):
             return emergency_follow_up()
 
@@ -180,7 +179,7 @@ BEFORE_CHRISTMAS = datetime(2026, 12, 23, 15, 0, tzinfo=BERLIN)
 def test_deadlines_run_across_a_weekend_and_holidays_with_a_frozen_clock(
         stack: Stack, approver: ScriptedApprover) -> None:
     def at(moment: datetime) -> Any:
-        return installed(replace(stack.adapters, clock=lambda: moment))
+        return installed(stack.adapters.replace(clock=lambda: moment))
 
     with at(BEFORE_CHRISTMAS):
         emergency_change("CHG-201")
