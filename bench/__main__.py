@@ -1,7 +1,8 @@
 """`make bench`: measure, print, and save the figures the README quotes.
 
 Runs the change-log benchmarks on SQLite and on a throw-away PostgreSQL, then the
-lifecycle benchmarks (overhead per change; 50 changes waiting), with the machine's
+lifecycle benchmarks (overhead per change; 50 changes waiting), then jira-sync against
+the local Jira (full sync of 10,000 tickets; idle incremental sync), with the machine's
 description, and writes `bench/results/latest.json`.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.changelog import appends, sqlite_url, verify
+from bench.jira_sync import run_jira_sync_benchmarks, summary_lines
 from bench.lifecycle import print_summary, run_lifecycle_benchmarks
 from tests.support.postgres import running_postgres
 
@@ -47,6 +49,7 @@ def main() -> None:
         results["appends_postgresql"] = appends(pg.create_database())
         results["verify_postgresql"] = verify(pg.create_database(), events)
     results["lifecycle"] = run_lifecycle_benchmarks()
+    results["jira_sync"] = run_jira_sync_benchmarks()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     m = results["machine"]
@@ -60,6 +63,8 @@ def main() -> None:
               f"sha256 over the same {v['megabytes']} MB: {v['plain_sha256_s']:.2f} s "
               f"(ratio {v['ratio']}x, one process {v['one_process_ratio']}x)")
     print_summary(results["lifecycle"])
+    for line in summary_lines(results["jira_sync"]):
+        print(line)
     print(f"saved {RESULTS / 'latest.json'}")
 
 
