@@ -64,6 +64,7 @@ class _Facts:
                 (at.to_pydatetime(), actor, json.loads(payload)))
         starts = events[events["type"] == "deployment_started"]
         self.started = starts.groupby("change_id")["at"].first()
+        self.requests: dict[str, ChangeRequest | None] = {}
 
     def started_at(self, change_id: str) -> datetime:
         """When the change's (first) production deployment started; it must have one."""
@@ -161,35 +162,35 @@ PER_CATEGORY = "approvals obtained"
 
 def _controls(production: pd.DataFrame, facts: _Facts, policy: Policy,
               roster: Roster) -> tuple[pd.DataFrame, pd.DataFrame]:
-    windowed = {c for c, spec in policy.categories.items() if spec.deploy_at == "window"}
-    checks: list[tuple[str, str, Callable[[pd.Series], bool], Check]] = [
+    windowed = {c.value for c, spec in policy.categories.items() if spec.deploy_at == "window"}
+    rolled = set(facts.by_type.get("rollback_succeeded", {})) | set(
+        facts.by_type.get("rollback_failed", {}))
+    everyone = pd.Series(True, index=production.index)
+    in_window = production["category"].isin(windowed)
+    checks: list[tuple[str, str, pd.Series[bool], Check]] = [
         ("record complete", "section 7: change ID, description, author, approvers, "
-         "deployment date, outcome, incidents", lambda r: True,
+         "deployment date, outcome, incidents", everyone,
          lambda cid: _record_gaps(facts.records[cid])),
         ("approvals obtained", "section 1: the category's approvals, judged by the roster",
-         lambda r: True, lambda cid: _approval_gaps(facts, cid, policy, roster)),
+         everyone, lambda cid: _approval_gaps(facts, cid, policy, roster)),
         ("separation of duties", "no author approving (but a standard self-approval), no "
-         "shared account, one person per role", lambda r: True,
+         "shared account, one person per role", everyone,
          lambda cid: _duty_gaps(facts, cid, roster)),
         ("gates passed before production", "section 3: every gate passed (or bypassed "
-         "where the policy allows) before the deployment started", lambda r: True,
+         "where the policy allows) before the deployment started", everyone,
          lambda cid: _gate_gaps(facts, cid, policy)),
         ("notice given", f"section 2.4: stakeholders told {policy.schedule.notice_hours} "
-         "hours or more before the deployment", lambda r: r["category"] in windowed,
+         "hours or more before the deployment", in_window,
          lambda cid: _notice_gap(facts, cid, policy)),
         ("maintenance window", "section 2.4: deployed inside a maintenance window, outside "
-         "peak hours and freezes", lambda r: r["category"] in windowed,
-         lambda cid: _window_gap(facts, cid, policy)),
+         "peak hours and freezes", in_window, lambda cid: _window_gap(facts, cid, policy)),
         ("rollback documented as incident", "section 4: every executed rollback opens an "
          f"incident of P{policy.rollback.incident_priority} or worse",
-         lambda r: bool(facts.of("rollback_succeeded", r["change_id"])
-                        or facts.of("rollback_failed", r["change_id"])),
-         lambda cid: _incident_gap(facts, cid, policy)),
+         production["change_id"].isin(rolled), lambda cid: _incident_gap(facts, cid, policy)),
     ]
     rows, exceptions = [], []
     for name, requirement, applies, check in checks:
-        applicable = production[production.apply(applies, axis=1)] if len(production) else \
-            production
+        applicable = production[applies]
         failed = [(cid, why) for cid in applicable["change_id"] if (why := check(cid))]
         exceptions += [{"control": name, "change_id": cid, "detail": why} for cid, why in failed]
         rows.append(_row(name, requirement, len(applicable), len(failed)))
@@ -220,12 +221,13 @@ def _record_gaps(record: dict[str, Any]) -> str | None:
 
 
 def _change(facts: _Facts, cid: str) -> ChangeRequest | None:
-    submitted = facts.last("change_submitted", cid)
-    if submitted is None:
-        return None
-    change = ChangeRequest.model_validate(submitted[2]["change"])
-    category = facts.category(cid)
-    return change.model_copy(update={"category": category}) if category else change
+    if cid not in facts.requests:  # parsed once, used by two controls
+        submitted = facts.last("change_submitted", cid)
+        change = ChangeRequest.model_validate(submitted[2]["change"]) if submitted else None
+        category = facts.category(cid)
+        facts.requests[cid] = (change.model_copy(update={"category": category})
+                               if change and category else change)
+    return facts.requests[cid]
 
 
 def _approvals(facts: _Facts, cid: str) -> list[Approval]:

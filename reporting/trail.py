@@ -8,6 +8,7 @@ the verifications, the rollbacks and incidents, and the whole event trail with h
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -18,27 +19,49 @@ VERIFICATIONS = ("verification_passed", "verification_failed")
 INCIDENTS = ("incident_opened", "incident_reviewed", "ticket_updated")
 
 
-def change_evidence(records: pd.DataFrame, events: pd.DataFrame,
-                    change_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The evidence of each change in `change_ids`, by change id.
+class ChangeEvidence(Mapping[str, dict[str, Any]]):
+    """Each change's evidence, built when asked for: a quarter's worth never sits in memory.
 
     Args:
         records: `change_id`, `record` (JSON text) per change.
         events: the changes' events (seq, change_id, type, at, actor, payload[, hash]).
-        change_ids: which changes.
+        change_ids: which changes it holds, in order.
     """
-    wanted = set(change_ids)
-    by_id = {cid: json.loads(text) for cid, text in zip(records["change_id"], records["record"],
-                                                      strict=True) if cid in wanted}
-    trail: dict[str, list[dict[str, Any]]] = {cid: [] for cid in change_ids}
-    mine = events[events["change_id"].isin(wanted)]
-    hashes = mine["hash"] if "hash" in mine else [None] * len(mine)
-    for seq, cid, type_, at, actor, payload, hash_ in zip(
-            mine["seq"], mine["change_id"], mine["type"], mine["at"], mine["actor"],
-            mine["payload"], hashes, strict=True):
-        trail[cid].append({"seq": int(seq), "at": at.isoformat(), "type": type_,
-                           "actor": actor, "payload": json.loads(payload), "hash": hash_})
-    return {cid: _evidence(by_id.get(cid, {"change_id": cid}), trail[cid]) for cid in change_ids}
+
+    def __init__(self, records: pd.DataFrame, events: pd.DataFrame,
+                 change_ids: list[str]) -> None:
+        self.ids = list(dict.fromkeys(change_ids))
+        wanted = set(self.ids)
+        self.records = {cid: text for cid, text in zip(records["change_id"], records["record"],
+                                                       strict=True) if cid in wanted}
+        self.events = events[events["change_id"].isin(wanted)].reset_index(drop=True)
+        self.rows = self.events.groupby("change_id").indices if len(self.events) else {}
+
+    def __getitem__(self, change_id: str) -> dict[str, Any]:
+        if change_id not in self.records and change_id not in self.rows:
+            raise KeyError(change_id)
+        record = json.loads(self.records[change_id]) if change_id in self.records else {
+            "change_id": change_id}
+        rows = self.events.iloc[self.rows.get(change_id, [])]
+        hashes = rows["hash"] if "hash" in rows else [None] * len(rows)
+        trail = [{"seq": int(seq), "at": at.isoformat(), "type": type_, "actor": actor,
+                  "payload": json.loads(payload), "hash": hash_}
+                 for seq, type_, at, actor, payload, hash_ in zip(
+                     rows["seq"], rows["type"], rows["at"], rows["actor"], rows["payload"],
+                     hashes, strict=True)]
+        return _evidence(record, trail)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def change_evidence(records: pd.DataFrame, events: pd.DataFrame,
+                    change_ids: list[str]) -> ChangeEvidence:
+    """The evidence of each change in `change_ids`, by change id (built on access)."""
+    return ChangeEvidence(records, events, change_ids)
 
 
 def _evidence(record: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
