@@ -77,6 +77,7 @@ def path_matches(path: str, pattern: str) -> bool:
     return glob_to_regex(pattern).fullmatch(normalise_path(path)) is not None
 
 
+@lru_cache(maxsize=65536)
 def path_or_parent_matches(path: str, pattern: str) -> bool:
     """True when `path`, or a directory containing it, matches `pattern`.
 

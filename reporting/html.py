@@ -387,6 +387,18 @@ def _header(report: QuarterlyReport, title: str) -> str:
             + f"<nav aria-label=\"Sections\"><ol>{toc}</ol></nav>\n</header>")
 
 
+HTML_ROWS = 1000
+"""Rows of a long table shown in the HTML; every row is in its CSV and in the workbook."""
+
+
+def _capped(frame: pd.DataFrame, csv_name: str) -> str:
+    """A note when a table is longer than the page shows, naming where all rows are."""
+    if len(frame) <= HTML_ROWS:
+        return ""
+    return (f"<p class=\"note\">The first {HTML_ROWS:,} of {len(frame):,} rows; all of them "
+            f"are in {escape(csv_name)} and report.xlsx.</p>")
+
+
 def _inventory(report: QuarterlyReport) -> str:
     q = report.quarter
     if report.empty:
@@ -400,8 +412,9 @@ def _inventory(report: QuarterlyReport) -> str:
         frame_table(inv.get("by_category_outcome", empty), empty="No counts."),
         "<h3>By service</h3>", frame_table(inv.get("by_service", empty), empty="No counts."),
         "<h3>By month</h3>", frame_table(inv.get("by_month", empty), empty="No counts."),
-        "<h3>All changes</h3>",
-        frame_table(report.changes, empty="No changes.", columns=CHANGE_COLUMNS)])
+        "<h3>All changes</h3>", _capped(report.changes, "changes.csv"),
+        frame_table(report.changes.head(HTML_ROWS), empty="No changes.",
+                    columns=CHANGE_COLUMNS)])
 
 
 def _controls(report: QuarterlyReport) -> str:
@@ -413,8 +426,9 @@ def _controls(report: QuarterlyReport) -> str:
         chart,
         frame_table(report.controls, empty="No controls were evaluated.",
                     percent_columns={"rate"}),
-        "<h3>Control exceptions</h3>",
-        frame_table(report.exceptions, empty=f"No control exceptions in {q}.")])
+        "<h3>Control exceptions</h3>", _capped(report.exceptions, "control_exceptions.csv"),
+        frame_table(report.exceptions.head(HTML_ROWS),
+                    empty=f"No control exceptions in {q}.")])
 
 
 def _rollbacks(report: QuarterlyReport) -> str:

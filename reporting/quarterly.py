@@ -11,11 +11,11 @@ change and why.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from domain.approvals import check_approvals
@@ -38,7 +38,7 @@ FINDINGS_NOTE = ("No prohibited-practice audit has run for this quarter: the aud
 
 
 def _records(records: pd.DataFrame) -> pd.DataFrame:
-    rows = [json.loads(text) for text in records["record"]]
+    rows = [orjson.loads(text) for text in records["record"].tolist()]
     frame = pd.DataFrame(rows, columns=["change_id", "category", "reclassified_from", "summary",
                                         "description", "service", "version", "author",
                                         "approvers", "deployed_at", "opened_at", "outcome",
@@ -57,18 +57,21 @@ class _Facts:
             for r in records.to_dict("records")}
         wanted = events[events["type"].isin(PARSED)]
         self.by_type: dict[str, dict[str, list[tuple[datetime, str, dict[str, Any]]]]] = {}
+        times = list(wanted["at"].dt.to_pydatetime()) if len(wanted) else []
         for change_id, type_, at, actor, payload in zip(
-                wanted["change_id"], wanted["type"], wanted["at"], wanted["actor"],
-                wanted["payload"], strict=True):
+                wanted["change_id"].tolist(), wanted["type"].tolist(), times,
+                wanted["actor"].tolist(), wanted["payload"].tolist(), strict=True):
             self.by_type.setdefault(type_, {}).setdefault(change_id, []).append(
-                (at.to_pydatetime(), actor, json.loads(payload)))
-        starts = events[events["type"] == "deployment_started"]
-        self.started = starts.groupby("change_id")["at"].first()
+                (at, actor, orjson.loads(payload)))
+        starts = events[events["type"] == "deployment_started"].drop_duplicates("change_id")
+        self.started: dict[str, datetime] = dict(zip(
+            starts["change_id"].tolist(),
+            list(starts["at"].dt.to_pydatetime()) if len(starts) else [], strict=True))
         self.requests: dict[str, ChangeRequest | None] = {}
 
     def started_at(self, change_id: str) -> datetime:
         """When the change's (first) production deployment started; it must have one."""
-        return pd.Timestamp(self.started[change_id]).to_pydatetime()
+        return self.started[change_id]
 
     def category(self, change_id: str) -> Category | None:
         """The change's category as recorded (after any reclassification)."""
@@ -101,9 +104,9 @@ def build_report(quarter: Quarter, records: pd.DataFrame, events: pd.DataFrame,
     everything = _records(records) if len(records) else _records(
         pd.DataFrame(columns=["change_id", "record"]))
     facts = _Facts(everything, events)
-    deployed: pd.Series[Any] = (
-        pd.to_datetime(everything["change_id"].map(facts.started), utc=True)
-        if len(everything) else pd.Series([], dtype="datetime64[ns, UTC]"))
+    deployed: pd.Series[Any] = pd.to_datetime(
+        everything["change_id"].map(facts.started), utc=True) if len(everything) else pd.Series(
+        [], dtype="datetime64[ns, UTC]")
     everything["deployed_at"] = deployed
     bounds = pd.Timestamp(start), pd.Timestamp(end)
     opened = everything["opened_at"]
@@ -135,8 +138,9 @@ def _changes(scope: pd.DataFrame, policy: Policy) -> pd.DataFrame:
         "submitted_at": scope["opened_at"], "deployed_at": scope["deployed_at"],
         "outcome": scope["outcome"].fillna("open"),
         "incidents": scope["incidents"].map(lambda i: ", ".join(i or []))})
-    local = frame["deployed_at"].fillna(frame["submitted_at"])
-    frame["month"] = local.map(lambda t: t.astimezone(policy.schedule.zone).strftime("%Y-%m"))
+    when = frame["deployed_at"].fillna(frame["submitted_at"])
+    frame["month"] = (when.dt.tz_convert(policy.schedule.timezone).dt.strftime("%Y-%m")
+                      if len(frame) else pd.Series([], dtype="object"))
     return frame.reset_index(drop=True)
 
 

@@ -7,10 +7,10 @@ the verifications, the rollbacks and incidents, and the whole event trail with h
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import orjson
 import pandas as pd
 
 DEPLOYMENTS = ("deployment_scheduled", "deployment_started", "deployment_succeeded",
@@ -32,23 +32,31 @@ class ChangeEvidence(Mapping[str, dict[str, Any]]):
                  change_ids: list[str]) -> None:
         self.ids = list(dict.fromkeys(change_ids))
         wanted = set(self.ids)
-        self.records = {cid: text for cid, text in zip(records["change_id"], records["record"],
-                                                       strict=True) if cid in wanted}
-        self.events = events[events["change_id"].isin(wanted)].reset_index(drop=True)
-        self.rows = self.events.groupby("change_id").indices if len(self.events) else {}
+        self.records = {cid: text for cid, text in zip(
+            records["change_id"].tolist(), records["record"].tolist(), strict=True)
+            if cid in wanted}
+        mine = events[events["change_id"].isin(wanted)].sort_values(
+            ["change_id", "seq"], kind="stable")
+        self.columns = {name: mine[name].tolist() for name in (
+            "seq", "change_id", "type", "actor", "payload")}
+        self.columns["at"] = [t.isoformat() for t in mine["at"].dt.to_pydatetime()] \
+            if len(mine) else []
+        self.columns["hash"] = mine["hash"].tolist() if "hash" in mine else [None] * len(mine)
+        self.spans: dict[str, tuple[int, int]] = {}
+        for i, cid in enumerate(self.columns["change_id"]):
+            start = self.spans.get(cid, (i, i))[0]
+            self.spans[cid] = (start, i + 1)
 
     def __getitem__(self, change_id: str) -> dict[str, Any]:
-        if change_id not in self.records and change_id not in self.rows:
+        if change_id not in self.records and change_id not in self.spans:
             raise KeyError(change_id)
-        record = json.loads(self.records[change_id]) if change_id in self.records else {
+        record = orjson.loads(self.records[change_id]) if change_id in self.records else {
             "change_id": change_id}
-        rows = self.events.iloc[self.rows.get(change_id, [])]
-        hashes = rows["hash"] if "hash" in rows else [None] * len(rows)
-        trail = [{"seq": int(seq), "at": at.isoformat(), "type": type_, "actor": actor,
-                  "payload": json.loads(payload), "hash": hash_}
-                 for seq, type_, at, actor, payload, hash_ in zip(
-                     rows["seq"], rows["type"], rows["at"], rows["actor"], rows["payload"],
-                     hashes, strict=True)]
+        c = self.columns
+        start, end = self.spans.get(change_id, (0, 0))
+        trail = [{"seq": int(c["seq"][i]), "at": c["at"][i], "type": c["type"][i],
+                  "actor": c["actor"][i], "payload": orjson.loads(c["payload"][i]),
+                  "hash": c["hash"][i]} for i in range(start, end)]
         return _evidence(record, trail)
 
     def __iter__(self) -> Iterator[str]:
