@@ -286,6 +286,8 @@ def chart_rollbacks(report: QuarterlyReport) -> str | None:
     estimate = pd.to_numeric(frame["estimate_minutes"], errors="coerce").to_numpy(dtype=float)
     if np.isnan(minutes).all():
         return None
+    if len(frame) > CHART_BARS:
+        return _rollback_histogram(minutes, estimate)
     with matplotlib.rc_context(CHART_RC):
         figure = _figure(3.2)
         axes = figure.add_subplot()
@@ -301,6 +303,27 @@ def chart_rollbacks(report: QuarterlyReport) -> str | None:
                         else "center")
         axes.set_xlim(-0.6, max(len(frame), 4) - 0.4)
         axes.set_ylabel("minutes")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        return _svg(figure, "rollbacks")
+
+
+CHART_BARS = 40
+"""Up to this many rollbacks get a bar each; more are drawn as a histogram."""
+
+
+def _rollback_histogram(minutes: np.ndarray, estimate: np.ndarray) -> str:
+    """Many rollbacks: how many took how long, beside how many overran their estimate."""
+    within = np.nan_to_num(minutes) <= np.where(np.isnan(estimate), np.inf, estimate)
+    with matplotlib.rc_context(CHART_RC):
+        figure = _figure(3.2)
+        axes = figure.add_subplot()
+        bins = np.histogram_bin_edges(np.nan_to_num(minutes), bins=20)
+        axes.hist([np.nan_to_num(minutes)[within], np.nan_to_num(minutes)[~within]],
+                  bins=list(bins),
+                  stacked=True, color=[GOOD, BAD], label=["within the estimate",
+                                                          "over the estimate"])
+        axes.set_xlabel("minutes the rollback took")
+        axes.set_ylabel("rollbacks")
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
         return _svg(figure, "rollbacks")
 
@@ -441,7 +464,8 @@ def _rollbacks(report: QuarterlyReport) -> str:
         "No rollback times to chart.")
     return "\n".join([
         chart,
-        frame_table(report.rollbacks, empty=f"No rollbacks in {q}."),
+        _capped(report.rollbacks, "rollbacks.csv"),
+        frame_table(report.rollbacks.head(HTML_ROWS), empty=f"No rollbacks in {q}."),
         "<h3>Changes linked to incidents</h3>",
         frame_table(with_incidents, empty=f"No change in {q} is linked to an incident.",
                     columns=("change_id", "service", "summary", "outcome", "incidents"))])
@@ -505,8 +529,9 @@ def render_html(report: QuarterlyReport) -> str:
     """
     title = f"Change management report {report.quarter}"
     bodies = (_inventory(report), _controls(report),
-              frame_table(report.emergencies,
-                          empty=f"No emergency changes in {report.quarter}."),
+              _capped(report.emergencies, "emergencies.csv") + frame_table(
+                  report.emergencies.head(HTML_ROWS),
+                  empty=f"No emergency changes in {report.quarter}."),
               _rollbacks(report), _findings(report), _metrics(report), _integrity(report))
     parts = [_header(report, title)]
     for name, body in zip(SECTIONS, bodies, strict=True):

@@ -331,3 +331,14 @@ def test_write_sample_writes_pages_and_an_index(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="CHG-9"):
         write_sample(evidence, ["CHG-9"], tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_a_large_quarter_caps_long_tables_and_draws_a_histogram() -> None:
+    report = make_report()
+    one = report.rollbacks.iloc[[0]]
+    report.rollbacks = pd.concat([one] * 60, ignore_index=True)
+    report.changes = pd.concat([report.changes.iloc[[0]]] * 1200, ignore_index=True)
+    html = render_html(report)
+    assert "The first 1,000 of 1,200 rows; all of them are in changes.csv" in html
+    assert "minutes the rollback took" in html  # the histogram's axis, not 60 bars
+    assert html.count("<svg") == 3
