@@ -2,8 +2,9 @@
 
 Runs the change-log benchmarks on SQLite and on a throw-away PostgreSQL, then the
 lifecycle benchmarks (overhead per change; 50 changes waiting), then jira-sync against
-the local Jira (full sync of 10,000 tickets; idle incremental sync), with the machine's
-description, and writes `bench/results/latest.json`.
+the local Jira (full sync of 10,000 tickets; idle incremental sync), then the quarterly
+report over 100,000 changes, with the machine's description, and writes
+`bench/results/latest.json`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 from bench.changelog import appends, sqlite_url, verify
 from bench.jira_sync import run_jira_sync_benchmarks, summary_lines
 from bench.lifecycle import print_summary, run_lifecycle_benchmarks
+from bench.report import run_report_benchmark
+from bench.report import summary_lines as report_lines
 from tests.support.postgres import running_postgres
 
 RESULTS = Path(__file__).parent / "results"
@@ -50,6 +53,7 @@ def main() -> None:
         results["verify_postgresql"] = verify(pg.create_database(), events)
     results["lifecycle"] = run_lifecycle_benchmarks()
     results["jira_sync"] = run_jira_sync_benchmarks()
+    results["report"] = run_report_benchmark()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     m = results["machine"]
@@ -63,7 +67,7 @@ def main() -> None:
               f"sha256 over the same {v['megabytes']} MB: {v['plain_sha256_s']:.2f} s "
               f"(ratio {v['ratio']}x, one process {v['one_process_ratio']}x)")
     print_summary(results["lifecycle"])
-    for line in summary_lines(results["jira_sync"]):
+    for line in summary_lines(results["jira_sync"]) + report_lines(results["report"]):
         print(line)
     print(f"saved {RESULTS / 'latest.json'}")
 
