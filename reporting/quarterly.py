@@ -68,6 +68,7 @@ class _Facts:
             starts["change_id"].tolist(),
             list(starts["at"].dt.to_pydatetime()) if len(starts) else [], strict=True))
         self.requests: dict[str, ChangeRequest | None] = {}
+        self.approvals: dict[str, list[Approval]] = {}
 
     def started_at(self, change_id: str) -> datetime:
         """When the change's (first) production deployment started; it must have one."""
@@ -235,6 +236,12 @@ def _change(facts: _Facts, cid: str) -> ChangeRequest | None:
 
 
 def _approvals(facts: _Facts, cid: str) -> list[Approval]:
+    if cid not in facts.approvals:  # read by two controls
+        facts.approvals[cid] = _read_approvals(facts, cid)
+    return facts.approvals[cid]
+
+
+def _read_approvals(facts: _Facts, cid: str) -> list[Approval]:
     return [Approval(role=p["role"], person_id=p["person_id"],
                      decision=Decision(p["decision"]), at=at, channel=p.get("channel", ""),
                      fallback_reason=p.get("fallback_reason"),
