@@ -209,6 +209,19 @@ CASES: list[tuple[str, list[Edit], list[str]]] = [
       "roster.yaml: people[1].id: duplicate id 'alice' (already used by people[0])",
       "services.yaml: services.sample.environments.staging.deploy.argv: unknown placeholder "
       f"{{versoin}} in '{{versoin}}' (known: {PLACEHOLDERS})"]),
+    # jira.yaml, when the folder has one
+    ("jira-unknown-approval-role",
+     [("jira.yaml", "  names: {}", "  names: {engineering_lead: Lead approval, cso: CSO}")],
+     [f"jira.yaml: approvals.names.cso: unknown role 'cso' (known: {ROLES})"]),
+    ("jira-misspelt-field",
+     [("jira.yaml", "  scope: Scope\n", "  scoop: Scope\n")],
+     ["jira.yaml: fields.scoop: unknown field (check its spelling)"]),
+    ("jira-bad-mode",
+     [("jira.yaml", "  mode: prefect", "  mode: email")],
+     ["jira.yaml: approvals.mode: Input should be 'prefect', 'jsm' or 'transition'"]),
+    ("jira-negative-overlap",
+     [("jira.yaml", "sync_overlap_seconds: 300", "sync_overlap_seconds: -5")],
+     ["jira.yaml: sync_overlap_seconds: Input should be greater than or equal to 0"]),
 ]
 
 
@@ -274,3 +287,10 @@ def test_policy_edits_that_stay_valid(tmp_path, edits):
     config, problems = check_config(broken_copy(tmp_path, edits))
     assert [str(p) for p in problems] == []
     assert config is not None
+
+
+def test_without_jira_yaml_the_config_has_no_jira_mapping(tmp_path):
+    folder = broken_copy(tmp_path, [("jira.yaml", "", None)])
+    config, problems = check_config(folder)
+    assert problems == [] and config is not None and config.jira is None
+    assert load_config(CONFIG_DIR).jira is not None
