@@ -65,8 +65,13 @@ def required_gates(change: ChangeRequest, policy: Policy) -> list[str]:
     A standard change whose procedure is unknown gets the category's gates; it never
     reaches the gates anyway, being handled as a normal change.
     """
-    procedure = (policy.standard_procedures.get(change.standard_procedure or "")
-                 if change.category is Category.STANDARD else None)
-    if procedure is not None:
-        return list(procedure.gates)
-    return list(policy.categories[change.category].gates)
+    return gates_for(change.category, change.standard_procedure, policy)
+
+
+def gates_for(category: Category, procedure: str | None, policy: Policy) -> list[str]:
+    """The gates of a category, or of the standard procedure named (see `required_gates`)."""
+    named = (policy.standard_procedures.get(procedure or "")
+             if category is Category.STANDARD else None)
+    if named is not None:
+        return list(named.gates)
+    return list(policy.categories[category].gates)

@@ -23,7 +23,7 @@ from domain.emergency import Obligation, obligation_status
 from domain.models import Approval, Category, ChangeRequest, Decision, Roster
 from domain.policy import Policy
 from domain.schedule import slot_allowed
-from domain.standard import required_gates
+from domain.standard import gates_for
 from reporting.model import Quarter, QuarterlyReport
 
 OUTCOMES = ["succeeded", "rolled_back", "failed", "rejected", "expired", "cancelled", "open"]
@@ -48,6 +48,30 @@ def _records(records: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+APPROVAL_KEYS = ("role", "person_id", "decision", "purpose", "channel", "via",
+                 "fallback_reason", "recorded_by")
+
+
+def _slim(type_: str, text: str) -> dict[str, Any]:
+    """What the report reads of a payload; a quarter's payloads are held at once.
+
+    A submitted change keeps its JSON text (already in memory) and the few fields read
+    often; it is parsed in full only when its approvals are judged.
+    """
+    payload: dict[str, Any] = orjson.loads(text)
+    if type_ in ("gates_passed", "gates_blocked"):
+        return {"gates": {g["gate"]: g["status"] for g in payload.get("gates", [])}}
+    if type_ == "approval_recorded":
+        return {k: payload.get(k) for k in APPROVAL_KEYS}
+    if type_ == "deployment_scheduled":
+        return {"notified_at": payload.get("notified_at")}
+    if type_ == "change_submitted":
+        change = payload.get("change") or {}
+        return {"text": text, **{k: change.get(k) for k in (
+            "emergency_trigger", "incident_ref", "standard_procedure")}}
+    return payload
+
+
 class _Facts:
     """Per change: its record, and its events by type (payloads parsed once)."""
 
@@ -62,12 +86,11 @@ class _Facts:
                 wanted["change_id"].tolist(), wanted["type"].tolist(), times,
                 wanted["actor"].tolist(), wanted["payload"].tolist(), strict=True):
             self.by_type.setdefault(type_, {}).setdefault(change_id, []).append(
-                (at, actor, orjson.loads(payload)))
+                (at, actor, _slim(type_, payload)))
         starts = events[events["type"] == "deployment_started"].drop_duplicates("change_id")
         self.started: dict[str, datetime] = dict(zip(
             starts["change_id"].tolist(),
             list(starts["at"].dt.to_pydatetime()) if len(starts) else [], strict=True))
-        self.requests: dict[str, ChangeRequest | None] = {}
         self.approvals: dict[str, list[Approval]] = {}
 
     def started_at(self, change_id: str) -> datetime:
@@ -226,13 +249,12 @@ def _record_gaps(record: dict[str, Any]) -> str | None:
 
 
 def _change(facts: _Facts, cid: str) -> ChangeRequest | None:
-    if cid not in facts.requests:  # parsed once, used by two controls
-        submitted = facts.last("change_submitted", cid)
-        change = ChangeRequest.model_validate(submitted[2]["change"]) if submitted else None
-        category = facts.category(cid)
-        facts.requests[cid] = (change.model_copy(update={"category": category})
-                               if change and category else change)
-    return facts.requests[cid]
+    submitted = facts.last("change_submitted", cid)
+    if submitted is None:
+        return None
+    change = ChangeRequest.model_validate(orjson.loads(submitted[2]["text"])["change"])
+    category = facts.category(cid)
+    return change.model_copy(update={"category": category}) if category else change
 
 
 def _approvals(facts: _Facts, cid: str) -> list[Approval]:
@@ -285,10 +307,11 @@ def _gate_gaps(facts: _Facts, cid: str, policy: Policy) -> str | None:
     passed = [g for g in facts.of("gates_passed", cid) if g[0] <= started]
     if not passed:
         return "no gates_passed before the deployment started"
-    recorded = {g["gate"]: g["status"] for g in passed[-1][2]["gates"]}
-    change = _change(facts, cid)
-    needed = required_gates(change, policy) if change else list(recorded)
+    recorded: dict[str, str] = passed[-1][2]["gates"]
     category = facts.category(cid)
+    submitted = facts.last("change_submitted", cid)
+    needed = (gates_for(category, submitted[2]["standard_procedure"] if submitted else None,
+                        policy) if category else list(recorded))
     bypassable = set(policy.categories[category].bypassable_gates) if category else set()
     bad = [f"{g}: {recorded.get(g, 'not evaluated')}" for g in needed
            if not (recorded.get(g) == "passed"
@@ -344,7 +367,7 @@ def _emergencies(scope: pd.DataFrame, facts: _Facts, policy: Policy,
         verbal = next((p for _, _, p in facts.of("approval_recorded", cid)
                        if p.get("channel") == "verbal"), {})
         submitted = facts.last("change_submitted", cid)
-        change = submitted[2]["change"] if submitted else {}
+        change = submitted[2] if submitted else {}
         obligations = rec["obligations"] or {}
         status = {k: _obligation(obligations.get(k), now) for k in (
             "approval_confirmation", "documentation", "post_hoc_review", "ciso_signoff")}
@@ -407,7 +430,7 @@ def _metrics(changes: pd.DataFrame, scope: pd.DataFrame, facts: _Facts,
     rework = 0
     for cid in deployed["change_id"]:
         submitted = facts.last("change_submitted", cid)
-        if submitted and submitted[2]["change"].get("emergency_trigger") == "p1_incident":
+        if submitted and submitted[2].get("emergency_trigger") == "p1_incident":
             rework += 1
 
     def median(values: Any) -> float:
