@@ -26,7 +26,7 @@ from integrations.factory import Adapters
 from reporting.evidence import sample_changes, write_evidence_pack, write_sample
 from reporting.files import write_report
 from reporting.model import Quarter, QuarterlyReport
-from reporting.quarterly import build_report
+from reporting.quarterly import build_report, collecting_later
 from reporting.trail import change_evidence
 
 
@@ -58,9 +58,11 @@ def compute_report(a: Adapters, data: QuarterData) -> QuarterlyReport:
 def produce_report(a: Adapters, quarter: Quarter, out_dir: Path) -> tuple[QuarterlyReport,
                                                                           dict[str, Path]]:
     """Compute and write the quarter's report and its evidence pack into `out_dir`."""
-    data = load_quarter(a, quarter, hashes=True)
+    with collecting_later():
+        data = load_quarter(a, quarter, hashes=True)
     report = compute_report(a, data)
-    written = write_report(report, out_dir)
+    with collecting_later():
+        written = write_report(report, out_dir)
     evidence = change_evidence(data.records, data.events, list(report.changes["change_id"]))
     written["evidence"] = write_evidence_pack(report, evidence,
                                               out_dir / f"evidence-{quarter}.zip")
