@@ -25,20 +25,24 @@ pandas alone, measured in the same run, and under 2 GiB.
    build is timed but is not part of the goal.
 2. **Baseline: the pandas load alone**, `change_records` + `change_events` (what
    `build_report` reads), best of 3, on a freshly opened log.
-3. **The report.** `build_report` on those frames; then the whole chain as
-   `tasks.reporting.produce_report` runs it, stage by stage: `load_quarter` (with
-   hashes), `verify`, `build_report`, `write_report` (HTML, CSVs, XLSX, chain.json,
-   each timed through wrappers around the functions `write_report` calls), and the
-   evidence pack (`change_evidence`, `write_evidence_pack`). `verify` checks the whole
-   log (not only the quarter) on every core and has a goal of its own (3x sha256), so
-   ratios are given with and without it.
-4. **Memory.** The process's peak RSS (VmHWM) per stage, reset before each stage
-   through `/proc/self/clear_refs` (so the build's peak does not count): the goal is
-   judged on it. `verify`'s worker process is not counted (it streams rows). Beside it,
+3. **The report.** `build_report` on those frames; then the whole chain: the real
+   `tasks.reporting.produce_report`, in a fresh process of its own, each stage timed
+   through a wrapper around the function it calls: `load_quarter` (with hashes),
+   `verify`, `build_report`, `write_report` (HTML, CSVs, XLSX, chain.json, timed apart
+   the same way) and the evidence pack (`change_evidence`, `write_evidence_pack`).
+   `verify` checks the whole log (not only the quarter) on every core and has a goal of
+   its own (3x sha256), so ratios are given with and without it.
+4. **Memory.** The report process's peak RSS (VmHWM) per stage, reset before each
+   stage through `/proc/self/clear_refs`: the goal is judged on the largest. A process
+   of its own, because freed memory is not given back to the system, so the
+   benchmark's earlier steps would count. `verify`'s worker process is not counted (it
+   streams rows). Beside it,
    the tracemalloc peak of what one more, untimed, `build_report` allocates on top of
    the frames (tracing the whole chain is possible but slow and doubles the RSS).
 5. **Where `build_report`'s time goes**: one more run under cProfile, top functions by
-   cumulative time (project code) and by own time (everything).
+   cumulative time (project code) and by own time (everything). Time in the cyclic
+   garbage collector is measured apart (`gc.callbacks`) for `build_report` and for each
+   stage: cProfile charges it to whichever function happened to allocate.
 
 Environment: `BENCH_REPORT_CHANGES` (default 100000) scales the quarter down for a
 quick run; `BENCH_REPORT_DB` names a SQLite file to build once and reuse on later runs
@@ -46,8 +50,8 @@ quick run; `BENCH_REPORT_DB` names a SQLite file to build once and reuse on late
 `BENCH_REPORT_TRACE` is `build` (default), `whole` (trace the whole chain once more: at
 100,000 changes about 10 minutes and 10 GiB more) or `0` (no tracemalloc run).
 
-Run alone with `.venv/bin/python -m bench.report` (about 10 minutes at 100,000 changes
-on 2 cores, about 3 of them building the log).
+Run alone with `.venv/bin/python -m bench.report`: about 7 minutes at 100,000 changes on
+2 cores, 3 of them building the log (about 4 with `BENCH_REPORT_DB` reused).
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ from typing import Any, cast
 
 import reporting.evidence as evidence_module
 import reporting.files as files_module
+import tasks.reporting as reporting_tasks
 from config.loader import Config, load_config
 from config.settings import PROJECT_ROOT
 from domain.emergency import confirmation_obligation, emergency_obligations
@@ -86,12 +91,8 @@ from domain.standard import required_gates
 from integrations.changelog_frames import change_events, change_records
 from integrations.changelog_sql import NewEvent, SqlChangeLog
 from integrations.factory import Adapters
-from reporting.evidence import write_evidence_pack
-from reporting.files import write_report
 from reporting.model import Quarter
 from reporting.quarterly import build_report
-from reporting.trail import change_evidence
-from tasks.reporting import load_quarter
 
 QUARTER = Quarter(2026, 4)
 CHANGES = 100_000
@@ -482,25 +483,54 @@ def reset_peak_rss() -> bool:
     return True
 
 
+class GcMeter:
+    """Time spent in the cyclic garbage collector, and full collections, while inside.
+
+    cProfile charges a collection to whichever allocation triggered it, so a profile
+    does not show it as such; with millions of parsed payloads alive it is a large part
+    of the time.
+    """
+
+    def __init__(self) -> None:
+        self.seconds, self.full = 0.0, 0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.full += info.get("generation") == 2
+
+    def __enter__(self) -> GcMeter:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 class Stages:
-    """Wall time and peak RSS of named stages, in order."""
+    """Wall time, time in the garbage collector and peak RSS of named stages, in order."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.gc_s: dict[str, float] = {}
         self.peak_rss_mib: dict[str, float] = {}
         self.traced_peak_mib: dict[str, float] = {}
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        gc.collect()
         reset_peak_rss()
         if tracemalloc.is_tracing():
             tracemalloc.reset_peak()
         started = time.perf_counter()
         try:
-            yield
+            with GcMeter() as meter:
+                yield
         finally:
             self.seconds[name] = round(time.perf_counter() - started, 3)
+            self.gc_s[name] = round(meter.seconds, 3)
             self.peak_rss_mib[name] = status_mib("VmHWM")
             if tracemalloc.is_tracing():
                 self.traced_peak_mib[name] = round(tracemalloc.get_traced_memory()[1] / 2**20,
@@ -525,6 +555,17 @@ def timing(module: ModuleType, name: str, spent: list[tuple[str, float]],
         yield
     finally:
         setattr(module, name, original)
+
+
+@contextlib.contextmanager
+def replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """`owner.name` is `value` while inside."""
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
 
 
 def _adapters(log: SqlChangeLog, config: Config) -> Adapters:
@@ -555,70 +596,80 @@ def pandas_load(log: SqlChangeLog, start: datetime, end: datetime,
             records, events)
 
 
-def whole_chain(database: Path, out_dir: Path, traced: bool = False) -> dict[str, Any]:
-    """`produce_report`, stage by stage, with write_report's formats timed apart.
+STAGES = (("load_quarter", "load_quarter (hashes)"), ("build_report", "build_report"),
+          ("write_report", "write_report"), ("change_evidence", "change_evidence"),
+          ("write_evidence_pack", "write_evidence_pack"))
+"""The functions `produce_report` calls (names in `tasks.reporting`), and their stages."""
 
-    Run it in a process of its own (`whole_chain_apart`): its peak RSS is then the
-    report's, not what the benchmark's earlier steps left behind.
+
+def whole_chain(database: Path, out_dir: Path, traced: bool = False) -> dict[str, Any]:
+    """The real `produce_report`, its stages timed through wrappers around what it calls.
+
+    `verify` is timed on the change log; write_report's formats through wrappers around
+    the functions it calls. Run it in a process of its own (`whole_chain_apart`): its
+    peak RSS is then the report's, not what the benchmark's earlier steps left behind.
     """
     config = load_config(PROJECT_ROOT / "config")
     log = SqlChangeLog(f"sqlite:///{database}")
     a = _adapters(log, config)
     stages = Stages()
-    gc.collect()
-    rss_at_start = status_mib()
-    if traced:
-        tracemalloc.start()
-    try:
-        with stages.stage("load_quarter (hashes)"):
-            data = load_quarter(a, QUARTER, hashes=True)
-        with stages.stage("verify"):
-            verified = log.verify()
-        chain = {"ok": verified.ok, "checked": verified.checked,
-                 "head_seq": verified.head_seq, "head_hash": verified.head_hash,
-                 "problem": verified.problem}
-        with stages.stage("build_report"):
-            report = build_report(data.quarter, data.records, data.events, config.policy,
-                                  config.roster, chain, NOW)
-        spent: list[tuple[str, float]] = []
-        with stages.stage("write_report"), \
-                timing(files_module, "render_html", spent, lambda r: "html"), \
-                timing(files_module, "write_text", spent, lambda p, t: f"write {p.suffix}"), \
-                timing(files_module, "_write_workbook", spent, lambda t, p: "xlsx"), \
-                timing(files_module, "chain_json", spent, lambda r: "chain.json"):
-            written = write_report(report, out_dir)
-        with stages.stage("change_evidence"):
-            evidence = change_evidence(data.records, data.events,
-                                       list(report.changes["change_id"]))
-        packing: list[tuple[str, float]] = []
-        with stages.stage("write_evidence_pack"), \
-                timing(evidence_module, "render_html", packing, lambda r: "html"):
-            written["evidence"] = write_evidence_pack(report, evidence,
-                                                      out_dir / f"evidence-{QUARTER}.zip")
-    finally:
-        log.close()
+    results: dict[str, Any] = {}
+
+    def staged(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with stages.stage(name):
+                results[name] = call(*args, **kwargs)
+            return results[name]
+        return run
+
+    spent: list[tuple[str, float]] = []
+    packing: list[tuple[str, float]] = []
+    with contextlib.ExitStack() as patches:
+        for function, name in STAGES:
+            patches.enter_context(replaced(reporting_tasks, function, staged(
+                name, getattr(reporting_tasks, function))))
+        patches.enter_context(replaced(log, "verify", staged("verify", log.verify)))
+        for module, function, label in (
+                (files_module, "render_html", lambda r: "html"),
+                (files_module, "write_text", lambda p, t: f"write {p.suffix}"),
+                (files_module, "_write_workbook", lambda t, p: "xlsx"),
+                (files_module, "chain_json", lambda r: "chain.json")):
+            patches.enter_context(timing(module, function, spent, label))
+        patches.enter_context(timing(evidence_module, "render_html", packing,
+                                     lambda r: "html"))
+        gc.collect()
+        rss_at_start = status_mib()
         if traced:
-            tracemalloc.stop()
+            tracemalloc.start()
+        try:
+            started = time.perf_counter()
+            report, written = reporting_tasks.produce_report(a, QUARTER, out_dir)
+            total = time.perf_counter() - started
+        finally:
+            log.close()
+            if traced:
+                tracemalloc.stop()
     by: dict[str, float] = {}
     for name, seconds in spent:
         by[name] = by.get(name, 0.0) + seconds
     by = {k: by.get(k, 0.0) for k in ("html", "write .html", "xlsx", "chain.json", "write .json")}
-    total = stages.seconds["write_report"]
     formats: dict[str, float] = {"html_s": by["html"] + by["write .html"], "xlsx_s": by["xlsx"],
-               "chain_json_s": by["chain.json"] + by["write .json"]}
-    formats["csv_s"] = total - sum(formats.values())
+                                 "chain_json_s": by["chain.json"] + by["write .json"]}
+    formats["csv_s"] = stages.seconds.get("write_report", 0.0) - sum(formats.values())
+    data = results.get("load_quarter (hashes)")
     figures: dict[str, Any] = {
-        "stages_s": stages.seconds, "rss_at_start_mib": rss_at_start,
-        "peak_rss_mib": stages.peak_rss_mib,
+        "stages_s": stages.seconds, "total_s": round(total, 3), "gc_s": stages.gc_s,
+        "rss_at_start_mib": rss_at_start, "peak_rss_mib": stages.peak_rss_mib,
         "write_report_s": {k: round(v, 3) for k, v in formats.items()},
         "evidence_pack_html_s": round(sum(s for _, s in packing), 3),
-        "events_loaded": len(data.events), "changes_in_report": len(report.changes),
+        "events_loaded": len(data.events) if data is not None else None,
+        "changes_in_report": len(report.changes),
         "rows": {name: len(frame) for name, frame in report.tables().items()},
         "files_mib": {name: round(path.stat().st_size / 2**20, 1)
                       for name, path in written.items()
                       if name in ("report.html", "report.xlsx", "evidence", "changes.csv")},
         "csv_files": sum(1 for name in written if name.endswith(".csv")),
-        "chain_ok": verified.ok, "chain_checked": verified.checked,
+        "chain_ok": report.chain.get("ok"), "chain_checked": report.chain.get("checked"),
         "exceptions_by_control": dict(Counter(report.exceptions["control"]))}
     if traced:
         figures["traced_peak_mib"] = stages.traced_peak_mib
@@ -651,10 +702,12 @@ def profile_build(records: Any, events: Any, config: Config,
                   chain: dict[str, Any], top: int = PROFILE_TOP) -> dict[str, Any]:
     """One `build_report` under cProfile: the top functions, cumulative and own time."""
     profiler = cProfile.Profile()
+    gc.collect()
     started = time.perf_counter()
-    profiler.enable()
-    build_report(QUARTER, records, events, config.policy, config.roster, chain, NOW)
-    profiler.disable()
+    with GcMeter() as collector:
+        profiler.enable()
+        build_report(QUARTER, records, events, config.policy, config.roster, chain, NOW)
+        profiler.disable()
     wall = time.perf_counter() - started
     stats = pstats.Stats(profiler)
     rows = []
@@ -667,7 +720,8 @@ def profile_build(records: Any, events: Any, config: Config,
     project = sorted((r for r in rows if r["project"]), key=lambda r: -r["cumulative_s"])
     own = sorted(rows, key=lambda r: -r["own_s"])
     strip = [{k: v for k, v in r.items() if k != "project"} for r in project[:top]]
-    return {"profiled_wall_s": round(wall, 3), "by_cumulative": strip,
+    return {"profiled_wall_s": round(wall, 3), "gc_s": round(collector.seconds, 3),
+            "by_cumulative": strip,
             "by_own_time": [{k: v for k, v in r.items() if k != "project"}
                             for r in own[:top]]}
 
@@ -760,9 +814,10 @@ def run_report_benchmark(changes: int | None = None) -> dict[str, Any]:
             chain = {"ok": True, "checked": load["events"], "head_seq": load["events"],
                      "head_hash": "0" * 64, "problem": None}
             gc.collect()
-            reset_peak_rss()
             started = time.perf_counter()
-            build_report(QUARTER, records, events, config.policy, config.roster, chain, NOW)
+            with GcMeter() as collector:
+                build_report(QUARTER, records, events, config.policy, config.roster, chain,
+                             NOW)
             build_s = time.perf_counter() - started
             profiled = profile_build(records, events, config, chain) if profile else None
             if trace == "build":
@@ -778,18 +833,19 @@ def run_report_benchmark(changes: int | None = None) -> dict[str, Any]:
                           traced_stages_s=again["stages_s"])
     load_s = load["best_s"]
     s = whole["stages_s"]
-    without_verify = sum(v for k, v in s.items() if k != "verify")
+    total = whole["total_s"]  # produce_report's wall time: the stages and the glue
+    without_verify = total - s.get("verify", 0.0)
     peak = max(whole["peak_rss_mib"].values())
     results: dict[str, Any] = {
         "quarter": str(QUARTER), "changes": changes, "code": version, "build": built,
         "pandas_load": load,
-        "build_report": {"seconds": round(build_s, 3)},
-        "whole": {**whole, "total_s": round(sum(s.values()), 3),
-                  "total_without_verify_s": round(without_verify, 3)},
+        "build_report": {"seconds": round(build_s, 3), "gc_s": round(collector.seconds, 3),
+                         "full_collections": collector.full},
+        "whole": {**whole, "total_without_verify_s": round(without_verify, 3)},
         "ratios": {
             "load_and_build_report": _ratio(load_s + build_s, load_s),
             "whole_without_verify": _ratio(without_verify, load_s),
-            "whole_with_verify": _ratio(sum(s.values()), load_s)},
+            "whole_with_verify": _ratio(total, load_s)},
         "memory": {"peak_rss_report_mib": peak,
                    "peak_rss_stage": max(whole["peak_rss_mib"],
                                          key=lambda k: whole["peak_rss_mib"][k]),
@@ -810,15 +866,17 @@ NOTES = (
     "time order (batches of 5,000 events; normal 70 %, rolled back 5 %, standard 15 %, "
     "emergency 3 %, rejected 7 %). Baseline: change_records + change_events (no hashes), "
     "best of 3, same process, freshly opened log. build_report timed once on those frames. "
-    "Whole: produce_report's stages (load_quarter with hashes, verify on every core, "
-    "build_report, write_report, change_evidence, write_evidence_pack) timed one by one; "
+    "Whole: the real produce_report in a fresh process, its stages (load_quarter with "
+    "hashes, verify on every core, build_report, write_report, change_evidence, "
+    "write_evidence_pack) timed through wrappers; "
     "write_report's formats timed by wrapping render_html, write_text, _write_workbook and "
     "chain_json (CSV is the rest). Ratios over the baseline; verify checks the whole log "
     "and has its own goal, so the whole is given with and without it. Peak RSS: VmHWM reset "
     "before each stage (clear_refs); verify's worker process not counted; the memory goal "
     "is judged on it. Traced: tracemalloc peak of what one more, untimed, build_report "
     "allocates on top of the frames (BENCH_REPORT_TRACE=whole: the whole chain traced "
-    "instead, slow). Profile: one more build_report under cProfile (slower than untimed)."
+    "instead, slow). Profile: one more build_report under cProfile (slower than untimed). "
+    "GC: time between gc.callbacks start and stop, per stage."
 )
 
 
@@ -851,13 +909,16 @@ def print_summary(results: dict[str, Any]) -> None:
           f"{load['runs_s']}; {load['records']:,} records, {load['events']:,} events, frames "
           f"{load['frames_mib']} MiB; peak RSS of the first load "
           f"{load['first_run_peak_rss_mib']} MiB")
-    print(f"   build_report on those frames: {results['build_report']['seconds']:.2f} s")
+    br = results["build_report"]
+    print(f"   build_report on those frames: {br['seconds']:.2f} s, of which {br['gc_s']:.2f} s "
+          f"in the garbage collector ({br['full_collections']} full collections)")
     print(f"   (load + build_report) / load: {r['load_and_build_report']}x "
           f"(goal {results['goal_ratio']}x)")
     print("   whole chain, as produce_report runs it, in a process of its own (RSS "
           f"{m['report_process_start_rss_mib']} MiB after imports):")
     for name, seconds in w["stages_s"].items():
-        print(f"     {name:24} {seconds:8.2f} s   peak RSS {w['peak_rss_mib'][name]:7.1f} MiB")
+        print(f"     {name:24} {seconds:8.2f} s   (GC {w['gc_s'][name]:5.2f} s)   peak RSS "
+              f"{w['peak_rss_mib'][name]:7.1f} MiB")
     f = w["write_report_s"]
     print(f"     write_report by format: HTML {f['html_s']:.2f} s, CSV {f['csv_s']:.2f} s "
           f"({w['csv_files']} files), XLSX {f['xlsx_s']:.2f} s, chain.json "
@@ -879,8 +940,9 @@ def print_summary(results: dict[str, Any]) -> None:
               f"{t['by_stage_mib']}")
     p = results["profile_build_report"]
     if p:
-        print(f"   build_report under cProfile ({p['profiled_wall_s']:.1f} s), project "
-              "functions by cumulative time:")
+        print(f"   build_report under cProfile ({p['profiled_wall_s']:.1f} s, {p['gc_s']:.1f} s of "
+              "it in the garbage collector, charged to whichever function allocated when a "
+              "collection started), project functions by cumulative time:")
         for row in p["by_cumulative"]:
             print(f"     {row['cumulative_s']:8.2f} s cum {row['own_s']:7.2f} s own "
                   f"{row['calls']:>9,} calls  {row['function']}")
