@@ -414,12 +414,12 @@ HTML_ROWS = 1000
 """Rows of a long table shown in the HTML; every row is in its CSV and in the workbook."""
 
 
-def _capped(frame: pd.DataFrame, csv_name: str) -> str:
-    """A note when a table is longer than the page shows, naming where all rows are."""
-    if len(frame) <= HTML_ROWS:
-        return ""
-    return (f"<p class=\"note\">The first {HTML_ROWS:,} of {len(frame):,} rows; all of them "
-            f"are in {escape(csv_name)} and report.xlsx.</p>")
+def long_table(frame: pd.DataFrame, csv_name: str, **table: Any) -> str:
+    """A table of at most `HTML_ROWS` rows, saying where all of them are when cut."""
+    note = "" if len(frame) <= HTML_ROWS else (
+        f"<p class=\"note\">The first {HTML_ROWS:,} of {len(frame):,} rows; all of them "
+        f"are in {escape(csv_name)} and report.xlsx.</p>")
+    return note + frame_table(frame.head(HTML_ROWS), **table)
 
 
 def _inventory(report: QuarterlyReport) -> str:
@@ -435,9 +435,9 @@ def _inventory(report: QuarterlyReport) -> str:
         frame_table(inv.get("by_category_outcome", empty), empty="No counts."),
         "<h3>By service</h3>", frame_table(inv.get("by_service", empty), empty="No counts."),
         "<h3>By month</h3>", frame_table(inv.get("by_month", empty), empty="No counts."),
-        "<h3>All changes</h3>", _capped(report.changes, "changes.csv"),
-        frame_table(report.changes.head(HTML_ROWS), empty="No changes.",
-                    columns=CHANGE_COLUMNS)])
+        "<h3>All changes</h3>",
+        long_table(report.changes, "changes.csv", empty="No changes.",
+                   columns=CHANGE_COLUMNS)])
 
 
 def _controls(report: QuarterlyReport) -> str:
@@ -449,9 +449,9 @@ def _controls(report: QuarterlyReport) -> str:
         chart,
         frame_table(report.controls, empty="No controls were evaluated.",
                     percent_columns={"rate"}),
-        "<h3>Control exceptions</h3>", _capped(report.exceptions, "control_exceptions.csv"),
-        frame_table(report.exceptions.head(HTML_ROWS),
-                    empty=f"No control exceptions in {q}.")])
+        "<h3>Control exceptions</h3>",
+        long_table(report.exceptions, "control_exceptions.csv",
+                   empty=f"No control exceptions in {q}.")])
 
 
 def _rollbacks(report: QuarterlyReport) -> str:
@@ -464,8 +464,7 @@ def _rollbacks(report: QuarterlyReport) -> str:
         "No rollback times to chart.")
     return "\n".join([
         chart,
-        _capped(report.rollbacks, "rollbacks.csv"),
-        frame_table(report.rollbacks.head(HTML_ROWS), empty=f"No rollbacks in {q}."),
+        long_table(report.rollbacks, "rollbacks.csv", empty=f"No rollbacks in {q}."),
         "<h3>Changes linked to incidents</h3>",
         frame_table(with_incidents, empty=f"No change in {q} is linked to an incident.",
                     columns=("change_id", "service", "summary", "outcome", "incidents"))])
@@ -529,9 +528,8 @@ def render_html(report: QuarterlyReport) -> str:
     """
     title = f"Change management report {report.quarter}"
     bodies = (_inventory(report), _controls(report),
-              _capped(report.emergencies, "emergencies.csv") + frame_table(
-                  report.emergencies.head(HTML_ROWS),
-                  empty=f"No emergency changes in {report.quarter}."),
+              long_table(report.emergencies, "emergencies.csv",
+                         empty=f"No emergency changes in {report.quarter}."),
               _rollbacks(report), _findings(report), _metrics(report), _integrity(report))
     parts = [_header(report, title)]
     for name, body in zip(SECTIONS, bodies, strict=True):
