@@ -42,11 +42,26 @@ class ApprovalForm(RunInput):
     comment: str = Field(default="", description="Why (shown on the ticket and in the log)")
 
 
+def _as_enum(schema: dict[str, Any]) -> None:
+    if "const" in schema:
+        schema["enum"] = [schema.pop("const")]
+
+
+def dropdown(options: list[str], description: str) -> tuple[Any, Any]:
+    """A form field that accepts one of `options`, shown as a dropdown in the Prefect UI.
+
+    With a single option pydantic writes the schema as a `const`, which the UI shows as
+    an empty, locked box and then refuses as missing; it is written as a one-item
+    `enum` instead, so the only eligible person can still choose themselves.
+    """
+    choice: Any = Literal[tuple(options)]
+    return choice, Field(description=description, json_schema_extra=_as_enum)
+
+
 def form_for(eligible: list[str]) -> type[ApprovalForm]:
     """The form with `approver` restricted to the people who were sent a code."""
-    choice: Any = Literal[tuple(eligible)]  # a dropdown in the UI
     return create_model("ApprovalForm", __base__=ApprovalForm,
-                        approver=(choice, Field(description="Who you are")))
+                        approver=dropdown(eligible, "Who you are"))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ asked to confirm; until they do, the approval is an open item of the change.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from prefect.input import RunInput
 from pydantic import Field, create_model
@@ -21,7 +21,7 @@ from domain.emergency import confirmation_obligation
 from domain.models import Approval, ChangeRequest, Decision, Notice
 from domain.policy import ApprovalRequirement
 from integrations.factory import Adapters
-from tasks.approvals import ApprovalRequest, check_code, refuse_attempt
+from tasks.approvals import ApprovalRequest, check_code, dropdown, refuse_attempt
 from tasks.common import record, step
 
 PURPOSE = "verbal-approval"
@@ -46,11 +46,9 @@ class VerbalApprovalForm(RunInput):
 
 def verbal_form_for(approvers: list[str], recorders: list[str]) -> type[VerbalApprovalForm]:
     """The form with `approver` and `recorder` as dropdowns of who may be named."""
-    approver: Any = Literal[tuple(approvers)]
-    recorder: Any = Literal[tuple(recorders)]
     return create_model("VerbalApprovalForm", __base__=VerbalApprovalForm,
-                        approver=(approver, Field(description="Who gave the approval")),
-                        recorder=(recorder, Field(description="Who you are: you heard it")))
+                        approver=dropdown(approvers, "Who gave the approval"),
+                        recorder=dropdown(recorders, "Who you are: you heard it"))
 
 
 def verbal_approvers(a: Adapters, change: ChangeRequest,
