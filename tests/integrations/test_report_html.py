@@ -1,7 +1,6 @@
 """The written report.html in a real headless Chromium: headings, charts, a screenshot.
 
-Chromium is required, not optional: when it cannot be launched these tests fail (CI
-installs it through `.ci/run`). Screenshots land in tests/output/ for a human to look at.
+Chromium is required: when it cannot be launched these tests fail (tests/support/browser).
 """
 
 from __future__ import annotations
@@ -10,54 +9,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from reporting.files import write_report
 from reporting.model import SECTIONS
 from tests.integrations.test_report_files import make_report
-
-CHROMIUM = "/usr/bin/chromium"
-OUTPUT = Path(__file__).resolve().parents[1] / "output"
-MIN_PNG_BYTES = 20_000
+from tests.support.browser import chromium, new_page, screenshot
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the module; failing to launch it fails the tests."""
-    playwright = sync_playwright().start()
-    try:
-        try:
-            launched = playwright.chromium.launch(executable_path=CHROMIUM,
-                                                  args=["--no-sandbox"])
-        except Exception as exc:
-            raise RuntimeError(
-                f"cannot launch Chromium at {CHROMIUM}; the report's browser tests need it "
-                f"(Debian: apt-get install chromium, which .ci/run does when {CHROMIUM} is "
-                f"missing): {exc}") from exc
-        try:
-            yield launched
-        finally:
-            launched.close()
-    finally:
-        playwright.stop()
+    """One headless Chromium for the module."""
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh page in its own context, closed after the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
-def screenshot(page: Page, name: str) -> Path:
-    OUTPUT.mkdir(exist_ok=True)
-    path = OUTPUT / name
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > MIN_PNG_BYTES, f"{path} is suspiciously small"
-    return path
+    with new_page(browser) as opened:
+        yield opened
 
 
 def open_report(page: Page, out_dir: Path, *, empty: bool) -> None:

@@ -1,0 +1,218 @@
+"""The Prefect UI in a real headless Chromium: a change started and approved by people.
+
+Against `changeflow up` (a real `prefect server start` serving every deployment) on the
+embedded stack, the test does what an engineer and two approvers do in the browser:
+open the `change-request` deployment and start a custom run with a ticket key; open the
+run's Resume form, choose a decision and themselves, type the one-time code from the
+outbox and submit; once with a wrong code, which is refused and the form shown again
+with the reason; then see the run complete and its evidence artifact. The change log is
+checked for what the clicks decided. Screenshots go to tests/output/.
+
+Chromium is required: the test fails when it cannot run (tests/support/browser).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.input.actions import read_flow_run_input
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from changeflow.approver import CodeNotice, code_notices
+from changeflow.prefect_server import free_port
+from changeflow.stack import Stack, embedded_stack
+from config.settings import PROJECT_ROOT
+from tests.support.browser import chromium, new_page, screenshot
+
+TICKET = "CHG-101"  # a normal change: the engineering lead's review, then QA's sign-off
+RUN_NAME = "ui-chg-101"
+WRONG_CODE = "WRNG-C0DE"
+WAIT_SECONDS = 120
+
+
+@dataclass
+class Served:
+    """`changeflow up` on the embedded stack."""
+
+    ui: str
+    api: str
+    stack: Stack
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The stack's sample service here, `changeflow up` in a process of its own."""
+    root = tmp_path_factory.mktemp("ui")
+    with embedded_stack(root / "stack", port=free_port()) as stack:
+        settings, port = stack.settings, free_port()
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("CHANGEFLOW_", "PREFECT_"))}
+        env.update(CHANGEFLOW_CONFIG_DIR=str(settings.config_dir),
+                   CHANGEFLOW_VAR_DIR=str(settings.var_dir),
+                   CHANGEFLOW_TICKETS_DIR=str(settings.tickets_dir),
+                   PREFECT_RUNNER_POLL_FREQUENCY="2")  # resumed runs start again sooner
+        log = root / "up.log"
+        with open(log, "wb") as out:
+            up = subprocess.Popen([str(Path(sys.executable).with_name("changeflow")), "up",
+                                   "--port", str(port)], cwd=PROJECT_ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        served = Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/api", stack, log)
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: served.api}):
+                wait_for(lambda: "Prefect UI:" in log.read_text() and _deployed(up, log),
+                         "changeflow up to serve the deployments", log)
+                yield served
+        finally:
+            os.killpg(up.pid, signal.SIGINT)  # Ctrl-C
+            try:
+                up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(up.pid, signal.SIGKILL)
+                up.wait()
+
+
+def _deployed(up: subprocess.Popen[bytes], log: Path) -> bool:
+    assert up.poll() is None, f"changeflow up exited:\n{log.read_text()}"
+    return "change-request/change-request" in log.read_text()
+
+
+def wait_for(condition: Callable[[], bool], what: str, log: Path,
+             timeout: float = WAIT_SECONDS) -> None:
+    """Poll `condition()` until true; fail with the server's log when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}; "
+                        f"changeflow up said:\n{log.read_text()[-4000:]}")
+        time.sleep(0.5)
+
+
+def flow_run(run_id: str) -> FlowRun:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(run_id))
+
+
+def form_ready(run_id: str) -> bool:
+    """The run is suspended and its form's schema is saved (the UI can show it)."""
+    run = flow_run(run_id)
+    if run.state is None or run.state.type is not StateType.PAUSED:
+        return False
+    keyset = run.state.state_details.run_input_keyset
+    return keyset is not None and read_flow_run_input(keyset["schema"],
+                                                      flow_run_id=run.id) is not None
+
+
+def choose(dialog: Locator, field: str, option: str) -> None:
+    """Pick `option` in the form's dropdown `field` (the UI's select opens on a key)."""
+    prop = dialog.locator(".schema-form-property").filter(has_text=field)
+    prop.locator(".p-select-button__control").first.press("ArrowDown")
+    dialog.page.get_by_role("option", name=option, exact=True).click()
+
+
+def answer_form(page: Page, served: Served, notice: CodeNotice, code: str,
+                shot: str | None = None) -> None:
+    """Open the run's Resume form and submit a decision as the person the code went to."""
+    wait_for(lambda: form_ready(notice.run_id), f"the {notice.role} form", served.log)
+    page.reload()
+    expect(page.get_by_text("Suspended").first).to_be_visible()
+    page.get_by_role("button", name="Resume").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("heading", level=2).first).to_contain_text(
+        f"{notice.purpose} decision as {notice.role}")
+    choose(dialog, "Decision", "approve")
+    choose(dialog, "Approver", notice.to)
+    dialog.locator(".schema-form-property").filter(has_text="Code").locator(
+        "textarea").fill(code)
+    if shot:
+        screenshot(page, shot)
+    dialog.get_by_role("button", name="Submit").click()
+    expect(dialog).to_be_hidden()
+
+
+def next_notice(served: Served, run_id: str, seen: int) -> CodeNotice:
+    """The run's code notice after the first `seen` ones."""
+    def mine() -> list[CodeNotice]:
+        return [n for n in code_notices(served.stack.outbox) if n.run_id == run_id]
+    wait_for(lambda: len(mine()) > seen, f"code notice {seen + 1}", served.log)
+    return mine()[seen]
+
+
+@pytest.mark.slow
+def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> None:
+    with chromium() as browser, new_page(browser, 1400, 1000) as page:
+        page.goto(f"{served.ui}/deployments")
+        page.get_by_role("link", name="change-request", exact=True).first.click()
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Custom run").click()
+        page.locator(".p-label").filter(has_text="Run Name").locator("input").fill(RUN_NAME)
+        page.locator(".schema-form-property").filter(has_text="ticket_key").locator(
+            "textarea").fill(TICKET)
+        screenshot(page, "ui-1-custom-run.png")
+        page.get_by_role("button", name="Submit").click()
+        page.get_by_role("link", name=RUN_NAME).first.click()
+        expect(page).to_have_url(re.compile("/runs/flow-run/"))
+        run_id = page.url.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+
+        review = next_notice(served, run_id, 0)
+        assert review.role == "engineering_lead"
+        answer_form(page, served, review, review.code, shot="ui-2-review-form.png")
+
+        sign_off = next_notice(served, run_id, 1)
+        assert sign_off.role == "qa"
+        answer_form(page, served, sign_off, WRONG_CODE)
+        wait_for(lambda: form_ready(run_id) and _refused(served),
+                 "the wrong code to be refused", served.log)
+        page.reload()
+        page.get_by_role("button", name="Resume").click()
+        refusal = page.get_by_role("dialog").get_by_text("The last attempt was refused")
+        refusal.scroll_into_view_if_needed()
+        expect(refusal).to_be_visible()
+        screenshot(page, "ui-3-refused.png")
+        page.get_by_role("dialog").get_by_role("button", name="Close").click()
+        answer_form(page, served, sign_off, sign_off.code)
+
+        answered = 2  # then the people on the deployment confirm they are available
+        while (flow_run(run_id).state_type is not StateType.COMPLETED
+               or len(code_notices(served.stack.outbox)) > answered):
+            notice = next_notice(served, run_id, answered)
+            answer_form(page, served, notice, notice.code)
+            answered += 1
+            wait_for(lambda: _settled(run_id), "the run to go on", served.log)
+        page.reload()
+        expect(page.get_by_text("Completed").first).to_be_visible()
+        page.get_by_text("Artifacts", exact=True).click()
+        expect(page.get_by_text(f"evidence-{TICKET.lower()}").first).to_be_visible()
+        screenshot(page, "ui-4-completed.png")
+
+    events = served.stack.adapters.change_log.events(TICKET)
+    approvals = {(e.payload["role"], e.payload["person_id"]) for e in events
+                 if e.type == "approval_recorded"}
+    assert approvals == {("engineering_lead", review.to), ("qa", sign_off.to)}
+    (refused,) = [e for e in events if e.type == "approval_attempt_failed"]
+    assert refused.payload["role"] == "qa" and refused.payload["claimed"] == sign_off.to
+    assert [e.type for e in events][-3:] == ["deployment_succeeded", "verification_passed",
+                                              "change_closed"]
+
+
+def _settled(run_id: str) -> bool:
+    return flow_run(run_id).state_type in (StateType.COMPLETED, StateType.PAUSED)
+
+
+def _refused(served: Served) -> bool:
+    return any(e.type == "approval_attempt_failed"
+               for e in served.stack.adapters.change_log.events(TICKET))
