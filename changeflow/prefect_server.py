@@ -4,6 +4,9 @@ Prefect's temporary server writes its logs to the terminal and may outlive the s
 that started it. The demo runs `prefect server start` itself instead. The server keeps
 its database and logs in a folder of the demo, and its UI can be opened while the demo
 runs. It is stopped, with its whole process group, when the block ends.
+
+Its database is SQLite in that folder unless a PostgreSQL URL is given
+(`postgresql+asyncpg://user@host:5432/db`, Prefect's own driver).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,18 +41,31 @@ def _healthy(url: str) -> bool:
 
 
 @contextmanager
-def local_prefect_server(home: Path, port: int = 0,
-                         timeout_seconds: float = 90) -> Iterator[str]:
-    """Run a Prefect server with its state in `home`; yields its API URL, set as current."""
+def local_prefect_server(home: Path, port: int = 0, timeout_seconds: float = 90,
+                         database_url: str | None = None,
+                         env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Run a Prefect server with its state in `home`; yields its API URL, set as current.
+
+    Args:
+        home: the server's PREFECT_HOME: its log, and its SQLite database by default.
+        port: where it listens; 0 picks a free port.
+        timeout_seconds: how long to wait for it to answer.
+        database_url: keep the server's state there instead (PostgreSQL with asyncpg:
+            `postgresql+asyncpg://user@host:5432/db`).
+        env: further environment variables for the server (Prefect settings).
+    """
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_URL": url, "PREFECT_LOGGING_LEVEL": "WARNING"}
+    server_env = {**os.environ, "PREFECT_HOME": str(home),
+                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": url,
+                  "PREFECT_LOGGING_LEVEL": "WARNING", **(env or {})}
+    if database_url is not None:
+        server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     with open(home / "server.log", "ab") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(port)], env=env, stdin=subprocess.DEVNULL, stdout=log,
+             "--port", str(port)], env=server_env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_seconds
