@@ -201,6 +201,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_server(args: argparse.Namespace) -> int:
+    """Create what the flows need on the server at PREFECT_API_URL (for workers)."""
+    from prefect.settings import PREFECT_API_URL
+
+    from changeflow.up import prepare_server
+
+    if not PREFECT_API_URL.value():
+        raise CommandFailed("PREFECT_API_URL is not set: point it at the Prefect server "
+                            "(e.g. http://127.0.0.1:4200/api)")
+    done = prepare_server(_settings())
+    for line in done:
+        print(f"created {line}")
+    if not done:
+        print("nothing to create: the concurrency limits and blocks exist")
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """A Prefect server and every deployment, until Ctrl-C."""
     from changeflow.up import run_up
@@ -255,6 +272,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--limit", type=int, default=4,
                        help="flow-run processes at once (each is a Python process; default 4)")
     serve.set_defaults(func=cmd_serve)
+    sub.add_parser("prepare-server", help="create the per-service concurrency limits and "
+                   "the secret blocks on the server at PREFECT_API_URL").set_defaults(
+        func=cmd_prepare_server)
     up = sub.add_parser("up", help="start a Prefect server and serve every deployment "
                         "(make serve)")
     up.add_argument("--port", type=int, default=4200, help="the server's port (default 4200)")

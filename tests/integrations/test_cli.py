@@ -91,6 +91,14 @@ def test_unreachable_database_is_named_without_the_url(workspace: dict[str, str]
     assert "hunter2-witness" not in done.stdout + done.stderr
 
 
+def test_prepare_server_needs_a_server_to_prepare(workspace: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHANGEFLOW_", "PREFECT_"))}
+    done = subprocess.run([str(CHANGEFLOW), "prepare-server"], capture_output=True, text=True,
+                          env={**env, **workspace}, timeout=120, cwd=PROJECT_ROOT)
+    assert done.returncode == 2
+    assert "PREFECT_API_URL is not set" in done.stderr
+
+
 def _seed(url: str) -> SqlChangeLog:
     log = SqlChangeLog(url)
     log.append("CHG-1", "change_submitted", "alice",

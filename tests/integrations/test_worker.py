@@ -2,6 +2,7 @@
 
 PostgreSQL, `prefect server start` and `prefect worker start` run as processes of their
 own. `prefect deploy --all` registers `prefect.yaml` with the `changeflow` process pool,
+`changeflow prepare-server` creates the per-service concurrency limits,
 and `change-request` is started for CHG-101 (a normal change). Each wait for a person
 suspends the run, its process exits, and the worker runs it again when the approval
 resumes it. The test proves the change completes through the worker, that the Prefect
@@ -32,11 +33,11 @@ from prefect.deployments import run_deployment
 from changeflow.approver import ScriptedApprover
 from changeflow.prefect_server import local_prefect_server
 from changeflow.stack import Stack, embedded_stack
-from changeflow.up import prepare_server
 from config.settings import PROJECT_ROOT
 from tests.support.postgres import PostgresServer
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+CHANGEFLOW = str(Path(sys.executable).with_name("changeflow"))
 POOL = "changeflow"
 NO_SCHEDULER = {"PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
 """The scheduled deployments (jira-sync every 5 minutes, ...) must not compete for the
@@ -151,7 +152,9 @@ def worker(stack: Stack, api: str, tmp_path: Path) -> Iterator[Worker]:
     env = cli_env(stack, api, tmp_path / "prefect-home")
     prefect_cli(env, "work-pool", "create", POOL, "--type", "process")
     prefect_cli(env, "deploy", "--all", "--no-prompt")
-    prepare_server(stack.settings)
+    done = subprocess.run([CHANGEFLOW, "prepare-server"], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "created concurrency limit deploy-sample" in done.stdout, done
     with running_worker(env, tmp_path / "worker.log") as running:
         yield running
 
