@@ -75,6 +75,9 @@ def deploy(state_dir: Path, environment: str, version: str) -> dict[str, Any]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    entry = {"environment": environment, **state}
+    with open(state_dir / "history.jsonl", "a", encoding="utf-8") as history:
+        history.write(json.dumps(entry) + "\n")  # the deployer's own record, for the audit
     return state
 
 

@@ -45,6 +45,18 @@ class Settings(BaseSettings):
         default=None, description="Name of a Prefect Secret block holding the Jira token")
     jira_timeout_seconds: float = Field(default=10, gt=0,
                                         description="Timeout of every Jira request")
+    code_host: Literal["none", "github"] = Field(
+        default="none", description="Where the code-review, CI and SAST gates read their "
+                                    "evidence: the ticket (none) or GitHub")
+    github_url: str = Field(default="https://api.github.com",
+                            description="GitHub REST API base (GHES: https://HOST/api/v3)")
+    github_token: SecretStr | None = Field(
+        default=None, description="GitHub token (fine-grained: pull requests, checks, "
+                                  "code scanning, deployments: read)")
+    github_token_block: str | None = Field(
+        default=None, description="Name of a Prefect Secret block holding the GitHub token")
+    github_timeout_seconds: float = Field(default=30, gt=0,
+                                          description="Timeout of every GitHub request")
     notifier: Literal["outbox"] = Field(default="outbox", description="Notifier adapter")
     outbox_path: Path | None = Field(
         default=None, description="Outbox file (JSON lines); default var/outbox.jsonl")

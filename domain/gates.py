@@ -8,8 +8,17 @@ the category lists as bypassable may be bypassed, and a bypass is recorded by na
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Set
+from datetime import UTC, datetime
+from functools import partial
 
 from domain.approvals import ApprovalVerdict
+from domain.host_gates import (
+    HOST_GATES,
+    HostEvidence,
+    host_ci_gate,
+    host_code_review_gate,
+    host_sast_gate,
+)
 from domain.models import ChangeRequest, Evidence, GateResult, GateStatus, Roster
 from domain.policy import Policy
 from domain.rollback import missing_rollback_fields
@@ -131,7 +140,8 @@ def approval_gate(verdict: ApprovalVerdict) -> GateResult:
 
 def evaluate_gates(change: ChangeRequest, policy: Policy, roster: Roster,
                    approvals_verdict: ApprovalVerdict,
-                   bypassed: Set[str] = frozenset()) -> list[GateResult]:
+                   bypassed: Set[str] = frozenset(), host: HostEvidence | str | None = None,
+                   now: datetime | None = None) -> list[GateResult]:
     """Evaluate the gates the change needs (`required_gates`), in the policy's order.
 
     Args:
@@ -140,6 +150,10 @@ def evaluate_gates(change: ChangeRequest, policy: Policy, roster: Roster,
         roster: who the reviewers and the rollback owner are.
         approvals_verdict: `check_approvals` for this change.
         bypassed: gates to record as BYPASSED (the emergency process).
+        host: with a code host configured, what it says about the change's pull request
+            (the code-review, CI and SAST gates are then judged on it, not on the
+            ticket), or why it could not be read (those gates are then UNKNOWN).
+        now: the time waivers are judged at (needed with `host`).
 
     Returns:
         One result per gate of the category, each with its reason.
@@ -163,6 +177,18 @@ def evaluate_gates(change: ChangeRequest, policy: Policy, roster: Roster,
         "approval": lambda: approval_gate(approvals_verdict),
     }
     results: list[GateResult] = []
+    if isinstance(host, str):
+        for gate in HOST_GATES:
+            evaluators[gate] = partial(_result, gate, GateStatus.UNKNOWN, host)
+    elif host is not None:
+        at = now or datetime.now(UTC)
+        pr = host.pull_request
+        evaluators["code_review"] = lambda: host_code_review_gate(change.author, pr, policy,
+                                                                  roster)
+        evaluators["automated_tests"] = lambda: host_ci_gate(
+            host.required_checks, host.required_from, host.check_runs, pr.head_sha)
+        evaluators["security_scan"] = lambda: host_sast_gate(change, host, policy, roster,
+                                                             at)[0]
     for gate in required_gates(change, policy):
         if gate in bypassed:
             results.append(_result(gate, GateStatus.BYPASSED,

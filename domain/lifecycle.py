@@ -61,6 +61,10 @@ TRANSITIONS: dict[str, dict[str | None, str]] = {
     "rollback_failed": {"rolling_back": "failed"},
     "change_cancelled": {s: "cancelled" for s in (None, "draft", "needs_information", *_OPEN)},
     "change_closed": {s: "closed" for s in TERMINAL_OUTCOMES},
+    # Not changes: a prohibited-practice finding is a record of its own (policy section
+    # 6), and the audit's runs are one stream, so both are kept apart from changes.
+    "practice_finding": {None: "finding"},
+    "practices_audited": {None: "audit", "audit": "audit"},
 }
 """event type -> {state it may follow: state it leads to}. None is a change not yet seen."""
 
@@ -69,11 +73,15 @@ NEUTRAL_EVENTS = frozenset({
     "ticket_snapshot", "gate_bypassed", "incident_opened", "incident_reviewed",
     "obligation_opened", "reminder_sent", "escalated",
     "effect_started", "effect_finished", "availability_confirmed", "staging_test_result",
-    "procedure_checked", "obligation_responded", "run_started",
+    "procedure_checked", "obligation_responded", "run_started", "code_host_read",
+    "sast_waiver_applied",
 })
 """Evidence that may be recorded at any point of a change that exists; state unchanged."""
 
 EVENT_TYPES = frozenset(TRANSITIONS) | NEUTRAL_EVENTS
+
+NOT_CHANGES = frozenset({"finding", "audit"})
+"""Record states that are not changes: listings and reports of changes leave them out."""
 
 
 class IllegalTransition(ValueError):

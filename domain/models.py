@@ -7,7 +7,7 @@ policy as arguments; nothing in `domain/` does I/O or reads a clock.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -55,6 +55,7 @@ class Person(Frozen):
     name: str
     email: str
     jira_account: str | None = None
+    github_login: str | None = None
     roles: frozenset[str] = frozenset()
     senior: bool = False
     shared_account: bool = False
@@ -71,6 +72,12 @@ class Roster(Frozen):
     """Everyone who may author, approve or own a change, by id."""
 
     people: dict[str, Person]
+
+    def by_github_login(self, login: str) -> Person | None:
+        """The person whose `github_login` is `login` (case-insensitive, as GitHub's)."""
+        wanted = login.lower()
+        return next((p for p in self.people.values()
+                     if p.github_login and p.github_login.lower() == wanted), None)
 
     def get(self, person_id: str) -> Person | None:
         """The person with this id, or None."""
@@ -98,10 +105,15 @@ class RollbackPlan(Frozen):
 
 
 class CodeReviewEvidence(Frozen):
-    """Who reviewed the code, as person ids from the roster."""
+    """Who reviewed the code, as person ids from the roster, and the pull request.
+
+    With a code host configured, only `pull_request` (or a pull-request `url`) is used:
+    the reviews are read from the host, not taken from the ticket.
+    """
 
     reviewers: list[str] = []
     url: str | None = None
+    pull_request: str | None = None
 
 
 class CiEvidence(Frozen):
@@ -112,12 +124,23 @@ class CiEvidence(Frozen):
     url: str | None = None
 
 
+class SastWaiver(Frozen):
+    """An accepted SAST finding: which, who accepted it (a security role), why, until when."""
+
+    finding: str = Field(min_length=1, description="The alert number (#12) or rule@path")
+    approved_by: str
+    reason: str = Field(min_length=1)
+    expires: date
+
+
 class SastEvidence(Frozen):
-    """Open SAST findings by severity, after waivers."""
+    """Open SAST findings by severity, after waivers; or a SARIF file and the waivers."""
 
     critical: int | None = None
     high: int | None = None
     url: str | None = None
+    sarif: str | None = Field(default=None, description="A SARIF file attached to the change")
+    waivers: list[SastWaiver] = []
 
 
 class Evidence(Frozen):

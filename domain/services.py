@@ -76,6 +76,23 @@ class Service(Frozen):
         default=None, description="The version running before changeflow managed the service: "
                                   "what a first change rolls back to")
     environments: dict[Environment, EnvironmentSpec]
+    repository: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="The code host repository (owner/name) whose pull requests and "
+                    "deployments are this service's")
+    production_environment: str = Field(
+        default="production", min_length=1,
+        description="The code host's name for this service's production environment")
+    required_checks: list[str] = Field(
+        default=[], description="Checks that must succeed on the final commit when branch "
+                                "protection does not list them")
+    deploy_record: str | None = Field(
+        default=None, description="The deploy command's own record of what it deployed (JSON "
+                                  "lines: environment, version, deployed_at); {var_dir} "
+                                  "may be used. The practices audit compares it with the log")
+    config_files: dict[str, str] = Field(
+        default={}, description="Each environment's configuration as a KEY=VALUE file "
+                                "(relative to the config folder), for the credentials audit")
 
     @field_validator("environments")
     @classmethod

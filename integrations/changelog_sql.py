@@ -42,7 +42,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from domain.lifecycle import ChangeRecord, project
+from domain.lifecycle import NOT_CHANGES, ChangeRecord, project
 from domain.models import IDENTIFIER, ChangeEvent
 from integrations.chain_worker import check_ranges, prepare
 from integrations.changelog_schema import (
@@ -319,9 +319,14 @@ class SqlChangeLog:
 
     def changes(self, category: str | None = None,
                 emergency: bool | None = None) -> list[ChangeRecord]:
-        """Current records, oldest first; `emergency` keeps emergencies apart (section 5)."""
-        query = sa.select(changes_table.c.record).order_by(changes_table.c.opened_at,
-                                                           changes_table.c.change_id)
+        """Current records, oldest first; `emergency` keeps emergencies apart (section 5).
+
+        Records that are not changes (prohibited-practice findings, the audit's runs) are
+        left out.
+        """
+        query = sa.select(changes_table.c.record).where(
+            changes_table.c.state.notin_(NOT_CHANGES)).order_by(changes_table.c.opened_at,
+                                                                changes_table.c.change_id)
         if category is not None:
             query = query.where(changes_table.c.category == category)
         if emergency is True:

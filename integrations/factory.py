@@ -20,11 +20,12 @@ from config.settings import Settings
 from integrations.changelog_schema import normalize_url
 from integrations.changelog_sql import SqlChangeLog
 from integrations.commands import SubprocessRunner
+from integrations.github_host import GitHubCodeHost
 from integrations.http_checks import HttpChecks
 from integrations.jira_tickets import JiraChangeTickets
 from integrations.local_tickets import LocalChangeTickets
 from integrations.outbox import OutboxNotifier
-from integrations.ports import ChangeTickets, Checks, CommandRunner, Notifier
+from integrations.ports import ChangeTickets, Checks, CodeHost, CommandRunner, Notifier
 
 
 class Adapters:
@@ -38,8 +39,12 @@ class Adapters:
     def __init__(self, config: Config, change_log: SqlChangeLog, tickets: ChangeTickets,
                  runner: CommandRunner, checks: Checks, notifier: Notifier,
                  settings: Settings | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
-        """Hold the adapters; `clock` is the one source of time (tests replace it)."""
+                 clock: Callable[[], datetime] | None = None,
+                 code_host: CodeHost | None = None) -> None:
+        """Hold the adapters; `clock` is the one source of time (tests replace it).
+
+        `code_host` is None when the gates take their evidence from the ticket.
+        """
         self.config = config
         self.change_log = change_log
         self.tickets = tickets
@@ -48,12 +53,13 @@ class Adapters:
         self.notifier = notifier
         self.settings = settings or Settings()
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        self.code_host = code_host
 
     def replace(self, **changes: Any) -> Adapters:
         """A copy with some adapters (or the clock) replaced."""
         fields = {name: getattr(self, name) for name in (
             "config", "change_log", "tickets", "runner", "checks", "notifier", "settings",
-            "clock")}
+            "clock", "code_host")}
         return Adapters(**{**fields, **changes})
 
     def now(self) -> datetime:
@@ -63,6 +69,8 @@ class Adapters:
     def close(self) -> None:
         """Release connections."""
         self.change_log.close()
+        if isinstance(self.code_host, GitHubCodeHost):
+            self.code_host.close()
 
 
 def change_log_url(settings: Settings) -> str:
@@ -82,21 +90,39 @@ def open_change_log(settings: Settings, config: Config) -> SqlChangeLog:
                         retention_years=config.policy.change_log.retention_years)
 
 
-def jira_token(settings: Settings) -> SecretStr:
-    """The Jira token: from the environment, else from the named Prefect Secret block.
+def secret_setting(value: SecretStr | None, block: str | None, name: str) -> SecretStr:
+    """A secret from `CHANGEFLOW_<NAME>`, else from the Secret block `CHANGEFLOW_<NAME>_BLOCK`.
 
     Raises:
         ConfigError: neither is set.
     """
-    if settings.jira_token is not None:
-        return settings.jira_token
-    if settings.jira_token_block:
+    if value is not None:
+        return value
+    if block:
         from prefect.blocks.system import Secret
 
-        block: Any = Secret.load(settings.jira_token_block)  # sync: we are not in a loop
-        return SecretStr(str(block.get()))
-    raise ConfigError([Problem("settings", "CHANGEFLOW_JIRA_TOKEN", "not set; set it or "
-                               "CHANGEFLOW_JIRA_TOKEN_BLOCK (a Prefect Secret block)")])
+        loaded: Any = Secret.load(block)  # sync: we are not in a loop
+        return SecretStr(str(loaded.get()))
+    raise ConfigError([Problem("settings", f"CHANGEFLOW_{name}", f"not set; set it or "
+                               f"CHANGEFLOW_{name}_BLOCK (a Prefect Secret block)")])
+
+
+def jira_token(settings: Settings) -> SecretStr:
+    """The Jira token, from the environment or its Secret block."""
+    return secret_setting(settings.jira_token, settings.jira_token_block, "JIRA_TOKEN")
+
+
+def open_code_host(settings: Settings) -> CodeHost | None:
+    """The code host the gates and the practices audit read, or None (ticket evidence).
+
+    Raises:
+        ConfigError: GitHub is chosen but its token is missing.
+    """
+    if settings.code_host == "none":
+        return None
+    token = secret_setting(settings.github_token, settings.github_token_block, "GITHUB_TOKEN")
+    return GitHubCodeHost(settings.github_url, token,
+                          timeout_seconds=settings.github_timeout_seconds)
 
 
 def open_tickets(settings: Settings, config: Config) -> ChangeTickets:
@@ -131,6 +157,7 @@ def build(settings: Settings | None = None) -> Adapters:
         checks=HttpChecks(),
         notifier=OutboxNotifier(settings.resolved_outbox_path),
         settings=settings,
+        code_host=open_code_host(settings),
     )
 
 

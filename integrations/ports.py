@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from domain.code_host import CheckRun, CodeScan, Deployment, PullRequest
 from domain.lifecycle import ChangeRecord
 from domain.models import ChangeEvent, CheckResult, CommandResult, Notice, Ticket
 from domain.services import HttpCheck
@@ -120,4 +121,68 @@ class ChangeLog(Protocol):
 
     def changes(self) -> list[ChangeRecord]:
         """Every change's current record, oldest first."""
+        ...
+
+
+class CodeHostError(Exception):
+    """The code host refused a request; the message carries its reason, never the token.
+
+    A 404's message names the resource that was not there (or that the token may not see).
+    """
+
+
+class CodeHostUnavailable(CodeHostError):
+    """The code host is down, rate-limited or garbled its answer: worth retrying.
+
+    Attributes:
+        retry_after: seconds the host asked us to wait (`Retry-After`, or until its rate
+            limit resets), if it said.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CodeHost(Protocol):
+    """Where the code behind a change lives and what it says about it (GitHub, ...).
+
+    Every method reads; lists are complete (every page followed) unless said otherwise.
+    Failures are `CodeHostError` (refused: not worth retrying) or `CodeHostUnavailable`.
+    """
+
+    def pull_request(self, repo: str, number: int) -> PullRequest:
+        """The pull request `number` of `repo` ("owner/name"), with all reviews and paths."""
+        ...
+
+    def pull_requests_for_commit(self, repo: str, sha: str) -> list[int]:
+        """The numbers of the pull requests behind commit `sha`, ascending; [] if none.
+
+        A pull request is behind a commit when the commit is its head or merge commit
+        (the merged one that brought it to the default branch; open ones too while it is
+        not there yet): what links a deployed commit back to its reviewed change.
+        """
+        ...
+
+    def required_checks(self, repo: str, branch: str) -> list[str] | None:
+        """The checks branch protection requires on `branch`; None if it is unprotected."""
+        ...
+
+    def check_runs(self, repo: str, sha: str) -> list[CheckRun]:
+        """The latest run of every check on commit `sha`."""
+        ...
+
+    def code_scan(self, repo: str, sha: str, ref: str) -> CodeScan:
+        """Whether commit `sha` was analysed, and the open alerts on `ref`."""
+        ...
+
+    def deployments(self, repo: str, environment: str,
+                    since: datetime | None = None) -> list[Deployment]:
+        """Deployments to `environment`, newest first, each with its latest state.
+
+        Args:
+            repo: "owner/name".
+            environment: e.g. "production".
+            since: only deployments created at or after this (aware) time.
+        """
         ...

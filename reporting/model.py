@@ -97,8 +97,9 @@ class QuarterlyReport:
         rollbacks: one row per executed rollback. Columns: change_id, rolled_back_at,
             rollback_minutes, estimate_minutes, within_estimate, incident, priority,
             review_due, review_status.
-        findings: prohibited-practice findings. Columns: practice, change_id, detail,
-            found_at. Empty until the audit exists; `findings_note` says why.
+        findings: prohibited-practice findings recorded in the quarter. Columns:
+            practice, change_id, detail, found_at, finding_id, service. `findings_note`
+            says when no audit ran in the quarter.
         metrics: delivery metrics. Columns: metric, value, unit, definition.
         chain: the change log's verification: ok, checked, head_seq, head_hash,
             problem, quarter_events.

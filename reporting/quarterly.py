@@ -22,6 +22,7 @@ import pandas as pd
 
 from domain.approvals import check_approvals
 from domain.emergency import Obligation, obligation_status
+from domain.lifecycle import NOT_CHANGES
 from domain.models import Approval, Category, ChangeRequest, Decision, Roster
 from domain.policy import Policy
 from domain.schedule import slot_allowed
@@ -35,8 +36,26 @@ PARSED = frozenset({"change_submitted", "approval_recorded", "gates_passed", "ga
                     "obligation_responded", "verification_failed", "deployment_failed"})
 """Event types whose payload the report reads; other payloads are never parsed."""
 
-FINDINGS_NOTE = ("No prohibited-practice audit has run for this quarter: the audit "
-                 "(policy section 6) records its findings here once it exists.")
+FINDINGS_NOTE = ("No prohibited-practice audit ran in this quarter: the practices-audit "
+                 "flow (policy section 6, daily) records its runs and findings here.")
+FINDING_COLUMNS = ["practice", "change_id", "detail", "found_at", "finding_id", "service"]
+
+
+def _findings(events: pd.DataFrame, quarter: Quarter, start: datetime,
+              end: datetime) -> tuple[pd.DataFrame, str]:
+    """The practices audit's findings recorded in the quarter, and a note if it never ran."""
+    during = events[(events["at"] >= start) & (events["at"] < end)]
+    audits = int((during["type"] == "practices_audited").sum())
+    rows = []
+    for at, text in zip(during.loc[during["type"] == "practice_finding", "at"].tolist(),
+                        during.loc[during["type"] == "practice_finding", "payload"].tolist(),
+                        strict=True):
+        p = orjson.loads(text)
+        rows.append({"practice": p.get("practice"), "change_id": p.get("related_change") or "-",
+                     "detail": p.get("detail"), "found_at": at,
+                     "finding_id": p.get("finding_id"), "service": p.get("service")})
+    frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
+    return frame, "" if audits or rows else FINDINGS_NOTE
 
 
 def _records(records: pd.DataFrame) -> pd.DataFrame:
@@ -152,6 +171,8 @@ def _build(quarter: Quarter, records: pd.DataFrame, events: pd.DataFrame, policy
     start, end = quarter.bounds(policy.schedule.zone)
     everything = _records(records) if len(records) else _records(
         pd.DataFrame(columns=["change_id", "record"]))
+    everything = everything[~everything["state"].isin(NOT_CHANGES)].reset_index(drop=True)
+    findings, findings_note = _findings(events, quarter, start, end)
     facts = _Facts(everything, events)
     deployed: pd.Series[Any] = pd.to_datetime(
         everything["change_id"].map(facts.started), utc=True) if len(everything) else pd.Series(
@@ -172,8 +193,7 @@ def _build(quarter: Quarter, records: pd.DataFrame, events: pd.DataFrame, policy
         changes=changes, inventory=_inventory(changes, quarter), controls=controls,
         exceptions=exceptions, emergencies=_emergencies(scope, facts, policy, generated_at),
         rollbacks=rollbacks,
-        findings=pd.DataFrame(columns=["practice", "change_id", "detail", "found_at"]),
-        findings_note=FINDINGS_NOTE,
+        findings=findings, findings_note=findings_note,
         metrics=_metrics(changes, scope, facts, rollbacks, start, end),
         chain={**chain, "quarter_events": quarter_events})
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from domain.gates import evaluate_gates, gates_block
+from domain.host_gates import HostEvidence, host_sast_gate
 from domain.models import ChangeRequest, GateResult, GateStatus
 from integrations.factory import Adapters
 from tasks.approvals import verdict
+from tasks.code_host import gate_evidence, needs_host
 from tasks.common import ChangeStopped, events_of, record, step
 from tasks.tickets import tell
 
@@ -18,12 +20,44 @@ def evidence_now(a: Adapters, change: ChangeRequest) -> ChangeRequest:
         update={"staging_passed": passed})})
 
 
-def preview_gates(a: Adapters, change: ChangeRequest) -> list[GateResult]:
-    """The gates as they stand now, for an approver's form (nothing recorded)."""
+def preview_gates(a: Adapters, change: ChangeRequest,
+                  host: HostEvidence | str | None = None) -> list[GateResult]:
+    """The gates as they stand now, for an approver's form (nothing recorded).
+
+    With a code host, `host` is its evidence (read here when not given). The pull
+    request's current paths join the change's, so a push that touches authentication
+    code after the review asks for Security's approval before production.
+    """
     policy = a.config.policy
+    if host is None and needs_host(a, change):
+        host = gate_evidence(a, change)
+    if isinstance(host, HostEvidence):
+        paths = dict.fromkeys([*change.changed_paths, *host.pull_request.changed_paths])
+        change = change.model_copy(update={"changed_paths": list(paths)})
     return evaluate_gates(evidence_now(a, change), policy, a.config.roster,
                           verdict(a, change),
-                          bypassed=set(policy.categories[change.category].bypassable_gates))
+                          bypassed=set(policy.categories[change.category].bypassable_gates),
+                          host=host, now=a.now())
+
+
+def record_host_evidence(a: Adapters, change: ChangeRequest, host: HostEvidence) -> None:
+    """Record what the code host said, and every SAST waiver the gate applied."""
+    pr = host.pull_request
+    record(a, change.id, "code_host_read", pull_request=f"{pr.repo}#{pr.number}",
+           url=pr.url, head_sha=pr.head_sha, author=pr.author,
+           reviews=[{"reviewer": r.reviewer, "state": r.state, "commit": r.commit_sha}
+                    for r in pr.reviews],
+           required_checks=host.required_checks, required_from=host.required_from,
+           checks=[{"name": c.name, "status": c.status, "conclusion": c.conclusion}
+                   for c in host.check_runs],
+           scan=host.scan_source, analysed=host.scan.analysed,
+           open_alerts=[{"number": x.number, "severity": x.severity, "rule": x.rule_id}
+                        for x in host.scan.alerts if x.state == "open"],
+           changed_paths=pr.changed_paths)
+    _, applied = host_sast_gate(change, host, a.config.policy, a.config.roster, a.now())
+    for waiver in applied:
+        record(a, change.id, "sast_waiver_applied", waiver.approved_by,
+               **waiver.model_dump(mode="json"), head_sha=pr.head_sha)
 
 
 @step("evaluate-gates")
@@ -36,7 +70,10 @@ def check_gates(a: Adapters, change: ChangeRequest) -> list[GateResult]:
     Raises:
         ChangeStopped: a gate blocks; every reason is recorded and on the ticket.
     """
-    results = preview_gates(a, change)
+    host = gate_evidence(a, change) if needs_host(a, change) else None
+    if isinstance(host, HostEvidence):
+        record_host_evidence(a, change, host)
+    results = preview_gates(a, change, host)
     blocking = gates_block(results)
     for gate in results:
         if gate.status is GateStatus.BYPASSED:

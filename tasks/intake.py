@@ -6,6 +6,7 @@ from domain.intake import validate_ticket
 from domain.models import Category, ChangeRequest
 from domain.standard import procedure_misfits
 from integrations.factory import Adapters
+from tasks.code_host import with_pull_request
 from tasks.common import ChangeStopped, events_of, last_of, record, step
 from tasks.tickets import tell
 
@@ -41,6 +42,8 @@ def submit_change(a: Adapters, key: str) -> ChangeRequest:
     ticket = a.tickets.get(key)
     cfg = a.config
     checked = validate_ticket(ticket, cfg.policy, cfg.roster, cfg.services)
+    if not isinstance(checked, list):
+        checked = with_pull_request(a, checked)
     if isinstance(checked, list):
         known = {k: v for k, v in ticket.fields.items()
                  if k in ("summary", "category", "service", "version", "author")

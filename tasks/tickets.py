@@ -21,7 +21,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import task_run
 
 from integrations.factory import Adapters
-from integrations.ports import TicketSystemUnavailable
+from integrations.ports import CodeHostUnavailable, TicketSystemUnavailable
 
 RETRIES = 5
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -31,10 +31,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+TRANSIENT = (TicketSystemUnavailable, CodeHostUnavailable)
+"""Failures of a remote system that are worth retrying (each carries `retry_after`)."""
+
+
 def retry_transient(task_: Task[..., Any], run: TaskRun, state: State[Any]) -> bool:
-    """Retry only when the ticket system was unavailable; wait as it asked first."""
+    """Retry only when the remote system was unavailable; wait as it asked first."""
     exc = state.result(raise_on_failure=False)
-    if not isinstance(exc, TicketSystemUnavailable):
+    if not isinstance(exc, TRANSIENT):
         return False
     backoff = BACKOFF_SECONDS[min(max(run.run_count - 1, 0), len(BACKOFF_SECONDS) - 1)]
     time.sleep(max(exc.retry_after or 0.0, backoff))
@@ -42,7 +46,7 @@ def retry_transient(task_: Task[..., Any], run: TaskRun, state: State[Any]) -> b
 
 
 def ticket_task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
-    """A task that talks to the ticket system, retried on transient failures only."""
+    """A task that talks to a remote system (tickets, code host), retried when transient."""
     return task(name=name, cache_policy=NO_CACHE, retries=RETRIES, retry_delay_seconds=0,
                 retry_condition_fn=retry_transient)
 
