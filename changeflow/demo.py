@@ -10,6 +10,7 @@ through Prefect's API, as a person would in the UI.
 Then the emergency follow-up: one emergency is documented, reviewed and signed off
 through `emergency-obligation`; the other is left undocumented, and
 `emergency-follow-up`, run with the clock 25 hours ahead, escalates it to the CISO.
+Then someone deploys a version by hand, and `practices-audit` finds it, once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import yaml
 from changeflow.approver import ScriptedApprover
 from changeflow.prefect_server import local_prefect_server
 from changeflow.report import obligation_rows, print_changes, print_obligations
+from changeflow.sample_service import deploy
 from changeflow.stack import SAMPLE_PORT, Stack, embedded_stack
 from config.loader import check_config
 from config.settings import PROJECT_ROOT
@@ -49,6 +51,8 @@ DOCUMENTED = {"scope": "sample service payments client, production",
 FOLLOW_UP_HOURS = 25
 """How far the demo moves the clock to show the 24-hour documentation deadline pass."""
 BROKEN = "2.1.0@production"
+HAND_DEPLOYED = "1.1.1"
+"""A version put in production outside changeflow, for the practices audit to find."""
 APPROVAL_TIMEOUT_HOURS = 0.05
 """Three minutes: if the scripted approver cannot answer, the demo ends instead of waiting."""
 
@@ -146,6 +150,22 @@ def follow_up_emergencies(stack: Stack) -> None:
     show(stack, "CHG-202", seen["CHG-202"])
 
 
+def audit_practices(stack: Stack) -> None:
+    """Someone deploys by hand, outside changeflow; the daily audit finds it, once."""
+    from flows.practices_audit import practices_audit
+
+    print(f"  someone deploys {HAND_DEPLOYED} to production by hand, with no change")
+    deploy(stack.root / "var" / "sample", "production", HAND_DEPLOYED)
+    first = practices_audit()
+    log = stack.adapters.change_log
+    for finding_id in first["new"]:
+        (event,) = log.events(finding_id)
+        print(f"  {finding_id} {event.payload['practice']}: {event.payload['detail']}")
+    again = practices_audit()
+    print(f"  run again: {again['findings']} finding(s), {len(again['new'])} new "
+          "(each is recorded once); the CISO and Security were notified")
+
+
 def write_quarterly_report(stack: Stack) -> None:
     """The current quarter's report and evidence pack, as `changeflow report` writes them."""
     from tasks.reporting import produce_report
@@ -154,9 +174,10 @@ def write_quarterly_report(stack: Stack) -> None:
     out = stack.root / "reports" / str(quarter)
     report, written = produce_report(stack.adapters, quarter, out)
     controls = report.controls
-    print(f"7. Quarterly report {quarter}: {len(report.changes)} changes, "
+    print(f"8. Quarterly report {quarter}: {len(report.changes)} changes, "
           f"{int(controls['exceptions'].sum())} control exception(s), "
-          f"{len(report.emergencies)} emergencies, {len(report.rollbacks)} rollback(s)")
+          f"{len(report.emergencies)} emergencies, {len(report.rollbacks)} rollback(s), "
+          f"{len(report.findings)} prohibited-practice finding(s)")
     print(f"  {written['report.html'].relative_to(PROJECT_ROOT)} (with CSV, XLSX and "
           f"{written['evidence'].name} beside it)")
 
@@ -186,11 +207,13 @@ def run_demo() -> int:
                 run_change(stack, key)
             print("4. Emergency obligations (policy section 5)")
             follow_up_emergencies(stack)
-        print("5. Change log")
+        print("5. Prohibited-practice audit (policy section 6)")
+        audit_practices(stack)
+        print("6. Change log")
         result = stack.adapters.change_log.verify()
         print(f"  chain {'ok' if result.ok else 'BROKEN: ' + str(result.problem)}: "
               f"{result.checked} events, head {result.head_hash[:16]}...")
-        print("6. changeflow changes, and changeflow obligations (what is still open)")
+        print("7. changeflow changes, and changeflow obligations (what is still open)")
         print_changes(stack.adapters.change_log.changes(), indent="  ")
         soon = timedelta(hours=stack.adapters.config.policy.emergency.remind_before_hours)
         print_obligations(obligation_rows(stack.adapters.change_log.changes(emergency=True),

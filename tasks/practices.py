@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,12 +42,14 @@ from tasks.tickets import ticket_task
 
 PRACTICES = {
     "no_code_review": "deployed without code review, or with a review short of the gate",
-    "ci_bypassed": "deployed without its required checks succeeding",
+    "ci_bypass": "deployed without its required checks succeeding",
     "undocumented_change": "a production deployment with no change behind it",
     "shared_account": "a deployment or approval by a shared account",
-    "production_credentials": "production credentials in a non-production environment",
+    "production_credentials_outside_production":
+        "production credentials in a non-production environment",
 }
-"""Section 6's prohibited practices, as the audit names them."""
+"""Section 6's prohibited practices by the policy's ids, as the audit looks for them (the
+policy file's own description is recorded when it has one)."""
 
 AUDIT_STREAM = "PRACTICES-AUDIT"
 """The change-log id under which each audit run is recorded."""
@@ -151,6 +154,12 @@ def deployer_findings(a: Adapters, name: str, service: Service, known: Documente
     return found, checked
 
 
+def named_change(text: str, changes: set[str]) -> str | None:
+    """The deployed change whose id appears in `text` as a whole word (CHG-10 is not CHG-101)."""
+    return next((c for c in sorted(changes)
+                 if re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", text)), None)
+
+
 def _deployment_findings(a: Adapters, name: str, service: Service, dep: Deployment,
                          known: Documented) -> list[Finding]:
     host = a.code_host
@@ -158,8 +167,8 @@ def _deployment_findings(a: Adapters, name: str, service: Service, dep: Deployme
     repo, subject = service.repository, f"deployment:{dep.id}"
     found: list[Finding] = []
     person = a.config.roster.by_github_login(dep.creator)
-    change_id = known.shas.get(dep.sha) or next(
-        (c for c in known.deployed if c in f"{dep.description or ''} {dep.ref}"), None)
+    change_id = known.shas.get(dep.sha) or named_change(f"{dep.description or ''} {dep.ref}",
+                                                        known.deployed)
     where = f"deployment {dep.id} of {dep.sha[:7]} ({dep.created_at:%Y-%m-%d %H:%M} UTC)"
     if person is not None and person.shared_account:
         found.append(Finding("shared_account", name, f"{subject}:creator",
@@ -189,7 +198,7 @@ def _deployment_findings(a: Adapters, name: str, service: Service, dep: Deployme
                         else (list(service.required_checks), "services.yaml"))
     ci = host_ci_gate(required, origin, host.check_runs(repo, dep.sha), dep.sha)
     if ci.status is not GateStatus.PASSED:
-        found.append(Finding("ci_bypassed", name, subject, f"{where}: {ci.reason}",
+        found.append(Finding("ci_bypass", name, subject, f"{where}: {ci.reason}",
                              change_id, "GitHub deployments"))
     return found
 
@@ -228,7 +237,7 @@ def credential_findings(a: Adapters, name: str, service: Service, known: Documen
         return [], 0
     configs = {env: read_env_file(a.settings.config_dir / path)
                for env, path in service.config_files.items()}
-    return [Finding("production_credentials", name,
+    return [Finding("production_credentials_outside_production", name,
                     f"{f.kind}:{f.environment}:{','.join(f.names)}", f.reason,
                     source="config_files")
             for f in find_production_credentials(configs, key=os.urandom(32))], len(configs)
@@ -246,8 +255,10 @@ def record_finding(a: Adapters, finding: Finding) -> bool:
     finding_id = finding.finding_id
     if a.change_log.record(finding_id) is not None:
         return False
+    described = {p.id: p.description for p in a.config.policy.prohibited_practices}
+    description = described.get(finding.practice, PRACTICES[finding.practice])
     record(a, finding_id, "practice_finding", SYSTEM, finding_id=finding_id,
-           practice=finding.practice, description=PRACTICES[finding.practice],
+           practice=finding.practice, description=description,
            service=finding.service, related_change=finding.change_id, detail=finding.detail,
            source=finding.source)
     for person in a.config.roster.people.values():
@@ -256,7 +267,7 @@ def record_finding(a: Adapters, finding: Finding) -> bool:
                 to=person.id, kind="practice-finding", change_id=finding.change_id,
                 subject=f"Prohibited practice {finding.practice} ({finding.service}) "
                         f"{finding_id}",
-                body=f"{PRACTICES[finding.practice]}:\n{finding.detail}\n"
+                body=f"{description}:\n{finding.detail}\n"
                      f"source: {finding.source}"))
     return True
 

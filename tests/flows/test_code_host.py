@@ -211,8 +211,8 @@ def test_the_audit_finds_each_planted_practice_once(stack: Stack, github: FakeGi
         first = practices_audit()
         again = practices_audit()
     assert set(first["practices"]) == {"undocumented_change", "shared_account",
-                                       "no_code_review", "ci_bypassed",
-                                       "production_credentials"}
+                                       "no_code_review", "ci_bypass",
+                                       "production_credentials_outside_production"}
     assert again["new"] == [] and again["findings"] == first["findings"]
     found = findings(stack)
     assert len(found["undocumented_change"]) == 3  # the hand deploy and both deployments
@@ -223,9 +223,9 @@ def test_the_audit_finds_each_planted_practice_once(stack: Stack, github: FakeGi
     reviews = " / ".join(f["detail"] for f in found["no_code_review"])
     assert len(found["no_code_review"]) == 2 and "came from no pull request" in reviews
     assert "1 approval(s) counted (erin)" in reviews
-    (ci,) = found["ci_bypassed"]
+    (ci,) = found["ci_bypass"]
     assert f"{CHECK} has no run" in ci["detail"]
-    kinds = sorted(f["detail"] for f in found["production_credentials"])
+    kinds = sorted(f["detail"] for f in found["production_credentials_outside_production"])
     assert len(kinds) == 2
     assert "s3cret-witness-value" not in json.dumps(found)
     told = [n for n in read_outbox(stack.outbox) if n.get("kind") == "practice-finding"]

@@ -201,8 +201,11 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
                 "CHANGEFLOW_CONFIG_DIR": str(PROJECT_ROOT / "var/demo/config")}
     shown = run("changes", env=demo_env)
     assert "INC-CHG-103-1" in shown.stdout
-    quarter = [line for line in out.splitlines() if line.startswith("7. Quarterly report")]
+    assert "undocumented_change: 1.1.1 was deployed to production" in out
+    assert "run again: 1 finding(s), 0 new" in out
+    quarter = [line for line in out.splitlines() if line.startswith("8. Quarterly report")]
     assert quarter and "7 changes" in quarter[0] and "1 rollback(s)" in quarter[0]
+    assert "1 prohibited-practice finding(s)" in quarter[0]
     name = quarter[0].split()[3].rstrip(":")
     assert (PROJECT_ROOT / "var/demo/reports" / name / "report.html").is_file()
     pages = [run("evidence", "--quarter", name, "--sample", "3", "--out",

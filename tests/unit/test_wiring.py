@@ -8,8 +8,10 @@ import pytest
 import yaml
 from prefect.utilities.callables import parameter_schema
 
+from config.loader import load_config
 from config.settings import PROJECT_ROOT
 from flows.serve import deployments, load_flow
+from tasks.practices import PRACTICES
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
 
@@ -45,3 +47,8 @@ def test_the_follow_up_runs_hourly_one_at_a_time() -> None:
     entry = next(d for d in SPEC if d["name"] == "emergency-follow-up")
     assert [s["cron"] for s in entry["schedules"]] == ["5 * * * *"]
     assert entry["concurrency_limit"] == 1
+
+
+def test_the_practices_audit_looks_for_every_practice_the_policy_prohibits() -> None:
+    policy = load_config(PROJECT_ROOT / "config").policy
+    assert set(PRACTICES) == {p.id for p in policy.prohibited_practices}
