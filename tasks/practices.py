@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from domain.code_host import Deployment
+from domain.code_host import Deployment, Review
 from domain.credentials import find_production_credentials
 from domain.host_gates import host_ci_gate, host_code_review_gate
 from domain.models import GateStatus, Notice
@@ -154,6 +154,13 @@ def deployer_findings(a: Adapters, name: str, service: Service, known: Documente
     return found, checked
 
 
+def shared_approvers(a: Adapters, reviews: list[Review]) -> set[str]:
+    """Logins of shared accounts (by the roster) that approved."""
+    roster = a.config.roster
+    return {r.reviewer for r in reviews if r.state == "APPROVED"
+            and (person := roster.by_github_login(r.reviewer)) and person.shared_account}
+
+
 def named_change(text: str, changes: set[str]) -> str | None:
     """The deployed change whose id appears in `text` as a whole word (CHG-10 is not CHG-101)."""
     return next((c for c in sorted(changes)
@@ -193,6 +200,11 @@ def _deployment_findings(a: Adapters, name: str, service: Service, dep: Deployme
         if review.status is not GateStatus.PASSED:
             found.append(Finding("no_code_review", name, subject,
                                  f"{where}: {review.reason}", change_id, "GitHub deployments"))
+        for login in sorted(shared_approvers(a, pr.reviews)):
+            found.append(Finding("shared_account", name, f"{pr.repo}#{pr.number}:{login}",
+                                 f"{pr.repo}#{pr.number}, deployed as {where}, was approved "
+                                 f"by shared account {login}", change_id,
+                                 "GitHub pull requests"))
     protected = host.required_checks(repo, base)
     required, origin = ((protected, "branch protection") if protected
                         else (list(service.required_checks), "services.yaml"))

@@ -203,6 +203,7 @@ def test_the_audit_finds_each_planted_practice_once(stack: Stack, github: FakeGi
     thin, _ = reviewed_pull(github)
     merged = github.merge(REPO, thin)
     github.review(REPO, thin, "bob-n", "DISMISSED")
+    github.review(REPO, thin, "deploy-bot")
     github.add_check_run(REPO, merged, CHECK)
     second = github.add_deployment(REPO, merged, creator="alice-m")
     github.add_deployment_status(REPO, second, "success", creator="alice-m")
@@ -218,8 +219,9 @@ def test_the_audit_finds_each_planted_practice_once(stack: Stack, github: FakeGi
     assert len(found["undocumented_change"]) == 3  # the hand deploy and both deployments
     assert any("9.9.9 was deployed to production" in f["detail"]
                for f in found["undocumented_change"])
-    (shared,) = found["shared_account"]
-    assert "deploy-bot" in shared["detail"]
+    shared = sorted(f["detail"] for f in found["shared_account"])
+    assert len(shared) == 2 and all("shared account deploy-bot" in s for s in shared)
+    assert any(s.startswith(f"{REPO}#{thin}, deployed as deployment") for s in shared)
     reviews = " / ".join(f["detail"] for f in found["no_code_review"])
     assert len(found["no_code_review"]) == 2 and "came from no pull request" in reviews
     assert "1 approval(s) counted (erin)" in reviews
