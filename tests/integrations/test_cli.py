@@ -160,9 +160,23 @@ def _read(path: Path) -> str:
         return ""
 
 
+WITNESS = "witness-7f3c9a1e5d"
+"""Set as every secret of the demo run; it must not appear anywhere the run wrote."""
+SECRETS = ("CHANGEFLOW_JIRA_TOKEN", "CHANGEFLOW_GITHUB_TOKEN", "CHANGEFLOW_DATABASE_PASSWORD")
+
+
+def files_holding(root: Path, needle: bytes) -> list[Path]:
+    """Every file under `root` (databases, logs, artifacts, reports) whose bytes hold `needle`."""
+    return [path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
+
+
 def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
-    done = run("demo")
+    done = run("demo", env={name: WITNESS for name in SECRETS})
     assert done.returncode == 0, done.stdout + done.stderr
+    assert WITNESS not in done.stdout + done.stderr
+    written = PROJECT_ROOT / "var" / "demo"
+    assert files_holding(written, WITNESS.encode()) == []
+    assert len(files_holding(written, b"CHG-101")) >= 3  # the scan does read what was written
     out = done.stdout
     assert "CHG-104  refused at submit: rollback_plan: missing" in out
     assert "CHG-102  approved as security (review) by sam, code checked" in out
