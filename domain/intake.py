@@ -8,6 +8,7 @@ service must exist in the catalog and the version must be a plain version string
 from __future__ import annotations
 
 import re
+import reprlib
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,6 +31,21 @@ _HINTS = {
     "risk_assessment": "what could go wrong, how likely, and the impact",
     "testing_plan": "how the change is tested before and after production",
 }
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel = 2
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 4
+
+
+def shown(value: Any) -> str:
+    """A ticket's value as quoted in a problem: its repr, cut short.
+
+    A ticket may hold a 100 kB string or, through YAML aliases, a few lines that expand to
+    millions of elements; a message quoting it must stay a line.
+    """
+    return _SHOWN.repr(value)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -61,6 +77,10 @@ def validate_ticket(ticket: Ticket, policy: Policy, roster: Roster,
     deferred: set[str] = (set(policy.emergency.deferrable_fields) if emergency and not complete
                           else set())
     problems = _field_problems(fields, roster, services, deferred)
+    if "id" in fields:  # the key names the change; a field must not rename it
+        problems["id"] = (f"not a ticket field: the change's id is its ticket's key "
+                          f"({ticket.key}); remove it")
+        del fields["id"]
     if emergency:
         problems.update(_emergency_problems(fields, policy))
     if fields.get("rollback_plan") is None:
@@ -68,7 +88,7 @@ def validate_ticket(ticket: Ticket, policy: Policy, roster: Roster,
                                      "time_estimate_minutes (policy section 4)")
         fields["rollback_plan"] = {}
     try:
-        change = ChangeRequest.model_validate({"id": ticket.key, **fields})
+        change = ChangeRequest.model_validate({**fields, "id": ticket.key})
     except ValidationError as exc:
         found = [f"{name}: {text}" for name, text in problems.items()]
         for err in exc.errors():
@@ -94,13 +114,13 @@ def _emergency_problems(fields: dict[str, Any], policy: Policy) -> dict[str, str
     trigger, ref = fields.get("emergency_trigger"), fields.get("incident_ref")
     if trigger not in triggers:
         problems["emergency_trigger"] = (
-            f"{'missing' if trigger is None else f'{trigger!r} is not an emergency'}; "
+            f"{'missing' if trigger is None else f'{shown(trigger)} is not an emergency'}; "
             f"say why this cannot wait: one of {', '.join(triggers)} (policy section 5)")
     cve = trigger == "exploited_critical_vulnerability"
     pattern, example = (CVE, "CVE-2026-12345") if cve else (INCIDENT, "INC-4711")
     if not isinstance(ref, str) or not pattern.match(ref):
         what = "the CVE being exploited" if cve else "the P1 incident this resolves"
-        problems["incident_ref"] = (f"{'missing' if ref is None else f'{ref!r} is not valid'}"
+        problems["incident_ref"] = (f"{'missing' if ref is None else f'{shown(ref)} is not valid'}"
                                     f"; name {what}, e.g. {example}")
     return problems
 
@@ -125,11 +145,15 @@ def _field_problems(fields: dict[str, Any], roster: Roster, services: ServiceCat
             fields.pop(name)
     service, version, author = (fields.get(k) for k in ("service", "version", "author"))
     if service is not None and service not in services.services:
-        problems["service"] = (f"{service!r} is not in the service catalog (known: "
+        problems["service"] = (f"{shown(service)} is not in the service catalog (known: "
                                f"{', '.join(sorted(services.services))})")
     if version is not None and not VERSION.match(version):
-        problems["version"] = (f"{version!r} is not a plain version string "
+        problems["version"] = (f"{shown(version)} is not a plain version string "
                                "(letters, digits and . _ + -)")
-    if author is not None and roster.get(author) is None:
-        problems["author"] = f"{author!r} is not in the roster; use a roster id"
+    person = roster.get(author) if author is not None else None
+    if author is not None and person is None:
+        problems["author"] = f"{shown(author)} is not in the roster; use a roster id"
+    elif person is not None and person.shared_account:
+        problems["author"] = (f"{author!r} is a shared account; a change is authored, and "
+                              "deployed, by one person (policy section 6)")
     return problems

@@ -25,6 +25,6 @@ def change_request(ticket_key: str) -> dict[str, Any]:
         submitted = last_of(a, ticket_key, "change_submitted")
         raw = (submitted.payload["category"] if submitted
                else a.tickets.get(ticket_key).fields.get("category"))
-        if raw not in set(Category):
+        if not isinstance(raw, str) or raw not in set(Category):  # a list is unhashable
             submit_change(a, ticket_key)  # refuses the ticket, listing every problem
     return run_lifecycle(ticket_key, Category(str(raw)))

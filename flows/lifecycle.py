@@ -80,6 +80,16 @@ def _decided(a: Adapters, change: ChangeRequest, requirement: ApprovalRequiremen
                (requirement.role, requirement.fallback_role) if role is not None)
 
 
+def _free(a: Adapters, change: ChangeRequest, people: list[str]) -> list[str]:
+    """`people` less those who already approved the change in another role.
+
+    One person fills one role (section 2): a second role's decision by them could never
+    count, and once recorded it would leave that role unfilled for good.
+    """
+    taken = set(verdict(a, change).approvers.values())
+    return [p for p in people if p not in taken]
+
+
 def review(a: Adapters, change: ChangeRequest) -> None:
     """Step 2 (and section 1, 5): each approving role decides, in the category's way.
 
@@ -96,7 +106,8 @@ def review(a: Adapters, change: ChangeRequest) -> None:
         if requirement.verbal:
             record_verbal(a, change, requirement, run_id())
             continue
-        eligible = [p.id for p in eligible_approvers(requirement, change, roster)]
+        eligible = _free(a, change, [p.id for p in eligible_approvers(requirement, change,
+                                                                      roster)])
         answer = approve(a, change, requirement.role, _purpose(requirement), eligible,
                          run_id())
         if answer.decision is Decision.DECLINE:
@@ -123,8 +134,8 @@ def test_and_sign_off(a: Adapters, change: ChangeRequest) -> None:
     if not events_of(a, change, "staging_passed"):
         test_in_staging(a, change)
     if decision_of(a, change, SIGN_OFF_ROLE, "staging-sign-off") is None:
-        eligible = [p.id for p in a.config.roster.holding(SIGN_OFF_ROLE)
-                    if p.id != change.author]
+        eligible = _free(a, change, [p.id for p in a.config.roster.holding(SIGN_OFF_ROLE)
+                                     if p.id != change.author])
         answer = approve(a, change, SIGN_OFF_ROLE, "staging-sign-off", eligible, run_id())
         if answer.decision is Decision.DECLINE:
             raise reject_change(a, change, "the staging sign-off",

@@ -293,7 +293,21 @@ class JiraChangeTickets:
                 if entry.get("approverDecision") in ("approved", "declined")]
 
     def to_ticket(self, raw: dict[str, Any]) -> Ticket:
-        """A Jira issue's JSON as a `Ticket` with changeflow's field names."""
+        """A Jira issue's JSON as a `Ticket` with changeflow's field names.
+
+        Raises:
+            TicketSystemUnavailable: Jira's own fields are not the shape Jira gives them
+                (a garbled answer), named with the issue's key.
+        """
+        try:
+            return self._to_ticket(raw)
+        except (AttributeError, TypeError, KeyError) as exc:
+            key = raw.get("key") if isinstance(raw, dict) else None
+            raise TicketSystemUnavailable(
+                f"Jira answered a malformed issue {key or '(no key)'}: "
+                f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+    def _to_ticket(self, raw: dict[str, Any]) -> Ticket:
         jf = raw.get("fields") or {}
         ids = self.field_ids
 

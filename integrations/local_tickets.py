@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from domain.intake import shown
 from domain.models import Ticket
 from integrations.ports import TicketNotFound
 
@@ -174,6 +175,10 @@ class LocalChangeTickets:
             data = yaml.load(text, Loader=_UniqueKeyLoader)
         except yaml.YAMLError as exc:
             raise _yaml_error(path.name, exc) from None
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            # PyYAML's constructors raise these on some input: a 5,000-digit number, a
+            # date like 2026-13-45, a list as a key, a bad !!timestamp, deep nesting.
+            raise ValueError(f"{path.name}: not valid YAML: {str(exc)[:200]}") from None
         if data is None:
             raise ValueError(f"{path.name}: empty; expected a mapping of change fields")
         if not isinstance(data, dict):
@@ -181,10 +186,10 @@ class LocalChangeTickets:
                              f"got {type(data).__name__}")
         bad_keys = [k for k in data if not isinstance(k, str)]
         if bad_keys:
-            raise ValueError(f"{path.name}: field names must be text, got {bad_keys[0]!r}")
+            raise ValueError(f"{path.name}: field names must be text, got {shown(bad_keys[0])}")
         status = data.get("status", DEFAULT_STATUS)
         if not isinstance(status, str) or not status.strip():
-            raise ValueError(f"{path.name}: status must be text, got {status!r}")
+            raise ValueError(f"{path.name}: status must be text, got {shown(status)}")
         watchers = data.get("watchers") or []
         if not isinstance(watchers, list) or not all(isinstance(w, str) for w in watchers):
             raise ValueError(f"{path.name}: watchers must be a list of roster ids")

@@ -123,7 +123,8 @@ def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str
         return existing
     if not eligible:
         raise ChangeStopped(f"nobody in the roster may decide as {role!r} for {change.id} "
-                            "(the author and shared accounts are excluded)")
+                            "(the author, shared accounts and who approved in another role are "
+                            "excluded)")
     salt = secrets.token_hex(16)
     expires_at = a.now() + timedelta(hours=a.settings.approval_timeout_hours)
     if in_ticket_system is not None:

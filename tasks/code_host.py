@@ -85,8 +85,8 @@ def _load_sarif(a: Adapters, name: str) -> object:
         raise ValueError(f"evidence.sast.sarif: {name!r} is outside the tickets folder")
     try:
         return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"evidence.sast.sarif: {name!r} does not exist") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise ValueError(f"evidence.sast.sarif: {name!r} is not a file") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"evidence.sast.sarif: {name!r} is not JSON: {exc}") from None
 

@@ -189,6 +189,14 @@ def test_a_malformed_answer_and_a_stall_are_retryable(project: JiraProject) -> N
         jira.get(key)
 
 
+def test_an_issue_whose_own_fields_are_garbled_is_a_retryable_malformed_answer(
+        project: JiraProject) -> None:
+    jira = connect(project)
+    for fields in ({"status": "Open"}, {"labels": 7}, {"components": 5}):
+        with pytest.raises(TicketSystemUnavailable, match="malformed issue CHG-9"):
+            jira.to_ticket({"key": "CHG-9", "fields": fields})
+
+
 def test_retry_after_in_both_forms() -> None:
     now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     assert retry_after_seconds("30", now) == 30.0

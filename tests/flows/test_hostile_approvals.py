@@ -1,0 +1,354 @@
+"""Approvals that must fail do, through the real lifecycle, and the change does not move.
+
+Each case answers a waiting form the way an attacker at the Prefect UI could, with the
+codes the outbox holds, and proves the precise refusal: by the Prefect server when the
+form's schema does not list the person (only the eligible are offered), or recorded by
+changeflow as `approval_attempt_failed` with its reason (a code bound to another run or
+role, the domain's judgement of a verbal approval). The refused answer records no
+decision and leaves the change's state as it was; the right person's answer then still
+counts and the change completes. An expired code, and a decision sent after the wait
+timed out, leave the change rejected as expired with no decision recorded.
+
+The domain's judgement of recorded approvals (author, role, shared account, one person
+per role) is proven case by case in tests/unit/test_approvals.py; here the lifecycle
+never asks anyone whose decision that judgement would refuse.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import NotPausedError
+from prefect.flow_runs import resume_flow_run
+from prefect.input.actions import read_flow_run_input
+
+from changeflow.approver import CodeNotice, ScriptedApprover, code_notices
+from changeflow.stack import Stack
+from config.loader import load_config
+from domain.models import ChangeEvent
+from flows.change_request import change_request
+from integrations.factory import installed
+from tasks.common import ChangeStopped
+
+Answer = dict[str, Any]
+DECISIONS = ("approval_recorded", "availability_confirmed")
+NOT_SENT = "ZZZZ-ZZZZ"
+"""A code in the right shape that nobody was sent."""
+
+
+@dataclass
+class Form:
+    """A form a run is waiting on, and the codes sent for its decision, by person."""
+
+    run_id: UUID
+    codes: dict[str, str]
+
+    def submit(self, answer: Answer) -> str | None:
+        """Resume the run with `answer`; the server's refusal, or None if it took it."""
+        try:
+            resume_flow_run(self.run_id, run_input=answer)
+        except RuntimeError as refused:
+            return str(refused)
+        return None
+
+    def approve(self, person: str) -> str | None:
+        """Approve as `person` with the code they were sent."""
+        return self.submit(decide(person, self.codes[person]))
+
+
+def decide(person: str, code: str) -> Answer:
+    return {"decision": "approve", "approver": person, "code": code, "comment": ""}
+
+
+def form_key(role: str, purpose: str, attempt: int) -> str:
+    """The input schema's key of a form: its request and the refusals before it."""
+    return f"paused-{purpose}-{role}-{attempt}".lower().replace("_", "-") + "-schema"
+
+
+class Run:
+    """`change-request` for one ticket in a thread, as the engineer started it."""
+
+    def __init__(self, stack: Stack, key: str) -> None:
+        self.stack, self.key = stack, key
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=contextvars.copy_context().run,
+                                       args=(self._run,), daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = change_request(self.key)
+        except BaseException as exc:  # noqa: B036 - handed to the test thread
+            self.error = exc
+
+    def form(self, role: str, purpose: str, attempt: int = 0, timeout: float = 60) -> Form:
+        """Wait until the run shows the form for `role` and `purpose` after `attempt`
+        refused answers."""
+        key = form_key(role, purpose, attempt)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.thread.is_alive(), f"the run ended: {self.error or self.result}"
+            with get_client(sync_client=True) as client:
+                paused = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(
+                        any_=[StateType.PAUSED]))))
+            for run in paused:
+                keyset = run.state.state_details.run_input_keyset if run.state else None
+                if (run.parameters.get("ticket_key") == self.key and keyset
+                        and keyset["schema"] == key
+                        and read_flow_run_input(key, flow_run_id=run.id) is not None):
+                    return Form(run.id, {n.to: n.code for n in code_notices(self.stack.outbox)
+                                         if (n.run_id, n.role, n.purpose)
+                                         == (str(run.id), role, purpose)})
+            time.sleep(0.05)
+        raise AssertionError(f"{self.key} never showed {key}")
+
+    def finish(self, timeout: float = 90) -> dict[str, Any]:
+        """The run's result once it ends; raises what it raised."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"{self.key} did not finish"
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+@contextmanager
+def running(stack: Stack, key: str) -> Iterator[Run]:
+    """A `Run`; one left waiting by a failed test is approved through to its end."""
+    run = Run(stack, key)
+    try:
+        yield run
+    finally:
+        if run.thread.is_alive():
+            with ScriptedApprover(stack.outbox).start(interval=0.2):
+                run.thread.join(60)
+
+
+def finish_approving(stack: Stack, run: Run) -> dict[str, Any]:
+    """Let every further form be answered by its first eligible person, to the end."""
+    with ScriptedApprover(stack.outbox).start(interval=0.05):
+        return run.finish()
+
+
+def edit_ticket(stack: Stack, key: str, **changes: Any) -> None:
+    path = stack.settings.resolved_tickets_dir / f"{key}.yaml"
+    fields = yaml.safe_load(path.read_text())
+    fields.update(changes)
+    path.write_text(yaml.safe_dump(fields, sort_keys=False))
+
+
+def give_role(stack: Stack, person: str, role: str) -> None:
+    path = stack.settings.config_dir / "roster.yaml"
+    roster = yaml.safe_load(path.read_text())
+    next(p for p in roster["people"] if p["id"] == person)["roles"].append(role)
+    path.write_text(yaml.safe_dump(roster, sort_keys=False))
+    stack.adapters.config = load_config(stack.settings.config_dir)
+
+
+def events(stack: Stack, key: str, *types: str) -> list[ChangeEvent]:
+    return [e for e in stack.adapters.change_log.events(key) if not types or e.type in types]
+
+
+def state(stack: Stack, key: str) -> str:
+    record = stack.adapters.change_log.record(key)
+    assert record is not None
+    return record.state
+
+
+# -- the cases ---------------------------------------------------------------------------
+
+Build = Callable[[Form, list[CodeNotice]], Answer]
+
+
+def as_person(person: str) -> Build:
+    """Claim to be `person`, with their code if they were sent one (else a made-up one)."""
+    return lambda form, sent: decide(person, form.codes.get(person, NOT_SENT))
+
+
+def erins_code(change_id: str, role: str) -> Build:
+    """Erin, with the code she was sent for `role` on `change_id`'s run."""
+    def build(form: Form, sent: list[CodeNotice]) -> Answer:
+        code = next(n.code for n in sent if (n.to, n.change_id, n.role)
+                    == ("erin", change_id, role))
+        return decide("erin", code)
+    return build
+
+
+def author_is_a_second_lead(stack: Stack) -> None:
+    give_role(stack, "oscar", "engineering_lead")
+    edit_ticket(stack, "CHG-101", author="erin",
+                evidence={"code_review": {"reviewers": ["alice", "bob"]},
+                          "ci": {"status": "passed", "failed_tests": 0},
+                          "sast": {"critical": 0, "high": 0}})
+
+
+def a_declined_run_of_chg_102(stack: Stack) -> None:
+    """Run A: CHG-102 asks erin for the review; she declines it with her code."""
+    with running(stack, "CHG-102") as run:
+        form = run.form("engineering_lead", "review")
+        declined = {**decide("erin", form.codes["erin"]), "decision": "decline",
+                    "comment": "not this week"}
+        assert form.submit(declined) is None
+        with pytest.raises(ChangeStopped, match="CHG-102 rejected in review"):
+            run.finish()
+
+
+def verbal(approver: str, recorder: str, **extra: str) -> Build:
+    return lambda form, sent: {"approver": approver, "recorder": recorder,
+                               "code": form.codes[recorder], "channel": "phone", **extra}
+
+
+@dataclass(frozen=True)
+class Case:
+    """A form, a hostile answer to it, its refusal, and the right answer after."""
+
+    name: str
+    key: str
+    role: str
+    purpose: str
+    hostile: Build
+    refusal: str
+    """The Prefect server's reason (the form never reached changeflow), or the reason
+    of the `approval_attempt_failed` changeflow recorded."""
+    by_server: bool
+    right: Build
+    decided_by: str
+    setup: Callable[[Stack], None] = lambda stack: None
+    before: list[tuple[str, str, str]] = field(default_factory=list)
+    """(role, purpose, person): forms answered rightly on the way to the hostile one."""
+
+
+ERIN_AS_LEAD_AND_RECORDER = (
+    "Erin Lead (erin)'s verbal approval as 'engineering_lead' must be recorded by someone "
+    "else, who heard it (the approver confirms it afterwards)")
+WRONG_CODE = "the code is wrong for this person, run and role"
+
+CASES = [
+    Case("the author approving their own change", "CHG-101", "engineering_lead", "review",
+         as_person("erin"), "'erin' is not one of ['oscar']", True, as_person("oscar"),
+         "oscar", setup=author_is_a_second_lead),
+    Case("a person without the role", "CHG-101", "engineering_lead", "review",
+         as_person("bob"), "'bob' is not one of ['erin']", True, as_person("erin"), "erin"),
+    Case("a shared account", "CHG-101", "engineering_lead", "review",
+         as_person("deploybot"), "'deploybot' is not one of ['erin']", True,
+         as_person("erin"), "erin",
+         setup=lambda stack: give_role(stack, "deploybot", "engineering_lead")),
+    Case("the same person for a second role", "CHG-101", "qa", "staging-sign-off",
+         as_person("erin"), "'erin' is not one of ['quinn']", True, as_person("quinn"),
+         "quinn", setup=lambda stack: give_role(stack, "erin", "qa"),
+         before=[("engineering_lead", "review", "erin")]),
+    Case("the same person approving and recording a verbal approval", "CHG-201", "ciso",
+         "verbal-approval", verbal("erin", "erin", fallback_reason="the CISO is on a plane"),
+         ERIN_AS_LEAD_AND_RECORDER, False, verbal("carol", "alice"), "carol"),
+    Case("a code replayed from another run", "CHG-101", "engineering_lead", "review",
+         erins_code("CHG-102", "engineering_lead"), WRONG_CODE, False, as_person("erin"),
+         "erin", setup=a_declined_run_of_chg_102),
+    Case("a code for another role", "CHG-101", "reviewer", "availability",
+         erins_code("CHG-101", "engineering_lead"), WRONG_CODE, False, as_person("erin"),
+         "erin", before=[("engineering_lead", "review", "erin"),
+                         ("qa", "staging-sign-off", "quinn"),
+                         ("engineer", "availability", "alice")]),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name.replace(" ", "-") for c in CASES])
+def test_an_approval_that_must_fail_is_refused_and_the_right_one_still_counts(
+        stack: Stack, case: Case) -> None:
+    case.setup(stack)
+    with running(stack, case.key) as run:
+        for role, purpose, person in case.before:
+            assert run.form(role, purpose).approve(person) is None
+        form = run.form(case.role, case.purpose)
+        seen, was = len(events(stack, case.key)), state(stack, case.key)
+        refused = form.submit(case.hostile(form, code_notices(stack.outbox)))
+        if case.by_server:
+            assert refused == ("Cannot resume this run: Reason: Validation failed for field "
+                               f"'approver'. Failure reason: {case.refusal}")
+            form = run.form(case.role, case.purpose)  # the same form, still waiting
+            assert [e.type for e in events(stack, case.key)[seen:]] == []
+        else:
+            assert refused is None
+            form = run.form(case.role, case.purpose, attempt=1)  # shown again
+            (failed,) = events(stack, case.key)[seen:]
+            assert (failed.type, failed.payload["role"], failed.payload["reason"]) == (
+                "approval_attempt_failed", case.role, case.refusal)
+        assert state(stack, case.key) == was
+        assert form.submit(case.right(form, code_notices(stack.outbox))) is None
+        assert finish_approving(stack, run)["outcome"] == "succeeded"
+    decided = [e.payload["person_id"] for e in events(stack, case.key, *DECISIONS)
+               if (e.payload.get("requested_role", e.payload["role"]), e.payload["purpose"])
+               == (case.role, case.purpose)]
+    assert decided == [case.decided_by]
+    sent_to = {n.to for n in code_notices(stack.outbox) if n.change_id == case.key
+               and (n.role, n.purpose) == (case.role, case.purpose)}
+    assert sent_to == set(form.codes) and "deploybot" not in sent_to
+
+
+def test_a_change_by_the_only_lead_is_never_put_to_its_author(stack: Stack) -> None:
+    edit_ticket(stack, "CHG-101", author="erin")
+    with pytest.raises(ChangeStopped, match=r"nobody in the roster may decide as "
+                                            r"'engineering_lead' for CHG-101 \(the author"):
+        change_request("CHG-101")
+    assert events(stack, "CHG-101", "approval_requested", *DECISIONS) == []
+    assert code_notices(stack.outbox) == []
+
+
+class Clock:
+    """The real time, plus however far a test moves it."""
+
+    def __init__(self, real: Callable[[], datetime]) -> None:
+        self.real, self.ahead = real, timedelta(0)
+
+    def __call__(self) -> datetime:
+        return self.real() + self.ahead
+
+
+def test_an_expired_code_is_refused_and_the_change_expires(stack: Stack) -> None:
+    clock = Clock(stack.adapters.clock)
+    with installed(stack.adapters.replace(clock=clock)), running(stack, "CHG-101") as run:
+        form = run.form("engineering_lead", "review")
+        (asked,) = events(stack, "CHG-101", "approval_requested")
+        clock.ahead = timedelta(hours=72, seconds=1)
+        assert form.approve("erin") is None  # the right person, with the right code
+        with pytest.raises(ChangeStopped, match="CHG-101: the engineering_lead decision expired"):
+            run.finish()
+    failed, expired = events(stack, "CHG-101", "approval_attempt_failed", "approval_expired")
+    assert failed.payload["reason"] == f"the code expired at {asked.payload['expires_at']}"
+    assert expired.payload["role"] == "engineering_lead"
+    assert events(stack, "CHG-101", *DECISIONS, "approval_granted") == []
+    record = stack.adapters.change_log.record("CHG-101")
+    assert record is not None and record.outcome == "expired"
+    assert stack.adapters.tickets.get("CHG-101").status == "rejected"
+
+
+def test_a_decision_sent_after_the_wait_timed_out_is_refused_and_nothing_counts(
+        stack: Stack) -> None:
+    hasty = stack.settings.model_copy(update={"approval_timeout_hours": 2 / 3600})
+    with installed(stack.adapters.replace(settings=hasty)):
+        with pytest.raises(ChangeStopped, match="CHG-101: the engineering_lead decision expired"):
+            change_request("CHG-101")
+    (sent,) = code_notices(stack.outbox)
+    with pytest.raises(NotPausedError):
+        resume_flow_run(UUID(sent.run_id), run_input=decide("erin", sent.code))
+    assert change_request("CHG-101")["outcome"] == "expired"  # and nobody is asked again
+    assert events(stack, "CHG-101", *DECISIONS, "approval_granted") == []
+    assert code_notices(stack.outbox) == [sent]
