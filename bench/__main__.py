@@ -1,7 +1,8 @@
 """`make bench`: measure, print, and save the figures the README quotes.
 
 Runs the change-log benchmarks on SQLite and on a throw-away PostgreSQL, then the
-lifecycle benchmarks (overhead per change; 50 changes waiting), then jira-sync against
+lifecycle benchmarks (overhead per change; 50 changes waiting; 200 changes at once on
+a Prefect server and change log on PostgreSQL), then jira-sync against
 the local Jira (full sync of 10,000 tickets; idle incremental sync), then the quarterly
 report over 100,000 changes, with the machine's description, and writes
 `bench/results/latest.json`.
@@ -19,6 +20,7 @@ from typing import Any
 from bench.changelog import appends, sqlite_url, verify
 from bench.jira_sync import run_jira_sync_benchmarks, summary_lines
 from bench.lifecycle import print_summary, run_lifecycle_benchmarks
+from bench.load import run_load
 from bench.report import run_report_benchmark
 from bench.report import summary_lines as report_lines
 from tests.support.postgres import running_postgres
@@ -51,6 +53,7 @@ def main() -> None:
     with running_postgres() as pg:
         results["appends_postgresql"] = appends(pg.create_database())
         results["verify_postgresql"] = verify(pg.create_database(), events)
+        results["load"] = run_load(int(os.environ.get("BENCH_LOAD_CHANGES", "200")), 10, pg)
     results["lifecycle"] = run_lifecycle_benchmarks()
     results["jira_sync"] = run_jira_sync_benchmarks()
     results["report"] = run_report_benchmark()
@@ -67,6 +70,12 @@ def main() -> None:
               f"sha256 over the same {v['megabytes']} MB: {v['plain_sha256_s']:.2f} s "
               f"(ratio {v['ratio']}x, one process {v['one_process_ratio']}x)")
     print_summary(results["lifecycle"])
+    load = results["load"]
+    print(f"load: {load['changes']} changes at once over {load['services']} services: "
+          f"{load['seconds']} s, {load['changes_per_minute']} changes/min, "
+          f"{load['succeeded']} succeeded, chain {'ok' if load['chain_ok'] else 'BROKEN'}, "
+          f"{len(load['overlaps'])} overlapping deploys; peak RSS {load['peak_rss_mib']} MiB "
+          f"(server {load['server_peak_rss_mib']} MiB)")
     for line in summary_lines(results["jira_sync"]) + report_lines(results["report"]):
         print(line)
     print(f"saved {RESULTS / 'latest.json'}")
