@@ -55,8 +55,8 @@ from integrations.local_tickets import LocalChangeTickets
 from integrations.outbox import OutboxNotifier
 from tests.support.postgres import PostgresServer, running_postgres
 
-POLL_SECONDS = 2.0
-"""How often each paused run asks the server whether it was resumed."""
+POLL_SECONDS = 5.0
+"""How often each paused run asks the server whether it was resumed (the default)."""
 
 
 def write_catalog(config: Path, services: int) -> list[str]:
@@ -159,7 +159,7 @@ def run_load(changes: int = 200, services: int = 10, postgres: PostgresServer | 
             return str(change_request(key)["outcome"])
 
         with installed(adapters), Sampler(_server_pid(api)) as sampled, \
-                ScriptedApprover(adapters.settings.resolved_outbox_path).start(interval=0.5):
+                ScriptedApprover(adapters.settings.resolved_outbox_path).start(interval=1.0):
             # Each thread runs in a copy of this context: the server's URL is set in it.
             contexts = [contextvars.copy_context() for _ in keys]
             started = time.monotonic()

@@ -86,11 +86,17 @@ class ScriptedApprover:
         self.outbox = outbox
         self.policy = policy
         self.answers: list[dict[str, Any]] = []
+        self._answered: set[tuple[UUID, str]] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def answer_waiting(self) -> int:
-        """Answer every run whose form is ready; returns how many were answered."""
+        """Answer every run whose form is ready; returns how many were answered.
+
+        A form is answered once: each pause has its own input key, remembered when
+        answered, and the server is asked whether a form is saved only for runs that have
+        a code waiting and a form not yet answered (many runs may wait at once).
+        """
         notices = code_notices(self.outbox)
         answered = 0
         with get_client(sync_client=True) as client:
@@ -98,11 +104,11 @@ class ScriptedApprover:
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
         for run in waiting:
             keyset = run.state.state_details.run_input_keyset if run.state else None
-            if not keyset or read_flow_run_input(keyset["schema"], flow_run_id=run.id) is None:
-                continue  # the form is not saved yet
             mine = [n for n in notices if n.run_id == str(run.id)]
-            if not mine:
+            if not keyset or not mine or (run.id, keyset["response"]) in self._answered:
                 continue
+            if read_flow_run_input(keyset["schema"], flow_run_id=run.id) is None:
+                continue  # the form is not saved yet
             latest = (mine[-1].role, mine[-1].purpose)
             pending = [n for n in mine if (n.role, n.purpose) == latest]
             tries = sum(1 for a in self.answers if (a["run_id"], a["role"], a["purpose"])
@@ -111,6 +117,7 @@ class ScriptedApprover:
             if form is None:
                 continue
             resume_flow_run(UUID(str(run.id)), run_input=form)
+            self._answered.add((run.id, keyset["response"]))
             self.answers.append({"run_id": str(run.id), "role": latest[0],
                                  "purpose": latest[1], "change_id": pending[0].change_id,
                                  **form})

@@ -48,7 +48,11 @@ class NamedCommand(Command):
 
 
 class HttpCheck(Frozen):
-    """An HTTP check: GET the URL, expect the status and, if given, a substring."""
+    """An HTTP check: GET the URL, expect the status and, if given, a substring.
+
+    `{version}` in `contains` is the version that should be running (the change's after a
+    deploy, the previous one after a rollback).
+    """
 
     name: str
     url: HttpUrl

@@ -39,7 +39,13 @@ from tasks.approvals import (
     verdict,
 )
 from tasks.common import ChangeStopped, events_of
-from tasks.deployment import deploy_slot, deploy_to_production, previous_version, verify_production
+from tasks.deployment import (
+    deploy_slot,
+    deploy_to_production,
+    previous_version,
+    recover_deployment,
+    verify_production,
+)
 from tasks.gates import check_gates
 from tasks.intake import check_procedure, submit_change
 from tasks.obligations import open_obligations
@@ -170,7 +176,7 @@ def deploy_verify_close(a: Adapters, change: ChangeRequest) -> None:
         if state in ("ready", "scheduled"):
             ok = deploy_to_production(a, change, previous) and verify_production(a, change)
         elif state == "deploying":  # killed mid-deploy: look before doing anything
-            ok = verify_production(a, change, recovered=True)
+            ok = recover_deployment(a, change, previous)
         elif state == "deployed":
             ok = verify_production(a, change)
         else:

@@ -61,6 +61,7 @@ from integrations.changelog_schema import (
     parse_time,
     sqlite_engine,
 )
+from integrations.ports import ChangeLogUnavailable
 
 
 class RetentionError(Exception):
@@ -175,8 +176,21 @@ class SqlChangeLog:
             domain.lifecycle.IllegalTransition: an event may not follow its change's state.
             ValueError: an id or actor is malformed, a time is naive, or a payload is not
                 JSON.
+            integrations.ports.ChangeLogUnavailable: the database refused the write or
+                could not be reached (read-only, full, down); the message names the events.
         """
         prepared = [self._prepare(e) for e in new]
+        try:
+            return self._append(prepared)
+        except sa.exc.DBAPIError as exc:
+            what = ", ".join(dict.fromkeys(f"{e.type} for {e.change_id}"
+                                           for e, _, _ in prepared))
+            reason = str(exc.orig or exc).strip().splitlines()[0][:300]
+            raise ChangeLogUnavailable(f"the change log could not record {what} (nothing "
+                                       f"was recorded): {type(exc.orig or exc).__name__}: "
+                                       f"{reason}") from exc
+
+    def _append(self, prepared: list[tuple[NewEvent, str, str]]) -> list[ChangeEvent]:
         with self._write() as conn:
             seq, prev = self._lock_head(conn)
             records = self._load_records(conn, {e.change_id for e, _, _ in prepared})

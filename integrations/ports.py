@@ -103,6 +103,13 @@ class ChainBroken(Exception):
     """The change log's hash chain does not hold."""
 
 
+class ChangeLogUnavailable(Exception):
+    """The change log could not record an event (its database refused or is gone).
+
+    Nothing of the append was recorded, so nothing that needs that record may be done.
+    """
+
+
 class ChangeLog(Protocol):
     """The append-only, hash-chained record of every decision (policy section 7)."""
 

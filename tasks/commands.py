@@ -10,6 +10,9 @@ from domain.services import Command, EnvironmentSpec
 from integrations.factory import Adapters
 from tasks.common import SYSTEM
 
+VERSION = "{version}"
+"""In a check's `contains`: the version that should be running."""
+
 
 def environment(a: Adapters, change: ChangeRequest, name: str) -> EnvironmentSpec:
     """The catalog entry of the change's service in one environment."""
@@ -31,6 +34,12 @@ def run_command(a: Adapters, change: ChangeRequest, action: str, command: Comman
     return result
 
 
-def run_checks(a: Adapters, spec: EnvironmentSpec) -> list[CheckResult]:
-    """The environment's smoke checks and monitors."""
-    return [a.checks.check(check) for check in [*spec.smoke_checks, *spec.monitors]]
+def run_checks(a: Adapters, spec: EnvironmentSpec, version: str) -> list[CheckResult]:
+    """The environment's smoke checks and monitors, for `version` running there.
+
+    `{version}` in a check's `contains` is that version, so a check can tell which version
+    answers, and a verification never passes on the one it was meant to replace.
+    """
+    return [a.checks.check(check if check.contains is None else check.model_copy(
+        update={"contains": check.contains.replace(VERSION, version)}))
+        for check in [*spec.smoke_checks, *spec.monitors]]

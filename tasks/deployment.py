@@ -11,10 +11,10 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
-from domain.models import ChangeRequest
+from domain.models import ChangeEvent, ChangeRequest
 from integrations.factory import Adapters
 from tasks.commands import environment, run_checks, run_command
-from tasks.common import last_of, record, step
+from tasks.common import events_of, last_of, record, step
 
 
 def previous_version(a: Adapters, change: ChangeRequest) -> str:
@@ -62,16 +62,64 @@ def deploy_slot(service: str) -> Iterator[None]:
 
 
 @step("deploy-to-production")
-def deploy_to_production(a: Adapters, change: ChangeRequest, previous: str) -> bool:
-    """Deploy under the service's concurrency limit; intent recorded before, outcome after."""
+def deploy_to_production(a: Adapters, change: ChangeRequest, previous: str,
+                         resume: bool = False) -> bool:
+    """Deploy under the service's concurrency limit; intent recorded before, outcome after.
+
+    With `resume`, `deployment_started` is already recorded by a run that died before the
+    deploy command was started: run it now, the first and only time.
+    """
     spec = environment(a, change, "production")
-    record(a, change.id, "deployment_started", change.author, environment="production",
-           version=change.version, previous_version=previous)
+    if not resume:
+        record(a, change.id, "deployment_started", change.author, environment="production",
+               version=change.version, previous_version=previous)
     done = run_command(a, change, "deploy-production", spec.deploy, environment="production",
                        previous_version=previous)
     record(a, change.id, "deployment_succeeded" if done.ok else "deployment_failed",
            version=change.version, exit_code=done.exit_code, timed_out=done.timed_out)
     return done.ok
+
+
+def deploy_command_record(
+        a: Adapters, change: ChangeRequest) -> tuple[ChangeEvent | None, ChangeEvent | None]:
+    """The production deploy command's intent and outcome since `deployment_started`.
+
+    (None, None) if the command was never started; an outcome of None if it never ended.
+    """
+    events = events_of(a, change)
+    since = max((e.seq for e in events if e.type == "deployment_started"), default=0)
+    intents = [e for e in events if e.type == "effect_started" and e.seq > since
+               and e.payload["action"] == "deploy-production"]
+    if not intents:
+        return None, None
+    effect = intents[-1].payload["effect_id"]
+    outcome = next((e for e in events if e.type == "effect_finished"
+                    and e.payload["effect_id"] == effect), None)
+    return intents[-1], outcome
+
+
+def recover_deployment(a: Adapters, change: ChangeRequest, previous: str) -> bool:
+    """Finish a deployment whose run died after `deployment_started`; True if verified.
+
+    What the change log holds decides: a deploy command never started is run now (its
+    intent is written before it starts, so none means it never ran); one that finished
+    has its recorded outcome taken; only one that may or may not have finished is judged
+    by what the checks find running.
+    """
+    intent, outcome = deploy_command_record(a, change)
+    if intent is None:
+        return deploy_to_production(a, change, previous, resume=True) \
+            and verify_production(a, change)
+    if outcome is None:
+        return verify_production(a, change, recovered=True)
+    ok = bool(outcome.payload["ok"])
+    result = outcome.payload["result"]
+    record(a, change.id, "deployment_succeeded" if ok else "deployment_failed",
+           version=change.version, exit_code=result["exit_code"],
+           timed_out=result["timed_out"], recovered=True,
+           note="the run died after the deploy command ended; its recorded outcome "
+                "is taken")
+    return ok and verify_production(a, change)
 
 
 @step("verify-production")
@@ -81,7 +129,7 @@ def verify_production(a: Adapters, change: ChangeRequest, recovered: bool = Fals
     With `recovered`, the deploy's outcome was never recorded (the run was killed): what
     the checks see decides, and the record says so.
     """
-    results = run_checks(a, environment(a, change, "production"))
+    results = run_checks(a, environment(a, change, "production"), change.version)
     ok = all(r.passed for r in results) and bool(results)
     checks = [r.model_dump(mode="json") for r in results]
     if recovered and ok:

@@ -26,7 +26,7 @@ def roll_back(a: Adapters, change: ChangeRequest, previous: str, reason: str,
         record(a, change.id, "rollback_started", to_version=previous, reason=reason)
     done = run_command(a, change, "rollback-production", spec.rollback,
                        environment="production", previous_version=previous)
-    checks = run_checks(a, spec) if done.ok else []
+    checks = run_checks(a, spec, previous) if done.ok else []
     ok = done.ok and bool(checks) and all(c.passed for c in checks)
     minutes = round((time.monotonic() - started) / 60, 3)
     record(a, change.id, "rollback_succeeded" if ok else "rollback_failed", to_version=previous,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from domain.models import ChangeRequest
 from integrations.factory import Adapters
 from tasks.commands import environment, run_command
-from tasks.common import ChangeStopped, record, step
+from tasks.common import ChangeStopped, last_of, record, step
 from tasks.tickets import tell
 
 
@@ -13,11 +13,16 @@ from tasks.tickets import tell
 def test_in_staging(a: Adapters, change: ChangeRequest) -> list[dict[str, object]]:
     """Deploy the version to staging and run its tests; failures stop the change.
 
+    A run killed while testing left `staging_started` without a result: the next run
+    tests again (a staging deploy and its tests are safe to repeat) without recording a
+    second start, which the state machine would refuse.
+
     Raises:
         ChangeStopped: the staging deploy or a test failed; the failures are on the ticket.
     """
     spec = environment(a, change, "staging")
-    record(a, change.id, "staging_started", version=change.version)
+    if last_of(a, change, "staging_started") is None:
+        record(a, change.id, "staging_started", version=change.version)
     results: list[dict[str, object]] = []
     deployed = run_command(a, change, "deploy-staging", spec.deploy, environment="staging")
     results.append({"name": "deploy", "ok": deployed.ok, "exit_code": deployed.exit_code,
