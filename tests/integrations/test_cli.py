@@ -122,6 +122,19 @@ def test_log_verify_reports_ok_then_names_the_tampered_event(workspace: dict[str
     assert "event 2 (CHG-1, note): its content does not match its hash" in done.stdout
 
 
+def test_the_report_of_a_tampered_log_says_the_chain_is_broken(
+        workspace: dict[str, str], tmp_path: Path) -> None:
+    log = _seed(workspace["CHANGEFLOW_DATABASE_URL"])
+    with log.engine.begin() as conn:  # an event removed, as someone with the database could
+        conn.exec_driver_sql("DROP TRIGGER change_events_retention")
+        conn.exec_driver_sql("DELETE FROM change_events WHERE seq = 2")
+    done = run("report", "--quarter", "2026Q4", "--out", str(tmp_path / "out"), env=workspace)
+    assert done.returncode == 1, done.stderr
+    assert "chain BROKEN" in done.stdout
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "BROKEN" in html and 'role="alert"' in html
+
+
 def test_log_export_prints_the_events_as_json(workspace: dict[str, str]) -> None:
     _seed(workspace["CHANGEFLOW_DATABASE_URL"])
     done = run("log", "export", "CHG-1", env=workspace)
