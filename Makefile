@@ -18,8 +18,12 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/changeflow up
 
+# Two workers: most tests wait on servers, subprocesses and polls, so two share the two
+# cores well; a module's tests stay on one worker (its fixtures start once).
+TEST_WORKERS ?= 2
+
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,7 +14,6 @@ Chromium is required: the test fails when it cannot run (tests/support/browser).
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from uuid import UUID
 import pytest
 from playwright.sync_api import Locator, Page, expect
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.input.actions import read_flow_run_input
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -41,6 +41,8 @@ TICKET = "CHG-101"  # a normal change: the engineering lead's review, then QA's 
 RUN_NAME = "ui-chg-101"
 WRONG_CODE = "WRNG-C0DE"
 WAIT_SECONDS = 120
+UI_TIMEOUT_MS = 60_000
+"""How long a click or an expectation waits for the UI (the machine may be busy)."""
 
 
 @dataclass
@@ -107,6 +109,14 @@ def flow_run(run_id: str) -> FlowRun:
         return client.read_flow_run(UUID(run_id))
 
 
+def run_named(name: str) -> UUID | None:
+    """The id of the flow run called `name`, once the server has it."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[name])))
+    return runs[0].id if runs else None
+
+
 def form_ready(run_id: str) -> bool:
     """The run is suspended and its form's schema is saved (the UI can show it)."""
     run = flow_run(run_id)
@@ -155,6 +165,8 @@ def next_notice(served: Served, run_id: str, seen: int) -> CodeNotice:
 @pytest.mark.slow
 def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> None:
     with chromium() as browser, new_page(browser, 1400, 1000) as page:
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        expect.set_options(timeout=UI_TIMEOUT_MS)
         page.goto(f"{served.ui}/deployments")
         page.get_by_role("link", name="change-request", exact=True).first.click()
         page.get_by_role("button", name="Run", exact=True).click()
@@ -164,9 +176,10 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
             "textarea").fill(TICKET)
         screenshot(page, "ui-1-custom-run.png")
         page.get_by_role("button", name="Submit").click()
-        page.get_by_role("link", name=RUN_NAME).first.click()
-        expect(page).to_have_url(re.compile("/runs/flow-run/"))
-        run_id = page.url.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+        wait_for(lambda: run_named(RUN_NAME) is not None, "the run to be created", served.log)
+        run_id = str(run_named(RUN_NAME))
+        page.goto(f"{served.ui}/runs/flow-run/{run_id}")
+        expect(page.get_by_text(RUN_NAME).first).to_be_visible()
 
         review = next_notice(served, run_id, 0)
         assert review.role == "engineering_lead"
