@@ -11,7 +11,7 @@ from domain.models import ChangeEvent, ChangeRequest
 from integrations.changelog_sql import SqlChangeLog, Verification
 from integrations.factory import Adapters
 from tasks.common import record, step
-from tasks.tickets import link_evidence, tell
+from tasks.tickets import comment_once, link_evidence, move_ticket
 
 
 @task(name="verify-chain")
@@ -43,13 +43,16 @@ def close_change(a: Adapters, change: ChangeRequest) -> ChangeRecord:
     record_now = a.change_log.record(change.id)
     assert record_now is not None
     if record_now.state != "closed":
+        # The ticket first: if the ticket system is down, the change stays open and the
+        # next run closes it, telling the ticket once; closed first, it would never hear.
         outcome = record_now.outcome or record_now.state
-        record(a, change.id, "change_closed", outcome=outcome)
         incidents = f"; incidents: {', '.join(record_now.incidents)}" \
             if record_now.incidents else ""
-        tell(a, change.id, f"changeflow: closed with outcome {outcome}{incidents}. "
-             f"Evidence: `changeflow log export {change.id}`.", "closed")
+        comment_once(a, change.id, f"changeflow: closed with outcome {outcome}{incidents}. "
+                     f"Evidence: `changeflow log export {change.id}`.")
+        move_ticket(a, change.id, "closed")
         link_evidence(a, change.id, evidence_links(change))
+        record(a, change.id, "change_closed", outcome=outcome)
     closed = a.change_log.record(change.id)
     assert closed is not None
     create_markdown_artifact(key=f"evidence-{change.id.lower()}",

@@ -59,6 +59,13 @@ def comment_on(a: Adapters, key: str, body: str) -> None:
     a.tickets.add_comment(key, body)
 
 
+@ticket_task("comment-on-ticket-once")
+def comment_once(a: Adapters, key: str, body: str) -> None:
+    """Add a comment unless the ticket already has it (a step finished by a later run)."""
+    if body not in a.tickets.comments(key):
+        a.tickets.add_comment(key, body)
+
+
 @ticket_task("move-ticket")
 def move_ticket(a: Adapters, key: str, status: str) -> None:
     """Move the ticket to changeflow's `status` (the adapter maps and skips if there)."""

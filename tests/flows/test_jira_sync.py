@@ -16,6 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
 
+import tasks.tickets
 from changeflow.approver import ScriptedApprover
 from changeflow.stack import Stack, embedded_stack
 from config.jira import JiraApprovals, JiraMapping
@@ -254,3 +255,28 @@ def test_the_token_can_come_from_a_prefect_secret_block(tmp_path: Path) -> None:
         tickets = open_tickets(settings, load_config(settings.config_dir))
         assert isinstance(tickets, JiraChangeTickets)
         assert tickets.account == project.service.id
+
+
+def test_jira_down_at_close_leaves_the_change_open_until_a_later_run_tells_it_once(
+        jira: tuple[Stack, JiraProject], availability: ScriptedApprover,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks.tickets, "BACKOFF_SECONDS", (0.01,) * 5)
+    stack, project = jira
+    key = project.create_change("CHG-101")
+    erin_and_quinn_approve_in_jira(project, key)
+    project.fake.fail(r"/transitions$", 503, times=6, method="POST")  # every retry of close
+    with pytest.raises(TicketSystemError, match="503"):
+        change_request(key)
+    log = stack.adapters.change_log
+    record = log.record(key)
+    assert record is not None and record.state == "succeeded"  # deployed and verified, open
+    assert project.fake.issue(key)["fields"]["status"]["name"] != "Closed"
+
+    assert change_request(key)["outcome"] == "succeeded"  # Jira is back
+    types = [e.type for e in log.events(key)]
+    assert types.count("deployment_started") == 1 and types.count("change_closed") == 1
+    issue = project.fake.issue(key)
+    assert issue["fields"]["status"]["name"] == "Closed"
+    closing = [c for c in issue["fields"]["comment"]["comments"]
+               if "closed with outcome succeeded" in c["body"]]
+    assert len(closing) == 1
