@@ -317,15 +317,19 @@ class PassingChecks:
                            duration_seconds=0.0)
 
 
-def instant_adapters(root: Path) -> Adapters:
-    """Real change log (SQLite), tickets and outbox in `root`; instant commands and checks."""
-    write_config(root / "config", SAMPLE_PORT)
+def instant_adapters(root: Path, database_url: str | None = None,
+                     poll_seconds: float = POLL_SECONDS,
+                     timeout_hours: float = APPROVAL_TIMEOUT_HOURS) -> Adapters:
+    """Real change log, tickets and outbox in `root`; instant commands and checks.
+
+    The change log is SQLite in `root` unless `database_url` names another; the
+    configuration is `root / "config"` as the caller wrote it.
+    """
     settings = Settings(config_dir=root / "config", var_dir=root / "var",
-                        database_url=f"sqlite:///{root / 'var' / 'changeflow.db'}",
+                        database_url=database_url or f"sqlite:///{root / 'var' / 'changeflow.db'}",
                         database_password=None,
                         tickets_dir=root / "tickets", outbox_path=root / "var" / "outbox.jsonl",
-                        approval_poll_seconds=POLL_SECONDS,
-                        approval_timeout_hours=APPROVAL_TIMEOUT_HOURS)
+                        approval_poll_seconds=poll_seconds, approval_timeout_hours=timeout_hours)
     config = load_config(settings.config_dir)
     return Adapters(config=config, change_log=open_change_log(settings, config),
                     tickets=LocalChangeTickets(settings.resolved_tickets_dir),
@@ -447,6 +451,7 @@ def lifecycle_overhead(changes: int = 10, servers: list[str] | None = None) -> d
             servers.append(api)
         root = Path(tmp) / "stack"
         _copy_tickets(root / "tickets", keys)
+        write_config(root / "config", SAMPLE_PORT)
         adapters = instant_adapters(root)
         outbox = str(adapters.settings.resolved_outbox_path)
         approver = ScriptedApprover(adapters.settings.resolved_outbox_path)

@@ -36,23 +36,18 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 
 from bench.lifecycle import (
     TEMPLATE,
-    InstantRunner,
-    PassingChecks,
     _server_pid,
     _tree_kib,
     drain_prefect_workers,
+    instant_adapters,
     quiet_console,
 )
 from changeflow.approver import ScriptedApprover
 from changeflow.prefect_server import local_prefect_server
 from changeflow.stack import SAMPLE_PORT, write_config
 from changeflow.up import prepare_server
-from config.loader import load_config
-from config.settings import Settings
 from integrations.changelog_sql import SqlChangeLog
-from integrations.factory import Adapters, installed, open_change_log
-from integrations.local_tickets import LocalChangeTickets
-from integrations.outbox import OutboxNotifier
+from integrations.factory import installed
 from tests.support.postgres import PostgresServer, running_postgres
 
 POLL_SECONDS = 5.0
@@ -82,19 +77,6 @@ def write_tickets(folder: Path, services: list[str], changes: int) -> list[str]:
         (folder / f"{key}.yaml").write_text(yaml.safe_dump(ticket, sort_keys=False))
         keys.append(key)
     return keys
-
-
-def load_adapters(root: Path, database_url: str) -> Adapters:
-    """Real change log (PostgreSQL), tickets and outbox; instant commands and checks."""
-    settings = Settings(config_dir=root / "config", var_dir=root / "var",
-                        database_url=database_url, database_password=None,
-                        tickets_dir=root / "tickets", outbox_path=root / "var" / "outbox.jsonl",
-                        approval_poll_seconds=POLL_SECONDS)
-    config = load_config(settings.config_dir)
-    return Adapters(config=config, change_log=open_change_log(settings, config),
-                    tickets=LocalChangeTickets(settings.resolved_tickets_dir),
-                    runner=InstantRunner(), checks=PassingChecks(),
-                    notifier=OutboxNotifier(settings.resolved_outbox_path), settings=settings)
 
 
 def overlaps(log: SqlChangeLog, keys: list[str]) -> list[str]:
@@ -151,7 +133,8 @@ def run_load(changes: int = 200, services: int = 10, postgres: PostgresServer | 
     with local_prefect_server(root / "prefect", database_url=server_db) as api, \
             temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), \
             quiet_console():
-        adapters = load_adapters(root, postgres.create_database())
+        adapters = instant_adapters(root, postgres.create_database(), POLL_SECONDS,
+                                    timeout_hours=72)
         prepare_server(adapters.settings)
         from flows.change_request import change_request
 

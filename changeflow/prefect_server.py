@@ -76,10 +76,15 @@ def local_prefect_server(home: Path, port: int = 0, timeout_seconds: float = 90,
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        stop_process_group(server)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace_seconds: float = 15) -> None:
+    """SIGTERM the process's group (it leads one) and SIGKILL it after `grace_seconds`."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

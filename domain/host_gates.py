@@ -148,6 +148,16 @@ def host_code_review_gate(author: str | None, pr: PullRequest, policy: Policy,
                                             f"{rules.min_senior} senior: {summary}")
 
 
+def required_checks(protected: list[str] | None, catalog: list[str]) -> tuple[list[str], str]:
+    """The checks a commit must pass, and where that list came from.
+
+    Branch protection's list when it names any, else the catalog's `required_checks`.
+    """
+    if protected:
+        return list(protected), "branch protection"
+    return list(catalog), "services.yaml"
+
+
 def host_ci_gate(required: list[str], required_from: str, runs: list[CheckRun],
                  sha: str) -> GateResult:
     """Every required check succeeded on commit `sha` (`runs` are its check runs)."""

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from domain.code_host import PullRequest
-from domain.host_gates import HOST_GATES, HostEvidence, linked_pull_request
+from domain.host_gates import HOST_GATES, HostEvidence, linked_pull_request, required_checks
 from domain.models import ChangeRequest
 from domain.sarif import scan_from_sarif
 from domain.standard import required_gates
@@ -63,10 +63,8 @@ def read_host_evidence(a: Adapters, change: ChangeRequest) -> HostEvidence:
     assert host is not None
     pr = read_pull_request.fn(a, change)
     service = a.config.services.services[change.service]
-    required = host.required_checks(pr.repo, pr.base_branch) or []
-    required_from = "branch protection"
-    if not required:
-        required, required_from = list(service.required_checks), "services.yaml"
+    required, required_from = required_checks(host.required_checks(pr.repo, pr.base_branch),
+                                              service.required_checks)
     runs = host.check_runs(pr.repo, pr.head_sha)
     scan = host.code_scan(pr.repo, pr.head_sha, f"refs/pull/{pr.number}/head")
     source = "code scanning"

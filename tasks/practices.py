@@ -32,7 +32,7 @@ from typing import Any
 
 from domain.code_host import Deployment, Review
 from domain.credentials import find_production_credentials
-from domain.host_gates import host_ci_gate, host_code_review_gate
+from domain.host_gates import host_ci_gate, host_code_review_gate, required_checks
 from domain.models import GateStatus, Notice
 from domain.services import Service
 from integrations.env_files import read_env_file
@@ -205,9 +205,8 @@ def _deployment_findings(a: Adapters, name: str, service: Service, dep: Deployme
                                  f"{pr.repo}#{pr.number}, deployed as {where}, was approved "
                                  f"by shared account {login}", change_id,
                                  "GitHub pull requests"))
-    protected = host.required_checks(repo, base)
-    required, origin = ((protected, "branch protection") if protected
-                        else (list(service.required_checks), "services.yaml"))
+    required, origin = required_checks(host.required_checks(repo, base),
+                                       service.required_checks)
     ci = host_ci_gate(required, origin, host.check_runs(repo, dep.sha), dep.sha)
     if ci.status is not GateStatus.PASSED:
         found.append(Finding("ci_bypass", name, subject, f"{where}: {ci.reason}",

@@ -8,19 +8,16 @@ branch protection on main requires the check `ci/tests`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 import yaml
-from pydantic import SecretStr
 
 from changeflow.approver import ScriptedApprover
 from changeflow.sample_service import deploy
-from changeflow.stack import Stack, embedded_stack
+from changeflow.stack import Stack
 from config.loader import load_config
 from flows.change_request import change_request
 from flows.practices_audit import practices_audit
@@ -32,25 +29,13 @@ from reporting.model import Quarter
 from reporting.quarterly import build_report
 from tasks.common import ChangeStopped
 from tests.fakes.github_server import FakeGitHub
-
-REPO = "example/sample"
-CHECK = "ci/tests"
+from tests.flows.conftest import CHECK, REPO
 
 
 @pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        fake.add_repo(REPO)
-        fake.protect(REPO, "main", [CHECK])
-        yield fake
-
-
-@pytest.fixture
-def stack(github: FakeGitHub, tmp_path: Path) -> Iterator[Stack]:
-    token = SecretStr(github.add_token("changeflow-audit"))
-    with embedded_stack(tmp_path, port=0, approval_poll_seconds=0.2, code_host="github",
-                        github_url=github.url, github_token=token) as running:
-        yield running
+def stack(github_stack: Stack) -> Stack:
+    """Every test here runs on the stack that reads the local GitHub."""
+    return github_stack
 
 
 def edit_ticket(stack: Stack, key: str, **changes: Any) -> None:

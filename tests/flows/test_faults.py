@@ -29,7 +29,6 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 import yaml
-from pydantic import SecretStr
 
 import tasks.tickets
 from changeflow.approver import ScriptedApprover
@@ -43,8 +42,9 @@ from integrations.outbox import read_outbox
 from integrations.ports import ChangeLogUnavailable
 from tasks.common import ChangeStopped
 from tests.fakes.github_server import FakeGitHub
-from tests.flows.test_code_host import REPO, link, reviewed_pull
+from tests.flows.test_code_host import link, reviewed_pull
 from tests.support.postgres import PostgresServer
+from tests.support.processes import processes_mentioning
 
 KEY, VERSION, BROKEN_KEY = "CHG-101", "1.1.0", "CHG-103"
 NEVER = 3600.0
@@ -82,19 +82,6 @@ def effect_outcome(stack: Stack, key: str, action: str) -> dict[str, Any]:
 def approvals_recorded(stack: Stack, key: str = KEY) -> list[tuple[str, str]]:
     return [(e.payload["role"], e.payload["purpose"])
             for e in events(stack, key, "approval_recorded")]
-
-
-def processes_mentioning(*words: str) -> list[int]:
-    """Live processes whose command line holds every one of `words`."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().decode(errors="replace").replace("\0", " ")
-        except OSError:
-            continue
-        if all(w in args for w in words):
-            found.append(int(cmdline.parent.name))
-    return found
 
 
 # -- arranging faults --------------------------------------------------------------------
@@ -339,22 +326,6 @@ def test_a_rollback_that_never_exits_is_a_p1_paging_owner_and_on_call(
 
 
 # -- 3. outside systems down ---------------------------------------------------------------
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        fake.add_repo(REPO)
-        fake.protect(REPO, "main", ["ci/tests"])
-        yield fake
-
-
-@pytest.fixture
-def github_stack(github: FakeGitHub, tmp_path: Path) -> Iterator[Stack]:
-    token = SecretStr(github.add_token("changeflow-gates"))
-    with embedded_stack(tmp_path, port=0, approval_poll_seconds=0.2, code_host="github",
-                        github_url=github.url, github_token=token) as running:
-        yield running
-
 
 def test_the_code_host_down_at_the_gates_blocks_and_a_later_run_deploys_once(
         github_stack: Stack, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch) -> None:

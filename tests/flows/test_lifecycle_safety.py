@@ -26,6 +26,7 @@ from flows.change_request import change_request
 from integrations.outbox import read_outbox
 from tasks.common import ChangeStopped
 from tasks.intake import submit_change
+from tests.support.processes import processes_mentioning
 
 
 def wrong_then_right(notices: list[CodeNotice], attempt: int) -> dict[str, Any]:
@@ -127,13 +128,8 @@ def test_two_changes_to_one_service_never_deploy_at_once(
 
 def kill_processes_mentioning(*words: str) -> None:
     """SIGKILL every process whose command line holds all `words` (the orphaned deploy)."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().decode(errors="replace").replace("\0", " ")
-        except OSError:
-            continue
-        if all(w in args for w in words):
-            os.kill(int(cmdline.parent.name), signal.SIGKILL)
+    for pid in processes_mentioning(*words):
+        os.kill(pid, signal.SIGKILL)
 
 
 def test_a_run_killed_mid_deploy_verifies_instead_of_deploying_again(

@@ -16,6 +16,7 @@ import yaml
 
 from changeflow.prefect_server import free_port, local_prefect_server
 from config.settings import PROJECT_ROOT
+from tests.support.processes import processes_mentioning
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
 
@@ -25,17 +26,6 @@ def post(url: str, body: dict[str, Any]) -> Any:
                                      headers={"content-type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.load(answer)
-
-
-def processes_mentioning(marker: str) -> list[int]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if marker in cmdline.read_bytes().decode(errors="replace"):
-                found.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 def test_up_serves_every_deployment_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:

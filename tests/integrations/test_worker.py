@@ -31,7 +31,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.deployments import run_deployment
 
 from changeflow.approver import ScriptedApprover
-from changeflow.prefect_server import local_prefect_server
+from changeflow.prefect_server import local_prefect_server, stop_process_group
 from changeflow.stack import Stack, embedded_stack
 from config.settings import PROJECT_ROOT
 from tests.support.postgres import PostgresServer
@@ -76,17 +76,6 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL it if it is still there after 15 s."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def cli_env(stack: Stack, api: str, home: Path) -> dict[str, str]:
     """The environment of the Prefect CLI and worker: the server, and changeflow's settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHANGEFLOW_", "PREFECT_"))}
@@ -116,7 +105,7 @@ def running_worker(env: dict[str, str], log: Path) -> Iterator[Worker]:
     try:
         yield Worker(process, log)
     finally:
-        stop_group(process)
+        stop_process_group(process)
         for pid in processes_with(env["CHANGEFLOW_VAR_DIR"]):  # flow runs: own sessions
             try:
                 os.kill(pid, signal.SIGKILL)
