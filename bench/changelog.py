@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from integrations.changelog_schema import SEP, event_hash, events_table, format_time, head_table
 from integrations.changelog_sql import NewEvent, ParallelVerify, SqlChangeLog
+from tests.support.keys import TEST_KEYS
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -24,7 +25,7 @@ def _note(change_id: str, i: int) -> NewEvent:
 def appends(url: str, single: int = 1000, batched: int = 20000,
             batch_size: int = 500) -> dict[str, Any]:
     """Appends per second, one event per transaction and in batches."""
-    log = SqlChangeLog(url)
+    log = SqlChangeLog(url, keys=TEST_KEYS)
     log.append("BENCH-1", "change_submitted", "alice", {"category": "normal"}, START)
     t0 = time.perf_counter()
     for i in range(single):
@@ -62,7 +63,7 @@ def verify(url: str, count: int = 1_000_000) -> dict[str, Any]:
     `verify` runs as configured by default (on every core for a log this size), and once
     more in one process.
     """
-    log = SqlChangeLog(url)
+    log = SqlChangeLog(url, keys=TEST_KEYS)
     rows = _rows(count)
     with log.engine.begin() as conn:
         for i in range(0, count, 50_000):
@@ -83,7 +84,7 @@ def verify(url: str, count: int = 1_000_000) -> dict[str, Any]:
     processes = log._processes(count)
     log.close()
     assert result.ok and result.checked == count, result
-    one = SqlChangeLog(url, parallel=ParallelVerify(processes=1))
+    one = SqlChangeLog(url, keys=TEST_KEYS, parallel=ParallelVerify(processes=1))
     t0 = time.perf_counter()
     result = one.verify()
     one_process_s = time.perf_counter() - t0

@@ -80,6 +80,7 @@ from integrations.sync_state import SyncState
 from tasks.sync import SyncCounts, process_page
 from tests.fakes.jira_server import FakeJira, Mode
 from tests.support.jira import JiraProject, jira_project, load_example
+from tests.support.keys import TEST_KEYS
 
 TICKETS = 10_000
 REPETITIONS = 3
@@ -337,7 +338,7 @@ def without_prefect(stack: Stack) -> dict[str, Any]:
     The same adapter, `search_page` and `process_page` the flow uses, on a fresh change
     log of its own.
     """
-    log = SqlChangeLog(f"sqlite:///{stack.root / 'without-prefect.db'}")
+    log = SqlChangeLog(f"sqlite:///{stack.root / 'without-prefect.db'}", keys=TEST_KEYS)
     try:
         a = stack.adapters.replace(change_log=log)
         jira, state, counts = jira_of(stack), SyncState(log.engine), SyncCounts()

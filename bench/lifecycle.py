@@ -669,9 +669,11 @@ def waiting_for_approval(count: int = 50, timeout: float = 180,
 
 
 def _approval_requests(root: Path) -> int:
+    from integrations.chain_keys import read_key_file
     from integrations.changelog_sql import SqlChangeLog
 
-    log = SqlChangeLog(f"sqlite:///{root / 'var' / 'changeflow.db'}")
+    log = SqlChangeLog(f"sqlite:///{root / 'var' / 'changeflow.db'}",
+                       keys=read_key_file(root / "var" / "chain.key"))
     try:
         return sum(sum(e.type == "approval_requested" for e in log.events(r.change_id))
                    for r in log.changes())

@@ -93,6 +93,7 @@ from integrations.changelog_sql import NewEvent, SqlChangeLog
 from integrations.factory import Adapters
 from reporting.model import Quarter
 from reporting.quarterly import build_report
+from tests.support.keys import TEST_KEYS
 
 QUARTER = Quarter(2026, 4)
 CHANGES = 100_000
@@ -610,7 +611,7 @@ def whole_chain(database: Path, out_dir: Path, traced: bool = False) -> dict[str
     peak RSS is then the report's, not what the benchmark's earlier steps left behind.
     """
     config = load_config(PROJECT_ROOT / "config")
-    log = SqlChangeLog(f"sqlite:///{database}")
+    log = SqlChangeLog(f"sqlite:///{database}", keys=TEST_KEYS)
     a = _adapters(log, config)
     stages = Stages()
     results: dict[str, Any] = {}
@@ -740,7 +741,7 @@ def _database(changes: int, config: Config,
     for suffix in ("", "-wal", "-shm", ".json"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    log = SqlChangeLog(f"sqlite:///{path}")
+    log = SqlChangeLog(f"sqlite:///{path}", keys=TEST_KEYS)
     try:
         built = build_log(log, changes, config)
     finally:
@@ -808,7 +809,8 @@ def run_report_benchmark(changes: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="changeflow-bench-report-") as tmp:
         folder = Path(tmp)
         path, built = _database(changes, config, folder)
-        log = SqlChangeLog(f"sqlite:///{path}")  # freshly opened, as a report process does
+        # freshly opened, as a report process does
+        log = SqlChangeLog(f"sqlite:///{path}", keys=TEST_KEYS)
         try:
             load, records, events = pandas_load(log, start, end)
             chain = {"ok": True, "checked": load["events"], "head_seq": load["events"],

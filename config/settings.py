@@ -32,6 +32,14 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL of the change log; default sqlite under var/")
     database_password: SecretStr | None = Field(
         default=None, description="Password for database_url, kept out of the URL")
+    chain_key: SecretStr | None = Field(
+        default=None, description="Change log chain keys, `ID:SECRET`, most recent first, "
+                                  "comma-separated (`changeflow log new-key ID` makes one)")
+    chain_key_file: Path | None = Field(
+        default=None, description="File of chain keys, one `ID:SECRET` a line (mode 600); "
+                                  "default var/chain.key with a SQLite change log")
+    chain_key_block: str | None = Field(
+        default=None, description="Name of a Prefect Secret block holding the chain keys")
     tickets: Literal["local", "jira"] = Field(default="local",
                                               description="Change-ticket adapter")
     tickets_dir: Path | None = Field(

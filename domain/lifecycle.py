@@ -7,13 +7,14 @@ that the policy allows. `project` folds an event into the change's current recor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from domain.emergency import Obligation
-from domain.models import Category
+from domain.models import Category, ChangeEvent
 
 TERMINAL_OUTCOMES = {
     "succeeded": "succeeded",
@@ -214,3 +215,18 @@ def project(record: ChangeRecord | None, change_id: str, event_type: str,
     if state in TERMINAL_OUTCOMES:
         base["outcome"] = TERMINAL_OUTCOMES[state]
     return ChangeRecord.model_validate(base)
+
+
+def fold(events: Iterable[ChangeEvent]) -> ChangeRecord:
+    """A change's record from its events, in order: what the record decides from.
+
+    Raises:
+        IllegalTransition: the events are not a history the policy allows.
+        ValueError: there are no events.
+    """
+    record: ChangeRecord | None = None
+    for e in events:
+        record = project(record, e.change_id, e.type, e.payload, e.at, e.seq)
+    if record is None:
+        raise ValueError("a change with no events has no record")
+    return record

@@ -7,7 +7,8 @@ so a worker starts in about 40 ms (psycopg's import adds about 100 ms).
 
 A range check answers one question: does the range hold? The database builds each
 event's canonical encoding (`integrations.changelog_schema.event_hash`), and the check
-recomputes the hash and compares it with the stored one. Within the range, each event's
+recomputes the hash and compares it with the stored one, checks the event's MAC, and
+checks that its time is not before its predecessor's. Within the range, each event's
 previous hash must be the hash of the event before it, and the range must hold exactly
 `hi - lo + 1` events. The result says how the range begins (`first_prev`) and ends
 (`last_hash`), so the caller can check the joins between ranges. Naming the first bad
@@ -15,15 +16,17 @@ event, and saying what is wrong with it, is left to the caller's one-pass diagno
 
 Worker protocol. On stdin: one JSON line with the connection (`{"dialect": "sqlite",
 "database": <file: URI>}` or `{"dialect": "postgresql", "connect": {psycopg keyword
-arguments}, "snapshot": <exported snapshot id>}`), then one line `lo hi` per range, then
+arguments}, "snapshot": <exported snapshot id>}`) and the MAC keys (`"mac_keys": {id:
+hex}`), then one line `lo hi` per range, then
 end of file. On stdout: one JSON line per range, in order; or one `{"error": ...}` line,
-and exit status 1, when the worker cannot go on. The connection details, password
-included, travel only on stdin: never in argv, never in output.
+and exit status 1, when the worker cannot go on. The connection details and the MAC
+keys travel only on stdin: never in argv, never in output.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import sys
@@ -43,12 +46,13 @@ _SQLITE_BODY = ("printf('%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s', seq, change_id
 _SQLITE_WELL_FORMED = "typeof(seq) = 'integer' AND length(prev_hash) = 64"
 QUERIES = {
     "sqlite": (f"SELECT CASE WHEN {_SQLITE_WELL_FORMED} THEN CAST({_SQLITE_BODY} AS BLOB) "
-               "END, hash FROM change_events WHERE seq BETWEEN ? AND ? ORDER BY seq"),
+               "END, hash, key_id, mac, at FROM change_events WHERE seq BETWEEN ? AND ? "
+               "ORDER BY seq"),
     # The column types fix the previous hash at 64 characters; the body comes back as
     # text in binary format, loaded as bytes (see `_cursor`).
     "postgresql": ("SELECT concat_ws(E'\\x1f', seq, change_id, type, at, actor, payload, "
-                   "prev_hash), hash FROM change_events WHERE seq BETWEEN %s AND %s "
-                   "ORDER BY seq"),
+                   "prev_hash), hash, key_id, mac, at FROM change_events "
+                   "WHERE seq BETWEEN %s AND %s ORDER BY seq"),
 }
 
 _PREPARE = {
@@ -63,27 +67,32 @@ _PREPARE = {
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?", re.IGNORECASE)
 
 
-def check_range(conn: Any, dialect: str, lo: int, hi: int) -> dict[str, Any]:
+def check_range(conn: Any, dialect: str, mac_keys: dict[str, bytes], lo: int,
+                hi: int) -> dict[str, Any]:
     """Check events `lo`..`hi` through a DB-API connection (sqlite3 or psycopg).
+
+    Each event's hash is recomputed, its MAC checked under the key its `key_id` names
+    (`mac_keys`: MAC key by id), and its time must not be before its predecessor's.
 
     Returns:
         `lo`, `hi`; `checked`: events that held before the first failure; `first_prev`:
         the previous hash recorded by event `lo`; `last_hash`: the hash of the last event
+        that held; `first_at`, `last_at`: the times of event `lo` and of the last event
         that held; `bad_seq` and `problem`: where and why the range does not hold, or None.
     """
     cursor = _cursor(conn, dialect)
     try:
         cursor.execute(QUERIES[dialect], (lo, hi))
-        return _check_rows(cursor, lo, hi)
+        return _check_rows(cursor, mac_keys, lo, hi)
     finally:
         cursor.close()
 
 
-def check_ranges(conn: Any, dialect: str,
+def check_ranges(conn: Any, dialect: str, mac_keys: dict[str, bytes],
                  spans: Iterable[tuple[int, int]]) -> Generator[dict[str, Any], None, None]:
     """Check ranges one after the other, yielding `check_range`'s result for each."""
     for lo, hi in spans:
-        yield check_range(conn, dialect, lo, hi)
+        yield check_range(conn, dialect, mac_keys, lo, hi)
 
 
 def prepare(conn: Any, dialect: str) -> None:
@@ -108,33 +117,41 @@ def _cursor(conn: Any, dialect: str) -> Any:
     return cursor
 
 
-def _check_rows(cursor: Any, lo: int, hi: int) -> dict[str, Any]:
-    sha256 = hashlib.sha256
+def _check_rows(cursor: Any, mac_keys: dict[str, bytes], lo: int, hi: int) -> dict[str, Any]:
+    sha256, digest = hashlib.sha256, hmac.digest
     first_prev: str | None = None
-    prev = ""
+    first_at: str | None = None
+    prev = prev_at = ""
     checked = 0
     try:
         while batch := cursor.fetchmany(BATCH):
             if first_prev is None:
                 first_prev = prev = batch[0][0][-64:].decode()
-            for body, stored in batch:  # the hot loop: keep it lean
-                if body[-64:].decode() != prev or sha256(body).hexdigest() != stored:
-                    checked += batch.index((body, stored))
-                    return _result(lo, hi, checked, first_prev, prev, "does not hold")
-                prev = stored
+                first_at = prev_at = batch[0][4]
+            for row in batch:  # the hot loop: keep it lean
+                body, stored, key_id, mac, at = row
+                if (body[-64:].decode() != prev or sha256(body).hexdigest() != stored
+                        or digest(mac_keys[key_id], stored.encode(), "sha256").hex() != mac
+                        or at < prev_at):
+                    checked += batch.index(row)
+                    return _result(lo, hi, checked, first_prev, prev, first_at, prev_at,
+                                   "does not hold")
+                prev, prev_at = stored, at
             checked += len(batch)
-    except (TypeError, ValueError, AttributeError):  # a NULL body, a tail that is not text
-        return _result(lo, hi, checked, first_prev, prev, "does not hold")
+    except (TypeError, ValueError, AttributeError, KeyError):
+        # a NULL body, a tail that is not text, an unknown key id
+        return _result(lo, hi, checked, first_prev, prev, first_at, prev_at, "does not hold")
     if checked != hi - lo + 1:
-        return _result(lo, hi, checked, first_prev, prev, f"holds {checked} events, not "
-                       f"{hi - lo + 1}")
-    return _result(lo, hi, checked, first_prev, prev, None)
+        return _result(lo, hi, checked, first_prev, prev, first_at, prev_at,
+                       f"holds {checked} events, not {hi - lo + 1}")
+    return _result(lo, hi, checked, first_prev, prev, first_at, prev_at, None)
 
 
 def _result(lo: int, hi: int, checked: int, first_prev: str | None, last_hash: str,
-            problem: str | None) -> dict[str, Any]:
+            first_at: str | None, last_at: str, problem: str | None) -> dict[str, Any]:
     return {"lo": lo, "hi": hi, "checked": checked, "first_prev": first_prev,
-            "last_hash": last_hash if checked else None,
+            "last_hash": last_hash if checked else None, "first_at": first_at,
+            "last_at": last_at if checked else None,
             "bad_seq": None if problem is None else lo + checked, "problem": problem}
 
 
@@ -167,8 +184,9 @@ def serve(stdin: Any, stdout: Any) -> int:
     try:
         spec = json.loads(stdin.readline())
         conn = connect(spec)
+        mac_keys = {k: bytes.fromhex(v) for k, v in spec["mac_keys"].items()}
         spans = (_span(line) for line in stdin)
-        for result in check_ranges(conn, spec["dialect"], spans):
+        for result in check_ranges(conn, spec["dialect"], mac_keys, spans):
             stdout.write(json.dumps(result) + "\n")
             stdout.flush()
         conn.close()

@@ -35,6 +35,8 @@ events_table = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
 )
 
 head_table = sa.Table(
@@ -42,7 +44,9 @@ head_table = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("at", sa.String(32), nullable=False, server_default=""),
 )
+"""The chain's last event: its number, hash and time (appenders lock this row)."""
 
 changes_table = sa.Table(
     "changes", metadata,
@@ -53,7 +57,12 @@ changes_table = sa.Table(
     sa.Column("opened_at", sa.String(32), nullable=False, index=True),
     sa.Column("updated_at", sa.String(32), nullable=False),
     sa.Column("record", sa.Text, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
 )
+"""A cache of each change's record, folded from its events. Each row carries a MAC over
+its record under the chain key, so an edit is refused on reading; the decisions before a
+production side effect fold the change's verified events again and never read this."""
 
 checkpoints_table = sa.Table(
     "chain_checkpoints", metadata,
@@ -100,6 +109,11 @@ def event_hash(seq: int, change_id: str, type_: str, at: str, actor: str, payloa
     """sha256 over the canonical encoding of one event and the hash before it."""
     body = SEP.join((str(seq), change_id, type_, at, actor, payload, prev_hash))
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def record_digest(record_json: str) -> str:
+    """What a cached record's MAC covers: sha256 of its JSON text."""
+    return hashlib.sha256(record_json.encode("utf-8")).hexdigest()
 
 
 def normalize_url(url: str) -> str:

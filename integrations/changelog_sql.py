@@ -22,6 +22,7 @@ that fails makes verification fail closed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,8 +43,9 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from domain.lifecycle import NOT_CHANGES, ChangeRecord, project
+from domain.lifecycle import NOT_CHANGES, ChangeRecord, fold, project
 from domain.models import IDENTIFIER, ChangeEvent
+from integrations.chain_keys import ChainKeyError, ChainKeys
 from integrations.chain_worker import check_ranges, prepare
 from integrations.changelog_schema import (
     GENESIS,
@@ -59,9 +61,27 @@ from integrations.changelog_schema import (
     metadata,
     normalize_url,
     parse_time,
+    record_digest,
     sqlite_engine,
 )
-from integrations.ports import ChangeLogUnavailable
+from integrations.ports import ChainBroken, ChangeLogUnavailable
+
+
+class RecordTampered(ChainBroken):
+    """A change's cached record or events do not hold: edited, replayed or forged.
+
+    Attributes:
+        change_id: the change whose record does not hold.
+    """
+
+    def __init__(self, change_id: str, problem: str) -> None:
+        super().__init__(f"{change_id}: {problem}")
+        self.change_id = change_id
+
+
+CLOCK_BEHIND = "clock_behind"
+"""Payload key of an event recorded when the clock was behind the chain's last event: the
+clock's time. The event carries its predecessor's time instead, so times never go back."""
 
 
 class RetentionError(Exception):
@@ -90,6 +110,8 @@ class Verification:
         head_hash: the hash of the last event checked; print it to detect a later rewrite.
         bad_seq: the first event that breaks the chain, when it does not hold.
         problem: what is wrong with that event.
+        mismatches: changes whose cached record does not hold against their events, each
+            named with what is wrong; any makes `ok` False.
     """
 
     ok: bool
@@ -98,6 +120,7 @@ class Verification:
     head_hash: str
     bad_seq: int | None = None
     problem: str | None = None
+    mismatches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,16 +149,18 @@ class ParallelVerify:
 class SqlChangeLog:
     """The change log on a SQL database. Safe to share between processes."""
 
-    def __init__(self, url: str, retention_years: int = 3,
+    def __init__(self, url: str, keys: ChainKeys, retention_years: int = 3,
                  parallel: ParallelVerify | None = None) -> None:
         """Connect and create the schema if needed.
 
         Args:
             url: a SQLAlchemy URL (`sqlite:///var/changeflow.db`, `postgresql://...`).
+            keys: the chain keys: the first MACs what is written, all verify.
             retention_years: how long events are kept (policy section 7: at least 3).
             parallel: how `verify` uses the machine's cores (default: `ParallelVerify()`).
         """
         url = normalize_url(url)
+        self.keys = keys
         self.retention_years = retention_years
         self.parallel = parallel or ParallelVerify()
         self.engine = (sqlite_engine(url) if url.startswith("sqlite")
@@ -191,29 +216,36 @@ class SqlChangeLog:
                                        f"{reason}") from exc
 
     def _append(self, prepared: list[tuple[NewEvent, str, str]]) -> list[ChangeEvent]:
+        key_id = self.keys.current.id
         with self._write() as conn:
-            seq, prev = self._lock_head(conn)
+            seq, prev, prev_at = self._lock_head(conn)
             records = self._load_records(conn, {e.change_id for e, _, _ in prepared})
             existing = set(records)
             rows, written = [], []
             for e, at_text, payload_text in prepared:
                 seq += 1
+                if at_text < prev_at:  # the clock is behind the chain: time never goes back
+                    e = NewEvent(e.change_id, e.type, e.actor,
+                                 {**e.payload, CLOCK_BEHIND: at_text}, parse_time(prev_at))
+                    at_text, payload_text = prev_at, canonical_payload(e.payload)
                 records[e.change_id] = project(records.get(e.change_id), e.change_id, e.type,
                                                e.payload, e.at, seq)
                 digest = event_hash(seq, e.change_id, e.type, at_text, e.actor,
                                     payload_text, prev)
+                mac = self.keys.mac(digest)
                 rows.append({"seq": seq, "change_id": e.change_id, "type": e.type,
                              "at": at_text, "actor": e.actor, "payload": payload_text,
-                             "prev_hash": prev, "hash": digest})
+                             "prev_hash": prev, "hash": digest, "key_id": key_id,
+                             "mac": mac})
                 written.append(ChangeEvent(seq=seq, change_id=e.change_id, type=e.type,
                                            at=parse_time(at_text), actor=e.actor,
                                            payload=e.payload, prev_hash=prev, hash=digest))
-                prev = digest
+                prev, prev_at = digest, at_text
             if rows:
                 conn.execute(events_table.insert(), rows)
                 self._save_records(conn, records, existing)
                 conn.execute(head_table.update().where(head_table.c.id == 1)
-                             .values(seq=seq, hash=prev))
+                             .values(seq=seq, hash=prev, at=prev_at))
         return written
 
     @staticmethod
@@ -229,33 +261,71 @@ class SqlChangeLog:
                 from None
         return e, format_time(e.at), payload_text
 
-    def _lock_head(self, conn: Connection) -> tuple[int, str]:
-        query = sa.select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)
+    def _lock_head(self, conn: Connection) -> tuple[int, str, str]:
+        query = sa.select(head_table.c.seq, head_table.c.hash, head_table.c.at).where(
+            head_table.c.id == 1)
         if self.dialect == "postgresql":
             query = query.with_for_update()
         row = conn.execute(query).one()
-        return int(row.seq), str(row.hash)
+        return int(row.seq), str(row.hash), str(row.at)
 
-    @staticmethod
-    def _load_records(conn: Connection, change_ids: set[str]) -> dict[str, ChangeRecord]:
+    def _load_records(self, conn: Connection, change_ids: set[str]) -> dict[str, ChangeRecord]:
+        """Cached records, each checked: its MAC, and that it is as of its change's last event.
+
+        Raises:
+            RecordTampered: a row was edited, or replaced by an older one of its change.
+        """
         found: dict[str, ChangeRecord] = {}
         ids = sorted(change_ids)
         for i in range(0, len(ids), 500):
-            query = sa.select(changes_table.c.record).where(
-                changes_table.c.change_id.in_(ids[i:i + 500]))
-            for text in conn.execute(query).scalars():
-                record = ChangeRecord.model_validate_json(text)
+            chunk = ids[i:i + 500]
+            rows = conn.execute(sa.select(changes_table.c.change_id, changes_table.c.record,
+                                          changes_table.c.key_id, changes_table.c.mac)
+                                .where(changes_table.c.change_id.in_(chunk))).all()
+            last = self._last_seqs(conn, chunk)
+            for row in rows:
+                record = self._checked_record(row, last)
                 found[record.change_id] = record
         return found
 
     @staticmethod
-    def _save_records(conn: Connection, records: dict[str, ChangeRecord],
+    def _last_seqs(conn: Connection, change_ids: list[str] | None) -> dict[str, int]:
+        """Each change's last event number (every change's when `change_ids` is None)."""
+        query = sa.select(events_table.c.change_id, sa.func.max(events_table.c.seq)) \
+            .group_by(events_table.c.change_id)
+        if change_ids is not None:
+            query = query.where(events_table.c.change_id.in_(change_ids))
+        return {str(cid): int(seq) for cid, seq in conn.execute(query)}
+
+    def _checked_record(self, row: Any, last: dict[str, int]) -> ChangeRecord:
+        """A cached record row, or raise `RecordTampered` naming what is wrong."""
+        cid = str(row.change_id)
+        try:
+            good = self.keys.mac(record_digest(row.record), row.key_id) == row.mac
+        except ChainKeyError:
+            good = False
+        if not good:
+            raise RecordTampered(cid, "its cached record's MAC does not hold: the changes "
+                                      "table was edited behind the log's back")
+        record = ChangeRecord.model_validate_json(row.record)
+        if record.change_id != cid or last.get(cid) != record.last_seq:
+            raise RecordTampered(cid, f"its cached record is as of event {record.last_seq} "
+                                      f"but its last event is {last.get(cid)}: the row was "
+                                      "replaced by another")
+        return record
+
+    def _save_records(self, conn: Connection, records: dict[str, ChangeRecord],
                       existing: set[str]) -> None:
-        rows = [{"id": r.change_id, "change_id": r.change_id,
-                 "category": r.category.value if r.category else None,
-                 "state": r.state, "outcome": r.outcome,
-                 "opened_at": format_time(r.opened_at), "updated_at": format_time(r.updated_at),
-                 "record": r.model_dump_json()} for r in records.values()]
+        key_id = self.keys.current.id
+        rows = []
+        for r in records.values():
+            text = r.model_dump_json()
+            rows.append({"id": r.change_id, "change_id": r.change_id,
+                         "category": r.category.value if r.category else None,
+                         "state": r.state, "outcome": r.outcome,
+                         "opened_at": format_time(r.opened_at),
+                         "updated_at": format_time(r.updated_at), "record": text,
+                         "key_id": key_id, "mac": self.keys.mac(record_digest(text))})
         updates = [r for r in rows if r["id"] in existing]
         inserts = [{k: v for k, v in r.items() if k != "id"} for r in rows
                    if r["id"] not in existing]
@@ -264,7 +334,7 @@ class SqlChangeLog:
                          .where(changes_table.c.change_id == sa.bindparam("id"))
                          .values({k: sa.bindparam(k) for k in
                                   ("category", "state", "outcome", "opened_at", "updated_at",
-                                   "record")}),
+                                   "record", "key_id", "mac")}),
                          [{k: v for k, v in r.items() if k != "change_id"} for r in updates])
         if inserts:
             conn.execute(changes_table.insert(), inserts)
@@ -308,12 +378,102 @@ class SqlChangeLog:
     # -- reading ---------------------------------------------------------------------
 
     def events(self, change_id: str) -> list[ChangeEvent]:
-        """A change's events in order."""
+        """A change's events in order, each checked against its hash and MAC.
+
+        Raises:
+            RecordTampered: an event's content, hash or MAC does not hold.
+        """
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(events_table)
                                 .where(events_table.c.change_id == change_id)
-                                .order_by(events_table.c.seq))
-            return [_to_event(r) for r in rows]
+                                .order_by(events_table.c.seq)).all()
+        for row in rows:
+            problem = self._event_problem(row)
+            if problem:
+                raise RecordTampered(change_id, f"event {row.seq} ({row.type}): {problem}")
+        return [_to_event(r) for r in rows]
+
+    def _event_problem(self, row: Any) -> str | None:
+        """What is wrong with one stored event on its own (not its place in the chain)."""
+        digest = event_hash(row.seq, row.change_id, row.type, row.at, row.actor, row.payload,
+                            row.prev_hash)
+        if digest != row.hash:
+            return "its content does not match its hash: the event was edited"
+        try:
+            mac = self.keys.mac(row.hash, row.key_id)
+        except ChainKeyError:
+            return f"it names chain key {row.key_id!r}, which is not one of the keys"
+        if mac != row.mac:
+            return ("its MAC does not hold under key "
+                    f"{row.key_id!r}: it was not written by changeflow")
+        return None
+
+    def check_change(self, change_id: str) -> list[str]:
+        """Whether a change's record holds: what the decisions before production rely on.
+
+        Each of its events must hold on its own (hash, MAC) and in its place (linked to the
+        events before and after it in the chain, not before its predecessor in time), and
+        the cached record must be the fold of those events.
+
+        Returns:
+            Problems, each naming the change and what is wrong; [] when the record holds.
+        """
+        try:
+            events = self.events(change_id)
+        except RecordTampered as exc:
+            return [str(exc)]
+        if not events:
+            return []
+        problems = self._links(change_id, events)
+        folded = fold(events)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(changes_table.c.change_id, changes_table.c.record,
+                                         changes_table.c.key_id, changes_table.c.mac)
+                               .where(changes_table.c.change_id == change_id)).first()
+            last = self._last_seqs(conn, [change_id])
+        try:
+            cached = self._checked_record(row, last) if row is not None else None
+        except RecordTampered as exc:
+            return [*problems, f"{exc}; its events say {_summary(folded)}"]
+        if cached != folded:
+            problems.append(f"{change_id}: its cached record says "
+                            f"{_summary(cached) if cached else 'nothing'} but its events say "
+                            f"{_summary(folded)}")
+        return problems
+
+    def _links(self, change_id: str, events: list[ChangeEvent]) -> list[str]:
+        """Problems with where a change's events sit: their neighbours in the chain."""
+        seqs = {e.seq for e in events}
+        wanted = sorted({s - 1 for s in seqs} | {s + 1 for s in seqs})
+        with self.engine.connect() as conn:
+            near = {int(r.seq): r for r in conn.execute(
+                sa.select(events_table.c.seq, events_table.c.hash, events_table.c.prev_hash,
+                          events_table.c.at).where(events_table.c.seq.in_(wanted)))}
+            start_seq, start_hash = self._checkpoint(conn)
+            head_seq = self._head(conn)[0]
+        problems = []
+        for e in events:
+            before = near.get(e.seq - 1)
+            if e.seq - 1 == start_seq:
+                linked = e.prev_hash == start_hash
+            else:
+                linked = before is not None and before.hash == e.prev_hash
+            if not linked:
+                problems.append(f"{change_id}: event {e.seq} ({e.type}) does not follow the "
+                                "event before it in the chain: events were removed or "
+                                "inserted there")
+            elif before is not None and format_time(e.at) < before.at:
+                problems.append(f"{change_id}: event {e.seq} ({e.type}) is dated before "
+                                "the event before it")
+            after = near.get(e.seq + 1)
+            if e.seq < head_seq and (after is None or after.prev_hash != e.hash):
+                problems.append(f"{change_id}: the event after event {e.seq} ({e.type}) "
+                                "does not follow it: events were removed there")
+        return problems
+
+    def _head(self, conn: Connection) -> tuple[int, str]:
+        row = conn.execute(sa.select(head_table.c.seq, head_table.c.hash)).one()
+        return int(row.seq), str(row.hash)
 
     def events_between(self, start: datetime, end: datetime) -> Iterator[ChangeEvent]:
         """Events with start <= at < end, in chain order, streamed."""
@@ -327,18 +487,27 @@ class SqlChangeLog:
                 yield _to_event(row)
 
     def record(self, change_id: str) -> ChangeRecord | None:
-        """A change's current record, or None."""
-        with self.engine.connect() as conn:
-            return self._load_records(conn, {change_id}).get(change_id)
+        """A change's current record, folded from its checked events; None if it has none.
+
+        Raises:
+            RecordTampered: one of its events does not hold.
+        """
+        events = self.events(change_id)
+        return fold(events) if events else None
 
     def changes(self, category: str | None = None,
                 emergency: bool | None = None) -> list[ChangeRecord]:
         """Current records, oldest first; `emergency` keeps emergencies apart (section 5).
 
         Records that are not changes (prohibited-practice findings, the audit's runs) are
-        left out.
+        left out. They come from the cache, each row checked (its MAC, and that it is as of
+        its change's last event).
+
+        Raises:
+            RecordTampered: a cached record was edited or replaced; the message names it.
         """
-        query = sa.select(changes_table.c.record).where(
+        query = sa.select(changes_table.c.change_id, changes_table.c.record,
+                          changes_table.c.key_id, changes_table.c.mac).where(
             changes_table.c.state.notin_(NOT_CHANGES)).order_by(changes_table.c.opened_at,
                                                                 changes_table.c.change_id)
         if category is not None:
@@ -349,13 +518,14 @@ class SqlChangeLog:
             query = query.where(sa.or_(changes_table.c.category.is_(None),
                                        changes_table.c.category != "emergency"))
         with self.engine.connect() as conn:
-            return [ChangeRecord.model_validate_json(t) for t in conn.execute(query).scalars()]
+            rows = conn.execute(query).all()
+            last = self._last_seqs(conn, None)
+        return [self._checked_record(row, last) for row in rows]
 
     def head(self) -> tuple[int, str]:
         """The last sequence number and hash of the chain."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(head_table.c.seq, head_table.c.hash)).one()
-            return int(row.seq), str(row.hash)
+            return self._head(conn)
 
     def count(self) -> int:
         """How many events the log holds."""
@@ -370,15 +540,60 @@ class SqlChangeLog:
                            .order_by(checkpoints_table.c.id.desc()).limit(1)).first()
         return (int(row.seq), str(row.hash)) if row else (0, GENESIS)
 
-    def verify(self) -> Verification:
-        """Recompute the whole chain from its start or last checkpoint; name the first break.
+    def verify(self, fold_changes: bool = False) -> Verification:
+        """Check the whole log: the chain from its start or last checkpoint, and the cache.
 
         The chain is checked range by range, on every core for a large log (see
-        `ParallelVerify`); when a range does not hold, one pass over the chain names the
-        first bad event, so the result is the same whichever way the chain was checked. A
-        worker process that fails (cannot connect, crashes, times out) makes the result not
-        ok, with a problem that says the chain could not be verified.
+        `ParallelVerify`): each event's hash, MAC and time; when a range does not hold, one
+        pass over the chain names the first bad event, so the result is the same whichever
+        way the chain was checked. A worker process that fails (cannot connect, crashes,
+        times out) makes the result not ok, with a problem that says the chain could not be
+        verified. Then every cached change record is checked (its MAC, and that it is as of
+        its change's last event), and with `fold_changes` also folded again from its events
+        and compared; each record that does not hold is named in `mismatches`.
         """
+        result = self._verify_chain()
+        mismatches = self._check_cache(fold_changes)
+        if not mismatches:
+            return result
+        return dataclasses.replace(result, ok=False, mismatches=tuple(mismatches))
+
+    def _check_cache(self, fold_changes: bool) -> list[str]:
+        """Every cached record that does not hold, named with what is wrong."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(changes_table.c.change_id, changes_table.c.record,
+                                          changes_table.c.key_id, changes_table.c.mac)
+                                .order_by(changes_table.c.change_id)).all()
+            last = self._last_seqs(conn, None)
+        problems, cached = [], {}
+        for row in rows:
+            try:
+                cached[str(row.change_id)] = self._checked_record(row, last)
+            except RecordTampered as exc:
+                problems.append(str(exc))
+        missing = sorted(set(last) - {str(r.change_id) for r in rows})
+        problems += [f"{cid}: it has events but no cached record" for cid in missing]
+        if fold_changes:
+            for cid, folded in self._fold_all():
+                if cid in cached and cached[cid] != folded:
+                    problems.append(f"{cid}: its cached record says {_summary(cached[cid])} "
+                                    f"but its events say {_summary(folded)}")
+        return problems
+
+    def _fold_all(self) -> Iterator[tuple[str, ChangeRecord]]:
+        """Every change's record folded from its events (streamed in chain order)."""
+        records: dict[str, ChangeRecord] = {}
+        query = sa.select(events_table).order_by(events_table.c.seq)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+            for row in result:
+                records[row.change_id] = project(records.get(row.change_id), row.change_id,
+                                                 row.type, json.loads(row.payload),
+                                                 parse_time(row.at), row.seq)
+        yield from records.items()
+
+    def _verify_chain(self) -> Verification:
+        """The chain's check (see `verify`)."""
         conn = self.engine.connect()
         if self.dialect == "postgresql":  # one snapshot for the head and the events
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -406,13 +621,14 @@ class SqlChangeLog:
         dbapi = conn.connection.driver_connection
         prepare(dbapi, self.dialect)  # for the diagnosis pass too
         results: list[dict[str, Any]] = []
+        mac_keys = {k: bytes.fromhex(v) for k, v in self.keys.mac_keys().items()}
         if processes == 1:
-            _check_here(dbapi, self.dialect, ranges, results)
+            _check_here(dbapi, self.dialect, mac_keys, ranges, results)
             return results, None
         workers = _Workers(self._worker_spec(conn), processes - 1, ranges,
                            p.worker_timeout_s)
         try:
-            _check_here(dbapi, self.dialect, ranges, results)
+            _check_here(dbapi, self.dialect, mac_keys, ranges, results)
         except BaseException:
             workers.kill()
             workers.finish(results)
@@ -442,14 +658,16 @@ class SqlChangeLog:
 
     def _worker_spec(self, conn: Connection) -> dict[str, Any]:
         """What a worker needs to read the events in this snapshot; holds the password."""
+        mac_keys = self.keys.mac_keys()
         if self.dialect == "sqlite":
             path = os.path.abspath(self.engine.url.database or "")
-            return {"dialect": "sqlite",
+            return {"dialect": "sqlite", "mac_keys": mac_keys,
                     "database": f"file:{urllib.parse.quote(path)}?mode=ro"}
         _, params = self.engine.dialect.create_connect_args(self.engine.url)
         connect = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool)}
         snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
-        return {"dialect": "postgresql", "connect": connect, "snapshot": snapshot}
+        return {"dialect": "postgresql", "connect": connect, "snapshot": snapshot,
+                "mac_keys": mac_keys}
 
     @staticmethod
     def _nothing_outside(conn: Connection, start_seq: int, head_seq: int) -> bool:
@@ -467,15 +685,24 @@ class SqlChangeLog:
         sha256 = hashlib.sha256
         expected = start_seq + 1
         checked = 0
+        prev_at = ""
         for batch in self._raw_rows(conn):
-            for seq, cid, typ, at, actor, payload, prev_hash, stored in batch:
+            for seq, cid, typ, at, actor, payload, prev_hash, stored, key_id, mac in batch:
                 body = SEP.join((str(seq), cid, typ, at, actor, payload, prev_hash))
+                problem = None
                 if (seq != expected or seq > head_seq or prev_hash != prev
                         or sha256(body.encode("utf-8")).hexdigest() != stored):
                     bad, problem = _diagnose(seq, expected, head_seq, prev_hash, prev)
+                elif at < prev_at:
+                    bad, problem = seq, (f"it is dated {at}, before the event before it "
+                                         f"({prev_at}): times in the log may not go back")
+                else:
+                    bad = seq
+                    problem = self._mac_problem(stored, key_id, mac)
+                if problem is not None:
                     return Verification(False, checked, expected - 1, prev, bad,
                                         f"event {bad} ({cid}, {typ}): {problem}")
-                prev = stored
+                prev, prev_at = stored, at
                 expected += 1
                 checked += 1
         last = expected - 1
@@ -487,6 +714,15 @@ class SqlChangeLog:
                                 "deleted")
         return Verification(True, checked, last, prev)
 
+    def _mac_problem(self, event_hash_: str, key_id: str, mac: str) -> str | None:
+        try:
+            good = self.keys.mac(event_hash_, key_id) == mac
+        except ChainKeyError:
+            return (f"it names chain key {key_id!r}, which is not one of the keys: it was "
+                    "not written by changeflow")
+        return None if good else (f"its MAC does not hold under key {key_id!r}: it was "
+                                  "not written by changeflow (forged, or its hash recomputed)")
+
     def _raw_rows(self, conn: Connection) -> Iterator[list[tuple[Any, ...]]]:
         """Every event as a plain tuple, in chain order, in batches, inside `conn`'s snapshot.
 
@@ -495,8 +731,8 @@ class SqlChangeLog:
         """
         dbapi = conn.connection.driver_connection
         assert dbapi is not None
-        query = ("SELECT seq, change_id, type, at, actor, payload, prev_hash, hash "
-                 "FROM change_events ORDER BY seq")
+        query = ("SELECT seq, change_id, type, at, actor, payload, prev_hash, hash, key_id, "
+                 "mac FROM change_events ORDER BY seq")
         cursor = (dbapi.cursor(name="changeflow_verify") if self.dialect == "postgresql"
                   else dbapi.cursor())
         try:
@@ -509,8 +745,9 @@ class SqlChangeLog:
     def purge(self, cutoff: datetime, now: datetime, actor: str) -> int:
         """Delete events older than `cutoff`, recording a checkpoint to verify from.
 
-        Only a prefix of the chain is removed (up to the first event at or after
-        `cutoff`), so what remains is still one chain.
+        Only a prefix of the chain is removed, up to the first event of a change that has
+        an event at or after `cutoff`: what remains is still one chain, and every change in
+        it is whole.
 
         Raises:
             RetentionError: `cutoff` is inside the retention period.
@@ -526,8 +763,12 @@ class SqlChangeLog:
         cutoff_text = format_time(cutoff)
         with self._write() as conn:
             self._lock_head(conn)
-            first_kept = conn.execute(sa.select(sa.func.min(events_table.c.seq))
-                                      .where(events_table.c.at >= cutoff_text)).scalar()
+            # A change that goes on past the cutoff is kept whole, so that its record
+            # still folds from its events: the cut is before its first event.
+            going_on = sa.select(events_table.c.change_id).where(
+                events_table.c.at >= cutoff_text)
+            first_kept = conn.execute(sa.select(sa.func.min(events_table.c.seq)).where(
+                events_table.c.change_id.in_(going_on))).scalar()
             query = sa.select(events_table.c.seq, events_table.c.hash)
             if first_kept is not None:
                 query = query.where(events_table.c.seq < first_kept)
@@ -545,10 +786,10 @@ class SqlChangeLog:
         return int(deleted)
 
 
-def _check_here(dbapi: Any, dialect: str, ranges: _Ranges,
+def _check_here(dbapi: Any, dialect: str, mac_keys: dict[str, bytes], ranges: _Ranges,
                 results: list[dict[str, Any]]) -> None:
     """Check ranges in this process until none is left or one does not hold."""
-    with closing(check_ranges(dbapi, dialect, iter(ranges.take, None))) as checked:
+    with closing(check_ranges(dbapi, dialect, mac_keys, iter(ranges.take, None))) as checked:
         for result in checked:
             results.append(result)
             if result["problem"] is not None:
@@ -559,11 +800,12 @@ def _check_here(dbapi: Any, dialect: str, ranges: _Ranges,
 def _joined(results: list[dict[str, Any]], start_seq: int,
             start_hash: str) -> tuple[int, str]:
     """The last event and hash reached through ranges that hold and join, from the start."""
-    last, prev = start_seq, start_hash
+    last, prev, prev_at = start_seq, start_hash, ""
     for r in sorted(results, key=lambda r: int(r["lo"])):
-        if r["lo"] != last + 1 or r["problem"] is not None or r["first_prev"] != prev:
+        if (r["lo"] != last + 1 or r["problem"] is not None or r["first_prev"] != prev
+                or str(r["first_at"]) < prev_at):
             break
-        last, prev = int(r["hi"]), str(r["last_hash"])
+        last, prev, prev_at = int(r["hi"]), str(r["last_hash"]), str(r["last_at"])
     return last, prev
 
 
@@ -752,7 +994,7 @@ class _LineReader:
         return answer
 
 
-_ANSWER = {"lo", "hi", "checked", "first_prev", "last_hash", "problem"}
+_ANSWER = {"lo", "hi", "checked", "first_prev", "last_hash", "first_at", "last_at", "problem"}
 
 
 def _ending(proc: subprocess.Popen[bytes], kill: bool) -> str:
@@ -791,3 +1033,9 @@ def _to_event(row: Any) -> ChangeEvent:
     return ChangeEvent(seq=row.seq, change_id=row.change_id, type=row.type,
                        at=parse_time(row.at), actor=row.actor, payload=json.loads(row.payload),
                        prev_hash=row.prev_hash, hash=row.hash)
+
+
+def _summary(record: ChangeRecord) -> str:
+    return (f"state {record.state}, outcome {record.outcome or '-'}, category "
+            f"{record.category.value if record.category else '-'}, approvers "
+            f"{', '.join(record.approvers) or '-'}")

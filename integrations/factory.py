@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from config.jira import JiraMapping
 from config.loader import Config, ConfigError, Problem, load_config
 from config.settings import Settings
+from integrations.chain_keys import ChainKeyError, ChainKeys, ensure_key_file, read_key_file
 from integrations.changelog_schema import normalize_url
 from integrations.changelog_sql import SqlChangeLog
 from integrations.commands import SubprocessRunner
@@ -84,9 +85,37 @@ def change_log_url(settings: Settings) -> str:
     return url
 
 
+def chain_keys(settings: Settings) -> ChainKeys:
+    """The change log's keys: `CHANGEFLOW_CHAIN_KEY`, its Secret block, or a key file.
+
+    With none of them and a SQLite change log, the key file is `var/chain.key`, made on
+    first use: the embedded default, where the key sits beside the database (see the
+    README on what that does and does not protect).
+
+    Raises:
+        ConfigError: no key is set for a server database, or a key is malformed.
+    """
+    try:
+        if settings.chain_key is not None or settings.chain_key_block:
+            secret = secret_setting(settings.chain_key, settings.chain_key_block, "CHAIN_KEY")
+            source = ("CHANGEFLOW_CHAIN_KEY" if settings.chain_key is not None
+                      else f"Secret block {settings.chain_key_block!r}")
+            return ChainKeys.parse(secret.get_secret_value(), source)
+        if settings.chain_key_file is not None:
+            return read_key_file(settings.chain_key_file)
+        if settings.resolved_database_url.startswith("sqlite"):
+            return ensure_key_file(settings.var_dir / "chain.key")
+    except ChainKeyError as exc:
+        raise ConfigError([Problem("settings", "CHANGEFLOW_CHAIN_KEY", str(exc))]) from None
+    raise ConfigError([Problem("settings", "CHANGEFLOW_CHAIN_KEY", "not set: a change log on a "
+                               "server needs its key from CHANGEFLOW_CHAIN_KEY, "
+                               "CHANGEFLOW_CHAIN_KEY_BLOCK or CHANGEFLOW_CHAIN_KEY_FILE, kept "
+                               "where the database's users cannot read it")])
+
+
 def open_change_log(settings: Settings, config: Config) -> SqlChangeLog:
-    """The change log the settings point at, with the policy's retention."""
-    return SqlChangeLog(change_log_url(settings),
+    """The change log the settings point at, with its keys and the policy's retention."""
+    return SqlChangeLog(change_log_url(settings), keys=chain_keys(settings),
                         retention_years=config.policy.change_log.retention_years)
 
 

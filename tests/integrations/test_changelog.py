@@ -14,14 +14,18 @@ import sqlalchemy as sa
 
 from domain.lifecycle import IllegalTransition
 from integrations import changelog_sql
+from integrations.chain_keys import ChainKeys
 from integrations.changelog_schema import event_hash
 from integrations.changelog_sql import (
+    CLOCK_BEHIND,
     NewEvent,
     ParallelVerify,
+    RecordTampered,
     RetentionError,
     SqlChangeLog,
     Verification,
 )
+from tests.support.keys import OTHER_KEYS, TEST_KEYS
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +49,7 @@ WORKERS = ParallelVerify(min_events=1, processes=2, range_events=2, min_range_ev
 
 @pytest.fixture
 def log(database_url: str):
-    log = SqlChangeLog(database_url)
+    log = SqlChangeLog(database_url, keys=TEST_KEYS)
     yield log
     log.close()
 
@@ -53,7 +57,7 @@ def log(database_url: str):
 @pytest.fixture
 def workers_log(database_url: str):
     """The same database, verified with a worker process."""
-    log = SqlChangeLog(database_url, parallel=WORKERS)
+    log = SqlChangeLog(database_url, keys=TEST_KEYS, parallel=WORKERS)
     yield log
     log.close()
 
@@ -65,8 +69,11 @@ def verified(log: SqlChangeLog, workers_log: SqlChangeLog) -> Verification:
     return result
 
 
-def rechain(log: SqlChangeLog, first: int, prev: str) -> None:
-    """Rewrite events `first`.. and the head as a chain that holds from `prev`."""
+def rechain(log: SqlChangeLog, first: int, prev: str, keys: ChainKeys | None = None) -> None:
+    """Rewrite events `first`.. and the head as a chain that holds from `prev`.
+
+    Without `keys` the MACs are left as they were: what someone without the key can do.
+    """
     with log.engine.connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT seq, change_id, type, at, actor, payload FROM change_events "
@@ -74,8 +81,9 @@ def rechain(log: SqlChangeLog, first: int, prev: str) -> None:
     statements = []
     for seq, cid, typ, at, actor, payload in rows:
         digest = event_hash(seq, cid, typ, at, actor, payload, prev)
-        statements.append(f"UPDATE change_events SET prev_hash = '{prev}', hash = '{digest}' "
-                          f"WHERE seq = {seq}")
+        mac = f", mac = '{keys.mac(digest)}'" if keys else ""
+        statements.append(f"UPDATE change_events SET prev_hash = '{prev}', hash = '{digest}'"
+                          f"{mac} WHERE seq = {seq}")
         prev = digest
     tamper(log, *statements, f"UPDATE chain_head SET hash = '{prev}'")
 
@@ -158,8 +166,9 @@ APPENDER = textwrap.dedent("""
     import sys
     from datetime import UTC, datetime
     from integrations.changelog_sql import NewEvent, SqlChangeLog
+    from tests.support.keys import OTHER_KEYS, TEST_KEYS
     url, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    log = SqlChangeLog(url)
+    log = SqlChangeLog(url, keys=TEST_KEYS)
     now = datetime.now(UTC)
     for i in range(rounds):
         cid = f"{name}-{i}"
@@ -196,9 +205,9 @@ def test_two_processes_appending_at_once_keep_one_chain(log: SqlChangeLog,
     (["UPDATE change_events SET seq = -seq WHERE seq IN (4, 5)",
       "UPDATE change_events SET seq = 5 WHERE seq = -4",
       "UPDATE change_events SET seq = 4 WHERE seq = -5"], 4, "reordered"),
-    (["INSERT INTO change_events (seq, change_id, type, at, actor, payload, prev_hash, hash) "
-      "VALUES (10, 'CHG-1', 'note', '2026-11-26T09:00:00.000000Z', 'mallory', '{}', "
-      "'forged-prev', 'forged-hash')"], 10, "behind the log's back"),
+    (["INSERT INTO change_events (seq, change_id, type, at, actor, payload, prev_hash, hash, "
+      "key_id, mac) VALUES (10, 'CHG-1', 'note', '2026-11-26T09:00:00.000000Z', 'mallory', "
+      "'{}', 'forged-prev', 'forged-hash', 'test-1', 'forged-mac')"], 10, "behind the log's back"),
 ])
 def test_verify_names_the_first_tampered_event(log: SqlChangeLog, workers_log: SqlChangeLog,
                                                statements: list[str], bad_seq: int,
@@ -229,9 +238,9 @@ def test_inserted_event_in_the_middle_is_caught(log: SqlChangeLog,
     tamper(log,
            "UPDATE change_events SET seq = seq + 100 WHERE seq >= 4",
            "UPDATE change_events SET seq = seq - 99 WHERE seq >= 104",
-           "INSERT INTO change_events (seq, change_id, type, at, actor, payload, prev_hash, hash)"
-           " VALUES (4, 'CHG-2', 'note', '2026-11-26T09:00:00.000000Z', 'mallory', '{}',"
-           " 'forged-prev', 'forged-hash')",
+           "INSERT INTO change_events (seq, change_id, type, at, actor, payload, prev_hash, hash,"
+           " key_id, mac) VALUES (4, 'CHG-2', 'note', '2026-11-26T09:00:00.000000Z', 'mallory',"
+           " '{}', 'forged-prev', 'forged-hash', 'test-1', 'forged-mac')",
            "UPDATE chain_head SET seq = 10")
     result = verified(log, workers_log)
     assert (result.ok, result.bad_seq) == (False, 4)
@@ -244,12 +253,12 @@ def test_verify_hands_ranges_to_a_worker_process(log: SqlChangeLog,
     here: list[tuple[int, int]] = []
     check_ranges = changelog_sql.check_ranges
 
-    def spy(conn, dialect, spans):
+    def spy(conn, dialect, mac_keys, spans):
         def recorded():
             for span in spans:
                 here.append(span)
                 yield span
-        return check_ranges(conn, dialect, recorded())
+        return check_ranges(conn, dialect, mac_keys, recorded())
 
     monkeypatch.setattr(changelog_sql, "check_ranges", spy)
     assert workers_log.verify() == Verification(True, 9, 9, log.head()[1])
@@ -289,7 +298,7 @@ def test_a_worker_that_cannot_connect_fails_verification_closed(
 def test_the_database_password_never_reaches_argv_or_the_problem(
         postgres, monkeypatch: pytest.MonkeyPatch) -> None:
     url = postgres.create_database().replace("postgres@", "postgres:pw-s3cret@")
-    log = SqlChangeLog(url, parallel=WORKERS)  # the test server trusts local connections
+    log = SqlChangeLog(url, keys=TEST_KEYS, parallel=WORKERS)  # the server trusts local ones
     seeded(log)
     argv: list[list[str]] = []
     popen = changelog_sql.subprocess.Popen
@@ -319,7 +328,7 @@ def test_a_worker_that_dies_or_hangs_fails_verification_closed(
         timeout_s: float, words: str) -> None:
     seeded(log)
     monkeypatch.setattr(changelog_sql, "WORKER_COMMAND", [sys.executable, "-c", command])
-    slow = SqlChangeLog(database_url, parallel=ParallelVerify(
+    slow = SqlChangeLog(database_url, keys=TEST_KEYS, parallel=ParallelVerify(
         min_events=1, processes=2, range_events=2, min_range_events=2,
         worker_timeout_s=timeout_s))
     result = slow.verify()
@@ -355,20 +364,24 @@ def test_purge_keeps_a_chain_that_verifies_from_its_checkpoint(
     log.append_many(older_than_cutoff + recent)
     now = datetime.now(UTC)
     purged = log.purge(cutoff=now - timedelta(days=4 * 365), now=now, actor="ops")
-    assert purged == 3
-    assert log.count() == 3
+    # CHG-2 goes on past the cutoff: it is kept whole, so its record still folds
+    assert purged == 2
+    assert log.count() == 4
     result = verified(log, workers_log)
-    assert (result.ok, result.checked, result.head_seq) == (True, 3, 6)
+    assert (result.ok, result.checked, result.head_seq) == (True, 4, 6)
     assert log.record("CHG-1") is None  # every event of CHG-1 is gone
-    assert log.record("CHG-2") is not None
+    chg2 = log.record("CHG-2")
+    assert chg2 is not None and chg2.state == "submitted"
+    assert log.check_change("CHG-2") == [] and log.check_change("CHG-3") == []
     # The checkpoint still catches an event put back before it...
     tamper(log, "INSERT INTO change_events (seq, change_id, type, at, actor, payload, "
-                "prev_hash, hash) VALUES (2, 'CHG-1', 'note', '2020-01-01T00:00:00.000000Z', "
-                "'mallory', '{}', 'forged-prev', 'forged-hash')")
-    assert verified(log, workers_log).bad_seq == 4
+                "prev_hash, hash, key_id, mac) VALUES (2, 'CHG-1', 'note', "
+                "'2020-01-01T00:00:00.000000Z', 'mallory', '{}', 'forged-prev', 'forged-hash', "
+                "'test-1', 'forged-mac')")
+    assert not verified(log, workers_log).ok
     # ...and tampering with the first remaining event.
-    tamper(log, "DELETE FROM change_events WHERE seq IN (2, 4)")
-    assert verified(log, workers_log).bad_seq == 4
+    tamper(log, "DELETE FROM change_events WHERE seq IN (2, 3)")
+    assert verified(log, workers_log).bad_seq == 3
 
 
 CRASH_MID_APPEND = textwrap.dedent("""
@@ -376,10 +389,11 @@ CRASH_MID_APPEND = textwrap.dedent("""
     from datetime import UTC, datetime
     from integrations import changelog_sql
     from integrations.changelog_sql import NewEvent, SqlChangeLog
+    from tests.support.keys import OTHER_KEYS, TEST_KEYS
     def crash(*args, **kwargs):
         os.kill(os.getpid(), 9)   # the events are inserted, the transaction is not committed
     changelog_sql.SqlChangeLog._save_records = staticmethod(crash)
-    log = SqlChangeLog(sys.argv[1])
+    log = SqlChangeLog(sys.argv[1], keys=TEST_KEYS)
     now = datetime.now(UTC)
     log.append_many([NewEvent("CHG-9", "change_submitted", "alice", {}, now),
                      NewEvent("CHG-9", "note", "alice", {}, now)])
@@ -404,7 +418,8 @@ CRASH_AFTER_INTENT = textwrap.dedent("""
     import os, sys
     from datetime import UTC, datetime
     from integrations.changelog_sql import SqlChangeLog
-    log = SqlChangeLog(sys.argv[1])
+    from tests.support.keys import OTHER_KEYS, TEST_KEYS
+    log = SqlChangeLog(sys.argv[1], keys=TEST_KEYS)
     log.record_intent("CHG-1", "deploy", "alice", {"version": "1.0.0"}, datetime.now(UTC))
     os.kill(os.getpid(), 9)   # the deploy would have run here
 """)
@@ -436,10 +451,92 @@ def test_queries_keep_emergencies_apart(log: SqlChangeLog) -> None:
 
 
 def test_schema_creation_is_idempotent(database_url: str) -> None:
-    first = SqlChangeLog(database_url)
+    first = SqlChangeLog(database_url, keys=TEST_KEYS)
     first.append("CHG-1", "change_submitted", "alice", {}, NOW)
-    second = SqlChangeLog(database_url)
+    second = SqlChangeLog(database_url, keys=TEST_KEYS)
     assert second.verify().ok and second.count() == 1
     first.close()
     second.close()
 
+
+
+def test_an_event_forged_through_the_adapter_without_the_key_is_named(
+        log: SqlChangeLog, workers_log: SqlChangeLog, database_url: str) -> None:
+    seeded(log)
+    forger = SqlChangeLog(database_url, keys=OTHER_KEYS)  # write access, not the key
+    with pytest.raises(RecordTampered, match="CHG-1: its cached record's MAC does not hold"):
+        forger.append("CHG-1", "approval_recorded", "mallory", {"role": "engineering_lead",
+                      "person_id": "erin", "decision": "approve"}, NOW)
+    forger.append_many([submitted("CHG-9"), NewEvent(
+        "CHG-9", "approval_recorded", "mallory",
+        {"role": "engineering_lead", "person_id": "erin", "decision": "approve"}, NOW)])
+    forger.close()
+    result = verified(log, workers_log)
+    assert (result.ok, result.bad_seq) == (False, 10)
+    assert result.problem is not None and "MAC does not hold" in result.problem
+    with pytest.raises(RecordTampered, match=r"CHG-9: event 10 \(change_submitted\)"):
+        log.record("CHG-9")
+    assert any("event 10" in p for p in log.check_change("CHG-9"))
+
+
+def test_a_rewrite_with_recomputed_hashes_is_named_at_its_first_event(
+        log: SqlChangeLog, workers_log: SqlChangeLog) -> None:
+    seeded(log)
+    with log.engine.connect() as conn:
+        prev = conn.exec_driver_sql("SELECT hash FROM change_events WHERE seq = 4").scalar_one()
+    tamper(log, "UPDATE change_events SET payload = '{\"i\":7}' WHERE seq = 5")
+    rechain(log, 5, prev)  # every hash after the edit recomputed: the chain holds as sha256
+    result = verified(log, workers_log)
+    assert (result.ok, result.bad_seq) == (False, 5)
+    assert result.problem is not None and "MAC does not hold" in result.problem
+
+
+def test_the_clock_going_back_never_dates_an_event_before_its_predecessor(
+        log: SqlChangeLog) -> None:
+    log.append_many([submitted("CHG-1")])
+    late = log.append("CHG-1", "note", "alice", {"i": 1}, NOW - timedelta(hours=2))
+    assert late.at == NOW
+    assert late.payload[CLOCK_BEHIND] == "2026-11-26T07:00:00.000000Z"
+    assert log.verify().ok
+
+
+def test_verify_names_an_event_dated_before_its_predecessor(
+        log: SqlChangeLog, workers_log: SqlChangeLog) -> None:
+    seeded(log)
+    with log.engine.connect() as conn:
+        prev = conn.exec_driver_sql("SELECT hash FROM change_events WHERE seq = 5").scalar_one()
+    # Even the key's holder cannot date an event before the one before it.
+    tamper(log, "UPDATE change_events SET at = '2026-11-26T08:00:00.000000Z' WHERE seq = 6")
+    rechain(log, 6, prev, keys=TEST_KEYS)
+    result = verified(log, workers_log)
+    assert (result.ok, result.bad_seq) == (False, 6)
+    assert result.problem is not None and "before the event before it" in result.problem
+
+
+def test_an_edited_projection_is_refused_and_named(log: SqlChangeLog,
+                                                   workers_log: SqlChangeLog) -> None:
+    seeded(log)
+    tamper(log, "UPDATE changes SET state = 'ready', record = replace(record, "
+                "'\"state\":\"submitted\"', '\"state\":\"ready\"') WHERE change_id = 'CHG-2'")
+    record = log.record("CHG-2")  # decisions fold the events: the edit changes nothing
+    assert record is not None and record.state == "submitted"
+    with pytest.raises(RecordTampered, match="CHG-2: its cached record's MAC does not hold"):
+        log.changes()
+    (problem,) = log.check_change("CHG-2")
+    assert "CHG-2" in problem and "its events say state submitted" in problem
+    result = verified(log, workers_log)
+    assert not result.ok and result.bad_seq is None
+    assert len(result.mismatches) == 1 and result.mismatches[0].startswith("CHG-2: ")
+
+
+def test_a_projection_replaced_by_an_older_row_of_its_change_is_named(
+        log: SqlChangeLog) -> None:
+    seeded(log, changes=1, notes=0)
+    with log.engine.connect() as conn:
+        old = conn.exec_driver_sql("SELECT record, mac FROM changes").one()
+    log.append("CHG-1", "change_cancelled", "alice", {}, NOW)
+    tamper(log, f"UPDATE changes SET record = '{old.record}', mac = '{old.mac}', "
+                "state = 'submitted'")
+    (problem,) = log.check_change("CHG-1")
+    assert "as of event 1 but its last event is 2" in problem
+    assert log.verify(fold_changes=True).mismatches

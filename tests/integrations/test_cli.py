@@ -16,6 +16,7 @@ import pytest
 from config.settings import PROJECT_ROOT
 from domain.models import Category
 from integrations.changelog_sql import SqlChangeLog
+from tests.support.keys import TEST_KEYS
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 CHANGEFLOW = Path(sys.executable).with_name("changeflow")
@@ -100,7 +101,7 @@ def test_prepare_server_needs_a_server_to_prepare(workspace: dict[str, str]) -> 
 
 
 def _seed(url: str) -> SqlChangeLog:
-    log = SqlChangeLog(url)
+    log = SqlChangeLog(url, keys=TEST_KEYS)
     log.append("CHG-1", "change_submitted", "alice",
                {"summary": "Paginate orders", "category": "normal", "author": "alice"}, NOW)
     log.append("CHG-1", "note", "alice", {"text": "hello"}, NOW)

@@ -18,6 +18,7 @@ from integrations.changelog_frames import change_events, change_records
 from integrations.changelog_sql import SqlChangeLog
 from reporting.model import Quarter, QuarterlyReport
 from reporting.quarterly import build_report
+from tests.support.keys import TEST_KEYS
 
 BERLIN = ZoneInfo("Europe/Berlin")
 Q4 = Quarter(2026, 4)
@@ -94,7 +95,7 @@ class History:
 
 @pytest.fixture
 def report(tmp_path: Path) -> Iterator[QuarterlyReport]:
-    log = SqlChangeLog(f"sqlite:///{tmp_path / 'log.db'}")
+    log = SqlChangeLog(f"sqlite:///{tmp_path / 'log.db'}", keys=TEST_KEYS)
     # Deployed in the quarter before: out of scope.
     History(log, "CHG-0", "normal", berlin(9, 1, 10)).approve("engineering_lead", "erin") \
         .approve("qa", "quinn", "staging-sign-off").add("approval_granted").gates() \
@@ -257,7 +258,7 @@ def test_findings_are_empty_and_say_why(report: QuarterlyReport) -> None:
 
 
 def test_a_quarter_without_changes_is_a_report_saying_so(tmp_path: Path) -> None:
-    log = SqlChangeLog(f"sqlite:///{tmp_path / 'log.db'}")
+    log = SqlChangeLog(f"sqlite:///{tmp_path / 'log.db'}", keys=TEST_KEYS)
     start, end = Q4.bounds(BERLIN)
     empty = build_report(Q4, change_records(log, start, end), change_events(log, start, end),
                          CONFIG.policy, CONFIG.roster, {"ok": True, "checked": 0, "head_seq": 0,
