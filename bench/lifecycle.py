@@ -66,6 +66,7 @@ from config.loader import load_config
 from config.settings import PROJECT_ROOT, Settings
 from domain.models import CheckResult, CommandResult, Notice
 from domain.services import HttpCheck
+from integrations.chain_keys import ensure_key_file, read_key_file
 from integrations.factory import Adapters, installed, open_change_log
 from integrations.local_tickets import LocalChangeTickets
 from integrations.outbox import OutboxNotifier
@@ -329,7 +330,9 @@ def instant_adapters(root: Path, database_url: str | None = None,
                         database_url=database_url or f"sqlite:///{root / 'var' / 'changeflow.db'}",
                         database_password=None,
                         tickets_dir=root / "tickets", outbox_path=root / "var" / "outbox.jsonl",
-                        approval_poll_seconds=poll_seconds, approval_timeout_hours=timeout_hours)
+                        approval_poll_seconds=poll_seconds, approval_timeout_hours=timeout_hours,
+                        chain_key_file=root / "var" / "chain.key")
+    ensure_key_file(root / "var" / "chain.key")
     config = load_config(settings.config_dir)
     return Adapters(config=config, change_log=open_change_log(settings, config),
                     tickets=LocalChangeTickets(settings.resolved_tickets_dir),
@@ -669,7 +672,6 @@ def waiting_for_approval(count: int = 50, timeout: float = 180,
 
 
 def _approval_requests(root: Path) -> int:
-    from integrations.chain_keys import read_key_file
     from integrations.changelog_sql import SqlChangeLog
 
     log = SqlChangeLog(f"sqlite:///{root / 'var' / 'changeflow.db'}",

@@ -21,6 +21,7 @@ import yaml
 from changeflow.sample_service import SampleService, deploy, start_sample_service
 from config.jira import JiraMapping
 from config.settings import PROJECT_ROOT, Settings
+from integrations.chain_keys import ensure_key_file
 from integrations.factory import Adapters, build, installed
 
 SAMPLE_PORT = 18765
@@ -74,6 +75,9 @@ def embedded_stack(root: Path, port: int = SAMPLE_PORT, broken: tuple[str, ...] 
         if jira_mapping is not None:
             (root / "config" / "jira.yaml").write_text(
                 yaml.safe_dump(jira_mapping.model_dump(), sort_keys=False))
+        if not {"chain_key", "chain_key_file", "chain_key_block"} & set(settings):
+            settings["chain_key_file"] = root / "var" / "chain.key"  # its own key
+            ensure_key_file(settings["chain_key_file"])
         env = Settings(config_dir=root / "config", var_dir=root / "var", tickets_dir=tickets,
                        **settings)
         adapters = build(env)

@@ -66,6 +66,8 @@ TRANSITIONS: dict[str, dict[str | None, str]] = {
     # 6), and the audit's runs are one stream, so both are kept apart from changes.
     "practice_finding": {None: "finding"},
     "practices_audited": {None: "audit", "audit": "audit"},
+    # The record of integrity alarms: a change whose record did not hold, named in each.
+    "integrity_alarm": {None: "alarm", "alarm": "alarm"},
 }
 """event type -> {state it may follow: state it leads to}. None is a change not yet seen."""
 
@@ -81,7 +83,7 @@ NEUTRAL_EVENTS = frozenset({
 
 EVENT_TYPES = frozenset(TRANSITIONS) | NEUTRAL_EVENTS
 
-NOT_CHANGES = frozenset({"finding", "audit"})
+NOT_CHANGES = frozenset({"finding", "audit", "alarm"})
 """Record states that are not changes: listings and reports of changes leave them out."""
 
 
@@ -185,9 +187,25 @@ def _obligations(current: dict[str, Any], event_type: str, payload: dict[str, An
     return found
 
 
+SIGN_OFF_PURPOSE = "staging-sign-off"
+"""The one decision recorded while a change is in testing: QA's sign-off (section 2)."""
+
+
+def _approval_in_its_step(state: str | None, payload: dict[str, Any]) -> None:
+    """A review decision belongs to review; the staging sign-off to testing."""
+    sign_off = payload.get("purpose") == SIGN_OFF_PURPOSE
+    if state == "testing" and not sign_off:
+        raise IllegalTransition(f"a {payload.get('purpose') or 'review'!s} decision cannot be "
+                                "recorded once the change is in testing: review is over")
+    if state != "testing" and sign_off:
+        raise IllegalTransition(f"a staging sign-off cannot be recorded in state {state!r}")
+
+
 def project(record: ChangeRecord | None, change_id: str, event_type: str,
             payload: dict[str, Any], at: datetime, seq: int) -> ChangeRecord:
     """Fold one event into the change's record; raises `IllegalTransition` if refused."""
+    if event_type == "approval_recorded":
+        _approval_in_its_step(record.state if record else None, payload)
     state = next_state(record.state if record else None, event_type)
     assert state is not None
     base: dict[str, Any] = (record.model_dump() if record else

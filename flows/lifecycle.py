@@ -25,6 +25,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from domain.approvals import eligible_approvers, required_approvals
+from domain.clearance import CLEARED_STATES, Action
 from domain.models import Category, ChangeRequest, Decision
 from domain.policy import ApprovalRequirement
 from domain.standard import required_gates
@@ -48,6 +49,7 @@ from tasks.deployment import (
 )
 from tasks.gates import check_gates
 from tasks.intake import check_procedure, submit_change
+from tasks.integrity import check_intact, clear_for, one_run
 from tasks.obligations import open_obligations
 from tasks.records import close_change
 from tasks.rollback import open_incident, roll_back
@@ -172,6 +174,8 @@ def deploy_verify_close(a: Adapters, change: ChangeRequest) -> None:
         confirm_availability(a, change)
     with deploy_slot(change.service):
         state = state_of(a, change)
+        if state in CLEARED_STATES[Action.DEPLOY]:
+            clear_for(a, change, Action.DEPLOY)
         previous = previous_version(a, change)
         if state in ("ready", "scheduled"):
             ok = deploy_to_production(a, change, previous) and verify_production(a, change)
@@ -188,6 +192,8 @@ def deploy_verify_close(a: Adapters, change: ChangeRequest) -> None:
                 resume=state == "rolling_back"))
             open_incident(a, change, rolled)
     open_obligations(a, change)
+    if state_of(a, change) == "succeeded":
+        clear_for(a, change, Action.CLOSE_SUCCEEDED)
     close_change(a, change)
 
 
@@ -201,7 +207,8 @@ def result_of(a: Adapters, change: ChangeRequest) -> dict[str, Any]:
 
 def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
     """Take one change through the policy's steps, as far as the policy lets it go."""
-    with open_adapters() as a:
+    with open_adapters() as a, one_run(a, ticket_key):
+        check_intact(a, ticket_key, "go on")
         change = submit_change(a, ticket_key)
         current = a.change_log.record(change.id)
         submitted = (current.reclassified_from if current else None) or change.category
@@ -218,6 +225,7 @@ def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
         if state_of(a, change) in ("approved", "testing", "blocked"):
             check_gates(a, change)
         if state_of(a, change) == "ready":
+            clear_for(a, change, Action.SCHEDULE)
             slot = schedule_deployment(a, change)
             if slot > a.now():
                 return hand_off(a, change, slot)
@@ -253,7 +261,8 @@ def emergency_change(ticket_key: str) -> dict[str, Any]:
 @flow(name="change-deploy", log_prints=True)
 def change_deploy(ticket_key: str) -> dict[str, Any]:
     """The deploy phase of a scheduled change, started at its slot."""
-    with open_adapters() as a:
+    with open_adapters() as a, one_run(a, ticket_key):
+        check_intact(a, ticket_key, "deploy")
         change = submit_change(a, ticket_key)
         slot = events_of(a, change, "deployment_scheduled")
         if not slot or datetime.fromisoformat(slot[-1].payload["slot"]) > a.now():

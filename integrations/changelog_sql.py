@@ -23,12 +23,14 @@ that fails makes verification fail closed.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import select
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.parse
 import uuid
@@ -82,6 +84,10 @@ class RecordTampered(ChainBroken):
 CLOCK_BEHIND = "clock_behind"
 """Payload key of an event recorded when the clock was behind the chain's last event: the
 clock's time. The event carries its predecessor's time instead, so times never go back."""
+
+
+class ChangeBusy(Exception):
+    """Another run holds the change's lock: it is taking the change through its steps."""
 
 
 class RetentionError(Exception):
@@ -163,6 +169,9 @@ class SqlChangeLog:
         self.keys = keys
         self.retention_years = retention_years
         self.parallel = parallel or ParallelVerify()
+        self._lock_mutex = threading.Lock()
+        self._lock_conn: Connection | None = None
+        self._held: set[str] = set()
         self.engine = (sqlite_engine(url) if url.startswith("sqlite")
                        else sa.create_engine(url, pool_pre_ping=True))
         self.dialect = self.engine.dialect.name
@@ -184,7 +193,10 @@ class SqlChangeLog:
             yield conn
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connection pool (and with it any change lock this process holds)."""
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+            self._lock_conn = None
         self.engine.dispose()
 
     # -- writing ---------------------------------------------------------------------
@@ -339,6 +351,78 @@ class SqlChangeLog:
         if inserts:
             conn.execute(changes_table.insert(), inserts)
 
+    # -- one run per change ------------------------------------------------------------
+
+    @contextmanager
+    def change_lock(self, change_id: str) -> Iterator[None]:
+        """Hold the change's lock: two runs of one change never interleave their steps.
+
+        PostgreSQL: a session advisory lock on a connection held for the block; SQLite: an
+        exclusive `flock` on a file beside the database. Either dies with its holder, so a
+        run that is killed never leaves the change locked.
+
+        Raises:
+            ChangeBusy: another run holds it; nothing was done.
+        """
+        if self.dialect == "postgresql":
+            with self._pg_lock(change_id):
+                yield
+            return
+        with self._file_lock(change_id):
+            yield
+
+    @contextmanager
+    def _pg_lock(self, change_id: str) -> Iterator[None]:
+        """A session advisory lock, on one connection this process holds for all its locks.
+
+        One connection, not one per run: a process may take hundreds of changes at once.
+        A session's advisory locks are re-entrant, so this process's own holders are kept
+        apart in `_held`.
+        """
+        key = int.from_bytes(hashlib.sha256(f"changeflow-change:{change_id}".encode())
+                             .digest()[:8], "big", signed=True)
+        with self._lock_mutex:
+            if change_id in self._held:
+                raise ChangeBusy(change_id)
+            if self._lock_conn is None or self._lock_conn.closed:
+                self._lock_conn = self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT")
+            got = self._lock_conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"),
+                                          {"k": key}).scalar()
+            if not got:
+                raise ChangeBusy(change_id)
+            self._held.add(change_id)
+        try:
+            yield
+        finally:
+            with self._lock_mutex:
+                self._held.discard(change_id)
+                try:
+                    self._lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"),
+                                            {"k": key})
+                except sa.exc.DBAPIError:
+                    self._lock_conn.invalidate()  # the session ends, and its locks with it
+                    self._lock_conn = None
+
+    @contextmanager
+    def _file_lock(self, change_id: str) -> Iterator[None]:
+        database = self.engine.url.database or ""
+        if not self._can_share():  # in memory: one process
+            folder = Path(tempfile.gettempdir()) / f"changeflow-locks-{os.getpid()}-{id(self)}"
+        else:
+            folder = Path(os.path.abspath(database) + ".locks")
+        folder.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(change_id.encode()).hexdigest()[:32]
+        with open(folder / f"{name}.lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ChangeBusy(change_id) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     # -- side effects ----------------------------------------------------------------
 
     def record_intent(self, change_id: str, action: str, actor: str, details: dict[str, Any],
@@ -384,9 +468,12 @@ class SqlChangeLog:
             RecordTampered: an event's content, hash or MAC does not hold.
         """
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(events_table)
-                                .where(events_table.c.change_id == change_id)
-                                .order_by(events_table.c.seq)).all()
+            return self._checked_events(conn, change_id)
+
+    def _checked_events(self, conn: Connection, change_id: str) -> list[ChangeEvent]:
+        rows = conn.execute(sa.select(events_table)
+                            .where(events_table.c.change_id == change_id)
+                            .order_by(events_table.c.seq)).all()
         for row in rows:
             problem = self._event_problem(row)
             if problem:
@@ -399,38 +486,39 @@ class SqlChangeLog:
                             row.prev_hash)
         if digest != row.hash:
             return "its content does not match its hash: the event was edited"
-        try:
-            mac = self.keys.mac(row.hash, row.key_id)
-        except ChainKeyError:
-            return f"it names chain key {row.key_id!r}, which is not one of the keys"
-        if mac != row.mac:
-            return ("its MAC does not hold under key "
-                    f"{row.key_id!r}: it was not written by changeflow")
-        return None
+        return self._mac_problem(row.hash, row.key_id, row.mac)
+
+    def _snapshot(self) -> Connection:
+        """A connection whose reads all see one moment of the log (until it is closed)."""
+        conn = self.engine.connect()
+        if self.dialect == "postgresql":
+            return conn.execution_options(isolation_level="REPEATABLE READ")
+        return conn  # SQLite: a read transaction in WAL mode is a snapshot
 
     def check_change(self, change_id: str) -> list[str]:
         """Whether a change's record holds: what the decisions before production rely on.
 
         Each of its events must hold on its own (hash, MAC) and in its place (linked to the
         events before and after it in the chain, not before its predecessor in time), and
-        the cached record must be the fold of those events.
+        the cached record must be the fold of those events. Everything is read in one
+        snapshot, so an append meanwhile is no false alarm.
 
         Returns:
             Problems, each naming the change and what is wrong; [] when the record holds.
         """
-        try:
-            events = self.events(change_id)
-        except RecordTampered as exc:
-            return [str(exc)]
-        if not events:
-            return []
-        problems = self._links(change_id, events)
-        folded = fold(events)
-        with self.engine.connect() as conn:
+        with self._snapshot() as conn, conn.begin():
+            try:
+                events = self._checked_events(conn, change_id)
+            except RecordTampered as exc:
+                return [str(exc)]
+            if not events:
+                return []
+            problems = self._links(conn, change_id, events)
             row = conn.execute(sa.select(changes_table.c.change_id, changes_table.c.record,
                                          changes_table.c.key_id, changes_table.c.mac)
                                .where(changes_table.c.change_id == change_id)).first()
             last = self._last_seqs(conn, [change_id])
+        folded = fold(events)
         try:
             cached = self._checked_record(row, last) if row is not None else None
         except RecordTampered as exc:
@@ -441,16 +529,16 @@ class SqlChangeLog:
                             f"{_summary(folded)}")
         return problems
 
-    def _links(self, change_id: str, events: list[ChangeEvent]) -> list[str]:
+    def _links(self, conn: Connection, change_id: str,
+               events: list[ChangeEvent]) -> list[str]:
         """Problems with where a change's events sit: their neighbours in the chain."""
         seqs = {e.seq for e in events}
         wanted = sorted({s - 1 for s in seqs} | {s + 1 for s in seqs})
-        with self.engine.connect() as conn:
-            near = {int(r.seq): r for r in conn.execute(
-                sa.select(events_table.c.seq, events_table.c.hash, events_table.c.prev_hash,
-                          events_table.c.at).where(events_table.c.seq.in_(wanted)))}
-            start_seq, start_hash = self._checkpoint(conn)
-            head_seq = self._head(conn)[0]
+        near = {int(r.seq): r for r in conn.execute(
+            sa.select(events_table.c.seq, events_table.c.hash, events_table.c.prev_hash,
+                      events_table.c.at).where(events_table.c.seq.in_(wanted)))}
+        start_seq, start_hash = self._checkpoint(conn)
+        head_seq = self._head(conn)[0]
         problems = []
         for e in events:
             before = near.get(e.seq - 1)
@@ -594,10 +682,7 @@ class SqlChangeLog:
 
     def _verify_chain(self) -> Verification:
         """The chain's check (see `verify`)."""
-        conn = self.engine.connect()
-        if self.dialect == "postgresql":  # one snapshot for the head and the events
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn:
+        with self._snapshot() as conn:  # one snapshot for the head and the events
             start_seq, start_hash = self._checkpoint(conn)
             head = conn.execute(sa.select(head_table.c.seq, head_table.c.hash)).one()
             head_seq, head_hash = int(head.seq), str(head.hash)

@@ -12,7 +12,7 @@ from prefect.client.orchestration import get_client
 from flows.change_log_verify import change_log_verify
 from integrations.changelog_sql import SqlChangeLog
 from integrations.ports import ChainBroken
-from tests.support.keys import TEST_KEYS
+from tests.support.keys import TEST_KEY_TEXT, TEST_KEYS
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -22,6 +22,7 @@ def change_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SqlChangeLog:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     monkeypatch.setenv("CHANGEFLOW_DATABASE_URL", url)
     monkeypatch.setenv("CHANGEFLOW_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("CHANGEFLOW_CHAIN_KEY", TEST_KEY_TEXT)
     log = SqlChangeLog(url, keys=TEST_KEYS)
     log.append("CHG-1", "change_submitted", "alice", {"category": "normal"}, NOW)
     log.append("CHG-1", "note", "alice", {"text": "x"}, NOW)

@@ -36,6 +36,7 @@ from changeflow.stack import Stack, embedded_stack
 from config.loader import load_config
 from domain.models import ChangeEvent
 from flows.change_request import change_request
+from integrations.chain_keys import ChainKeys
 from integrations.changelog_sql import NewEvent, SqlChangeLog
 from integrations.factory import change_log_url
 from integrations.outbox import read_outbox
@@ -89,9 +90,9 @@ def approvals_recorded(stack: Stack, key: str = KEY) -> list[tuple[str, str]]:
 class HookedChangeLog(SqlChangeLog):
     """A change log that runs `action` once, right after a matching event is committed."""
 
-    def __init__(self, url: str, event_type: str, fields: dict[str, str],
+    def __init__(self, url: str, keys: ChainKeys, event_type: str, fields: dict[str, str],
                  action: Callable[[], object]) -> None:
-        super().__init__(url)
+        super().__init__(url, keys=keys)
         self.event_type = event_type
         self.fields = fields
         self.action: Callable[[], object] | None = action
@@ -110,7 +111,8 @@ class HookedChangeLog(SqlChangeLog):
 def after_recorded(stack: Stack, event_type: str, action: Callable[[], object],
                    **fields: str) -> None:
     """Run `action` right after the stack's change log records `event_type` (once)."""
-    hooked = HookedChangeLog(change_log_url(stack.settings), event_type, fields, action)
+    hooked = HookedChangeLog(change_log_url(stack.settings), stack.adapters.change_log.keys,
+                             event_type, fields, action)
     stack.adapters.change_log.close()
     stack.adapters.change_log = hooked
 

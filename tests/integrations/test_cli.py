@@ -16,7 +16,7 @@ import pytest
 from config.settings import PROJECT_ROOT
 from domain.models import Category
 from integrations.changelog_sql import SqlChangeLog
-from tests.support.keys import TEST_KEYS
+from tests.support.keys import TEST_KEY_TEXT, TEST_KEYS
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 CHANGEFLOW = Path(sys.executable).with_name("changeflow")
@@ -37,7 +37,8 @@ def workspace(tmp_path: Path) -> dict[str, str]:
     config = tmp_path / "config"
     shutil.copytree(PROJECT_ROOT / "config", config)
     return {"CHANGEFLOW_CONFIG_DIR": str(config), "CHANGEFLOW_VAR_DIR": str(tmp_path / "var"),
-            "CHANGEFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'log.db'}"}
+            "CHANGEFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'log.db'}",
+            "CHANGEFLOW_CHAIN_KEY": TEST_KEY_TEXT}
 
 
 def test_check_config_accepts_the_shipped_files(workspace: dict[str, str]) -> None:

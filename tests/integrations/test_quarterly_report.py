@@ -121,6 +121,15 @@ def report(tmp_path: Path) -> Iterator[QuarterlyReport]:
         .approve("engineer", "alice", "self-approval").add("approval_granted") \
         .gates(names=["automated_tests", "rollback_plan", "approval"]) \
         .deploy(berlin(10, 22, 19, 30), berlin(10, 20, 10)).close("succeeded")
+    # Deployed on a Monday at noon, told two hours before, QA "approved" by a shared account.
+    History(log, "CHG-6", "normal", berlin(11, 2, 9), author="bob") \
+        .approve("engineering_lead", "erin").add("approval_granted") \
+        .stage().approve("qa", "deploybot", "staging-sign-off").gates() \
+        .deploy(berlin(11, 2, 12), berlin(11, 2, 10)).close("succeeded")
+    # Rejected in review: in the inventory, never in production.
+    History(log, "CHG-7", "normal", berlin(11, 10, 9)).add(
+        "change_rejected", step="review", reasons=["no"]).close("rejected")
+    # Appended last: the change log's times never go back.
     # An emergency the Wednesday before Christmas: reviewed on its 5th business day (5
     # January, over the holidays), signed off a day late.
     emergency = History(log, "CHG-5", "emergency", berlin(12, 23, 14),
@@ -147,14 +156,6 @@ def report(tmp_path: Path) -> Iterator[QuarterlyReport]:
                              ("ciso_signoff", "carol", berlin(1, 6, 9, year=2027))):
         emergency.add("obligation_responded", person, at=at, purpose=kind, person_id=person,
                       decision="approve", role="x")
-    # Deployed on a Monday at noon, told two hours before, QA "approved" by a shared account.
-    History(log, "CHG-6", "normal", berlin(11, 2, 9), author="bob") \
-        .approve("engineering_lead", "erin").add("approval_granted") \
-        .stage().approve("qa", "deploybot", "staging-sign-off").gates() \
-        .deploy(berlin(11, 2, 12), berlin(11, 2, 10)).close("succeeded")
-    # Rejected in review: in the inventory, never in production.
-    History(log, "CHG-7", "normal", berlin(11, 10, 9)).add(
-        "change_rejected", step="review", reasons=["no"]).close("rejected")
     start, end = Q4.bounds(BERLIN)
     built = build_report(Q4, change_records(log, start, end), change_events(log, start, end),
                          CONFIG.policy, CONFIG.roster,

@@ -85,7 +85,8 @@ def cli_env(stack: Stack, api: str, home: Path) -> dict[str, str]:
                CHANGEFLOW_CONFIG_DIR=str(settings.config_dir),
                CHANGEFLOW_VAR_DIR=str(settings.var_dir),
                CHANGEFLOW_TICKETS_DIR=str(settings.resolved_tickets_dir),
-               CHANGEFLOW_DATABASE_URL=settings.resolved_database_url)
+               CHANGEFLOW_DATABASE_URL=settings.resolved_database_url,
+               CHANGEFLOW_CHAIN_KEY_FILE=str(settings.chain_key_file))
     return env
 
 

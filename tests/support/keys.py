@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from integrations.chain_keys import ChainKey, ChainKeys
+import base64
 
-TEST_KEYS = ChainKeys([ChainKey("test-1", bytes(range(32)))])
-OTHER_KEYS = ChainKeys([ChainKey("test-1", bytes(range(1, 33)))])
+from integrations.chain_keys import ChainKeys
+
+TEST_KEY_TEXT = f"test-1:{base64.b64encode(bytes(range(32))).decode()}"
+"""The key as `CHANGEFLOW_CHAIN_KEY` takes it, for a command run as a subprocess."""
+TEST_KEYS = ChainKeys.parse(TEST_KEY_TEXT, "tests")
+OTHER_KEYS = ChainKeys.parse(f"test-1:{base64.b64encode(bytes(range(1, 33))).decode()}",
+                             "tests")
 """A key with the same id and another secret: what a forger without the key would use."""

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from domain.models import ChangeEvent
+from integrations.chain_keys import ChainKeys
 from integrations.changelog_sql import NewEvent, SqlChangeLog
 from integrations.factory import build, change_log_url, installed
 
@@ -24,9 +25,9 @@ from integrations.factory import build, change_log_url, installed
 class KillingChangeLog(SqlChangeLog):
     """A change log that SIGKILLs the process right after appending a matching event."""
 
-    def __init__(self, url: str, retention_years: int, event_type: str,
+    def __init__(self, url: str, keys: ChainKeys, retention_years: int, event_type: str,
                  fields: dict[str, str]) -> None:
-        super().__init__(url, retention_years=retention_years)
+        super().__init__(url, keys=keys, retention_years=retention_years)
         self.event_type = event_type
         self.fields = fields
         self.actions: dict[str, str] = {}
@@ -55,7 +56,7 @@ def main(argv: Sequence[str]) -> int:
     key, event_type, *pairs = argv
     fields = dict(pair.split("=", 1) for pair in pairs)
     adapters = build()
-    killing = KillingChangeLog(change_log_url(adapters.settings),
+    killing = KillingChangeLog(change_log_url(adapters.settings), adapters.change_log.keys,
                                adapters.config.policy.change_log.retention_years,
                                event_type, fields)
     adapters.change_log.close()
