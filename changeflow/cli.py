@@ -20,10 +20,15 @@ from pydantic import ValidationError
 from changeflow.report import obligation_rows, print_changes, print_obligations
 from config.loader import ConfigError, check_config, load_config
 from config.settings import Settings
+from integrations.anchors import FileAnchors
+from integrations.chain_keys import ChainKeyError, new_key
 from integrations.changelog_sql import RetentionError, SqlChangeLog
 from integrations.factory import Adapters, build, open_change_log
 from reporting.model import Quarter
+from tasks.anchoring import check_anchors, check_heads, publish_head
 
+_ANCHORS = Path("\0settings")
+"""`--anchors` with no file: the settings' anchor file."""
 EXIT_PROBLEMS = 1
 EXIT_UNUSABLE = 2
 
@@ -77,14 +82,75 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_log_verify(args: argparse.Namespace) -> int:
-    """Check the hash chain; name the first bad event."""
+    """Check the chain (hashes, MACs, times), the cached records, and any kept heads."""
+    anchor_file = _settings().resolved_anchor_file if args.anchors == _ANCHORS else args.anchors
+    with _change_log() as log:
+        result = log.verify(fold_changes=args.fold)
+        checks = []
+        if args.expect:
+            checks.append(("expected head(s)", check_heads(
+                log, [(f"expected head {seq}:{hash_[:12]}", seq, hash_)
+                      for seq, hash_ in args.expect])))
+        if anchor_file is not None:
+            checks.append(("anchor(s)", check_anchors(log, FileAnchors(anchor_file))))
+        key_id = log.keys.current.id
+    broken = False
+    if result.problem is not None:
+        print(f"chain BROKEN after {result.checked} good event(s): {result.problem}")
+        broken = True
+    else:
+        print(f"chain ok: {result.checked} event(s) verified (hash, MAC under key "
+              f"{key_id}, time), head event {result.head_seq}, head hash {result.head_hash}")
+    for mismatch in result.mismatches:
+        print(f"record does not hold: {mismatch}")
+    for what, check in checks:
+        if check.problem is not None:
+            print(f"NOT HELD: {check.problem}")
+            broken = True
+        else:
+            print(f"{what} held: {check.checked}")
+    return EXIT_PROBLEMS if broken or result.mismatches else 0
+
+
+def _head(text: str) -> tuple[int, str]:
+    seq, sep, hash_ = text.partition(":")
+    if not sep or not seq.isdigit() or len(hash_) != 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (an event number and its "
+                                         "64-digit hash, as `log verify` prints them)")
+    return int(seq), hash_.lower()
+
+
+def cmd_log_anchor(args: argparse.Namespace) -> int:
+    """Publish the chain's signed head to the anchor file, after checking the chain."""
+    settings = _settings()
+    anchors = FileAnchors(settings.resolved_anchor_file)
     with _change_log() as log:
         result = log.verify()
-    if not result.ok:
-        print(f"chain BROKEN after {result.checked} good event(s): {result.problem}")
-        return EXIT_PROBLEMS
-    print(f"chain ok: {result.checked} event(s) verified, head event {result.head_seq}, "
-          f"head hash {result.head_hash}")
+        if not result.ok:
+            print(f"not anchored: the change log does not hold: "
+                  f"{result.problem or '; '.join(result.mismatches)}")
+            return EXIT_PROBLEMS
+        anchor = publish_head(log, anchors)
+    print(f"anchored head event {anchor.seq} hash {anchor.hash} (key {anchor.key_id}) to "
+          f"{anchors.path}")
+    return 0
+
+
+def cmd_log_public_key(args: argparse.Namespace) -> int:
+    """Print the chain keys' public halves: what an auditor checks anchors and packs with."""
+    with _change_log() as log:
+        keys = log.keys.public_keys()
+    for key_id, public in keys.items():
+        print(f"{key_id} ed25519 {public}")
+    return 0
+
+
+def cmd_log_new_key(args: argparse.Namespace) -> int:
+    """Print a new chain key line, `ID:SECRET`."""
+    try:
+        print(new_key(args.key_id))
+    except ChainKeyError as exc:
+        raise CommandFailed(str(exc)) from None
     return 0
 
 
@@ -240,7 +306,23 @@ def parser() -> argparse.ArgumentParser:
         .set_defaults(func=cmd_check_config)
     log = sub.add_parser("log", help="the change log").add_subparsers(
         dest="log_command", required=True, metavar="LOG_COMMAND")
-    log.add_parser("verify", help="check the hash chain").set_defaults(func=cmd_log_verify)
+    verify = log.add_parser("verify", help="check the chain, its records and kept heads")
+    verify.add_argument("--fold", action="store_true",
+                        help="also fold every change from its events and compare")
+    verify.add_argument("--expect", type=_head, action="append", default=[],
+                        metavar="SEQ:HASH", help="a head kept elsewhere that the chain must "
+                        "still hold (repeatable)")
+    verify.add_argument("--anchors", type=Path, nargs="?", const=_ANCHORS, default=None,
+                        metavar="FILE", help="check every signed anchor in FILE (default: "
+                        "CHANGEFLOW_ANCHOR_FILE)")
+    verify.set_defaults(func=cmd_log_verify)
+    log.add_parser("anchor", help="publish the chain's signed head to the anchor file") \
+        .set_defaults(func=cmd_log_anchor)
+    log.add_parser("public-key", help="print the chain keys' public halves") \
+        .set_defaults(func=cmd_log_public_key)
+    new = log.add_parser("new-key", help="print a new chain key ID:SECRET")
+    new.add_argument("key_id")
+    new.set_defaults(func=cmd_log_new_key)
     export = log.add_parser("export", help="print a change's events as JSON")
     export.add_argument("change_id")
     export.set_defaults(func=cmd_log_export)

@@ -31,9 +31,11 @@ from changeflow.stack import SAMPLE_PORT, Stack, embedded_stack
 from config.loader import check_config
 from config.settings import PROJECT_ROOT
 from domain.models import ChangeEvent
+from integrations.anchors import FileAnchors
 from integrations.factory import installed
 from integrations.outbox import read_outbox
 from reporting.model import Quarter
+from tasks.anchoring import publish_head
 
 DEMO_TICKETS = {
     "CHG-104": "a normal change without a rollback plan",
@@ -210,9 +212,16 @@ def run_demo() -> int:
         print("5. Prohibited-practice audit (policy section 6)")
         audit_practices(stack)
         print("6. Change log")
-        result = stack.adapters.change_log.verify()
+        log = stack.adapters.change_log
+        result = log.verify(fold_changes=True)
         print(f"  chain {'ok' if result.ok else 'BROKEN: ' + str(result.problem)}: "
-              f"{result.checked} events, head {result.head_hash[:16]}...")
+              f"{result.checked} events, each MAC'd under key {log.keys.current.id} "
+              f"({stack.settings.chain_key_file})")
+        anchors = FileAnchors(stack.settings.resolved_anchor_file)
+        anchor = publish_head(log, anchors)
+        print(f"  anchored head: event {anchor.seq} hash {anchor.hash} (signed with key "
+              f"{anchor.key_id}) to {anchors.path}")
+        print(f"  check it later: changeflow log verify --expect {anchor.seq}:{anchor.hash}")
         print("7. changeflow changes, and changeflow obligations (what is still open)")
         print_changes(stack.adapters.change_log.changes(), indent="  ")
         soon = timedelta(hours=stack.adapters.config.policy.emergency.remind_before_hours)

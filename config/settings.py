@@ -40,6 +40,10 @@ class Settings(BaseSettings):
                                   "default var/chain.key with a SQLite change log")
     chain_key_block: str | None = Field(
         default=None, description="Name of a Prefect Secret block holding the chain keys")
+    anchor_file: Path | None = Field(
+        default=None, description="Append-only file the chain's signed heads are published "
+                                  "to; put it where the database's users cannot write. "
+                                  "Default var/anchors.jsonl")
     tickets: Literal["local", "jira"] = Field(default="local",
                                               description="Change-ticket adapter")
     tickets_dir: Path | None = Field(
@@ -78,6 +82,11 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The change log's URL, the SQLite default filled in."""
         return self.database_url or f"sqlite:///{self.var_dir / 'changeflow.db'}"
+
+    @property
+    def resolved_anchor_file(self) -> Path:
+        """Where anchors go."""
+        return self.anchor_file or self.var_dir / "anchors.jsonl"
 
     @property
     def resolved_tickets_dir(self) -> Path:

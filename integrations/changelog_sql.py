@@ -615,6 +615,39 @@ class SqlChangeLog:
         with self.engine.connect() as conn:
             return self._head(conn)
 
+    def anchor_problem(self, seq: int, hash_: str) -> str | None:
+        """Why the chain no longer holds event `seq` with hash `hash_`; None if it does.
+
+        An anchor at or before the last checkpoint (purged after the retention period) holds
+        when it is the checkpoint itself, and is not checkable otherwise: None.
+        """
+        with self._snapshot() as conn:
+            start_seq, start_hash = self._checkpoint(conn)
+            head_seq, _ = self._head(conn)
+            stored = conn.execute(sa.select(events_table.c.hash)
+                                  .where(events_table.c.seq == seq)).scalar()
+        if seq == start_seq and start_seq:
+            return None if hash_ == start_hash else (
+                f"the checkpoint at event {seq} has hash {start_hash}, not {hash_}")
+        if seq < start_seq:
+            return None
+        if seq > head_seq:
+            return (f"the chain ends at event {head_seq}, before the anchored event {seq}: "
+                    "events at the end were removed")
+        if stored is None:
+            return f"event {seq} is missing: it was deleted"
+        if stored != hash_:
+            return (f"event {seq} now has hash {stored}, not the anchored {hash_}: the chain "
+                    "was rewritten up to it")
+        return None
+
+    def head_with_time(self) -> tuple[int, str, str]:
+        """The chain's last sequence number, hash and time text ("" for an empty log)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(head_table.c.seq, head_table.c.hash,
+                                         head_table.c.at)).one()
+            return int(row.seq), str(row.hash), str(row.at)
+
     def count(self) -> int:
         """How many events the log holds."""
         with self.engine.connect() as conn:

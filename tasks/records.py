@@ -8,31 +8,41 @@ from prefect.runtime import flow_run
 
 from domain.lifecycle import ChangeRecord
 from domain.models import ChangeEvent, ChangeRequest
+from integrations.anchors import Anchor
 from integrations.changelog_sql import SqlChangeLog, Verification
 from integrations.factory import Adapters
+from tasks.anchoring import AnchorCheck
 from tasks.common import record, step
 from tasks.tickets import comment_once, link_evidence, move_ticket
 
 
 @task(name="verify-chain")
 def verify_chain(change_log: SqlChangeLog) -> Verification:
-    """Recompute the change log's hash chain; the result names the first bad event."""
-    return change_log.verify()
+    """Check the chain and fold every change again; the result names what does not hold."""
+    return change_log.verify(fold_changes=True)
 
 
 @task(name="publish-verification")
-def publish_verification(result: Verification) -> None:
-    """Leave the verification in Prefect as a markdown artifact, head hash included."""
-    status = "holds" if result.ok else "is BROKEN"
+def publish_verification(result: Verification, anchored: AnchorCheck,
+                         anchor: Anchor | None) -> None:
+    """Leave the verification in Prefect as a markdown artifact, head and anchor included."""
+    holds = result.ok and anchored.problem is None
+    status = "holds" if holds else "is BROKEN"
     lines = [f"# Change log chain {status}", "",
              "| what | value |", "|---|---|",
              f"| events verified | {result.checked} |",
              f"| head event | {result.head_seq} |",
-             f"| head hash | `{result.head_hash}` |"]
-    if not result.ok:
+             f"| head hash | `{result.head_hash}` |",
+             f"| earlier anchors held | {anchored.checked} |"]
+    if result.problem is not None:
         lines.append(f"| first bad event | {result.bad_seq}: {result.problem} |")
-    lines += ["", "Keep the head hash: a later rewrite of anything before it is detectable "
-              "against it."]
+    lines += [f"| record does not hold | {m} |" for m in result.mismatches]
+    if anchored.problem is not None:
+        lines.append(f"| anchor not held | {anchored.problem} |")
+    if anchor is not None:
+        lines.append(f"| anchored | event {anchor.seq}, key `{anchor.key_id}` |")
+    lines += ["", "Keep the head hash: `changeflow log verify --expect SEQ:HASH` checks that "
+              "the chain still holds it."]
     create_markdown_artifact(key="change-log-verification", markdown="\n".join(lines),
                              description=f"Change log chain {status}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,9 +40,32 @@ async def _artifact_markdown() -> str:
 
 def test_a_sound_chain_completes_and_publishes_its_head(change_log: SqlChangeLog) -> None:
     result = change_log_verify()
-    assert result == {"events": 2, "head_seq": 2, "head_hash": change_log.head()[1]}
+    head = change_log.head()[1]
+    assert {k: result[k] for k in ("events", "head_seq", "head_hash", "anchors_held")} == {
+        "events": 2, "head_seq": 2, "head_hash": head, "anchors_held": 0}
+    anchored = json.loads(str(result["anchored"]))
+    assert (anchored["seq"], anchored["hash"], anchored["key_id"]) == (2, head, "test-1")
     markdown = asyncio.run(_artifact_markdown())
-    assert "Change log chain holds" in markdown and change_log.head()[1] in markdown
+    assert "Change log chain holds" in markdown and head in markdown
+    change_log.append("CHG-1", "note", "alice", {"text": "y"}, NOW)
+    assert change_log_verify()["anchors_held"] == 1  # the earlier anchor, checked
+
+
+def test_a_chain_that_lost_an_anchored_event_fails_the_run(change_log: SqlChangeLog) -> None:
+    change_log.append("CHG-2", "change_submitted", "carol", {"category": "normal"}, NOW)
+    change_log_verify()  # anchors event 3
+    with change_log.engine.begin() as conn:  # the tail cut cleanly: the chain still verifies
+        conn.exec_driver_sql("DROP TRIGGER change_events_retention")
+        conn.exec_driver_sql("DELETE FROM change_events WHERE seq = 3")
+        conn.exec_driver_sql("DELETE FROM changes WHERE change_id = 'CHG-2'")
+        second = conn.exec_driver_sql("SELECT hash FROM change_events WHERE seq = 2").scalar()
+        conn.exec_driver_sql(f"UPDATE chain_head SET seq = 2, hash = '{second}'")
+    assert change_log.verify(fold_changes=True).ok
+    state = change_log_verify(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ChainBroken, match=r"anchor 1 in .* \(event 3\) is no longer held"):
+        state.result()
+    assert "anchor not held" in asyncio.run(_artifact_markdown())
 
 
 def test_a_tampered_chain_fails_the_run_naming_the_event(change_log: SqlChangeLog) -> None:

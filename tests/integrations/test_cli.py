@@ -15,6 +15,7 @@ import pytest
 
 from config.settings import PROJECT_ROOT
 from domain.models import Category
+from integrations.chain_keys import ChainKeys
 from integrations.changelog_sql import SqlChangeLog
 from tests.support.keys import TEST_KEY_TEXT, TEST_KEYS
 
@@ -115,7 +116,8 @@ def test_log_verify_reports_ok_then_names_the_tampered_event(workspace: dict[str
     log = _seed(workspace["CHANGEFLOW_DATABASE_URL"])
     done = run("log", "verify", env=workspace)
     assert done.returncode == 0
-    assert done.stdout.startswith("chain ok: 3 event(s) verified, head event 3")
+    assert done.stdout.startswith("chain ok: 3 event(s) verified (hash, MAC under key test-1, "
+                                  "time), head event 3")
     with log.engine.begin() as conn:
         conn.exec_driver_sql("DROP TRIGGER change_events_no_update")
         conn.exec_driver_sql("UPDATE change_events SET actor = 'mallory' WHERE seq = 2")
@@ -252,3 +254,53 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
             ("approval_confirmation", "carol"), ("documentation", "alice"),
             ("post_hoc_review", "erin"), ("ciso_signoff", "carol"))),
         *(("CHG-202", k, "open", None) for k in OBLIGATIONS)}
+
+
+def test_a_truncated_tail_is_caught_against_an_anchor_and_an_expected_head(
+        workspace: dict[str, str], tmp_path: Path) -> None:
+    anchors = tmp_path / "elsewhere" / "anchors.jsonl"
+    env = {**workspace, "CHANGEFLOW_ANCHOR_FILE": str(anchors)}
+    log = _seed(workspace["CHANGEFLOW_DATABASE_URL"])
+    done = run("log", "anchor", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "anchored head event 3" in done.stdout and "(key test-1)" in done.stdout
+    head = f"3:{log.head()[1]}"
+    done = run("log", "verify", "--anchors", "--expect", head, env=env)
+    assert done.returncode == 0, done.stdout
+    assert "anchor(s) held: 1" in done.stdout and "expected head(s) held: 1" in done.stdout
+    # Someone with the database drops the last event and sets the head back: the chain
+    # on its own still verifies, its anchor does not.
+    with log.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER change_events_retention")
+        conn.exec_driver_sql("DELETE FROM change_events WHERE seq = 3")
+        conn.exec_driver_sql("DELETE FROM changes WHERE change_id = 'CHG-2'")
+        prev = conn.exec_driver_sql("SELECT hash, at FROM change_events WHERE seq = 2").one()
+        conn.exec_driver_sql(f"UPDATE chain_head SET seq = 2, hash = '{prev.hash}'")
+    assert run("log", "verify", env=env).returncode == 0  # truncation alone is invisible
+    done = run("log", "verify", "--anchors", env=env)
+    assert done.returncode == 1
+    assert (f"NOT HELD: anchor 1 in {anchors} (event 3) is no longer held: the chain ends at "
+            "event 2") in done.stdout
+    done = run("log", "verify", "--expect", head, env=env)
+    assert done.returncode == 1 and "NOT HELD: expected head 3:" in done.stdout
+
+
+def test_a_forged_anchor_line_is_named(workspace: dict[str, str], tmp_path: Path) -> None:
+    anchors = tmp_path / "anchors.jsonl"
+    env = {**workspace, "CHANGEFLOW_ANCHOR_FILE": str(anchors)}
+    _seed(workspace["CHANGEFLOW_DATABASE_URL"])
+    assert run("log", "anchor", env=env).returncode == 0
+    line = json.loads(anchors.read_text())
+    anchors.write_text(json.dumps({**line, "seq": 2}) + "\n")
+    done = run("log", "verify", "--anchors", env=env)
+    assert done.returncode == 1
+    assert f"{anchors} line 1: its signature does not hold" in done.stdout
+
+
+def test_public_key_and_new_key(workspace: dict[str, str]) -> None:
+    done = run("log", "public-key", env=workspace)
+    assert done.returncode == 0 and done.stdout.startswith("test-1 ed25519 ")
+    done = run("log", "new-key", "prod-2", env=workspace)
+    assert done.returncode == 0
+    assert ChainKeys.parse(done.stdout, "new-key").current.id == "prod-2"
+    assert run("log", "new-key", "bad id", env=workspace).returncode == 2

@@ -98,7 +98,7 @@ def report(tmp_path: Path) -> Iterator[QuarterlyReport]:
     log = SqlChangeLog(f"sqlite:///{tmp_path / 'log.db'}", keys=TEST_KEYS)
     # Deployed in the quarter before: out of scope.
     History(log, "CHG-0", "normal", berlin(9, 1, 10)).approve("engineering_lead", "erin") \
-        .approve("qa", "quinn", "staging-sign-off").add("approval_granted").gates() \
+        .add("approval_granted").stage().approve("qa", "quinn", "staging-sign-off").gates() \
         .deploy(berlin(9, 9, 7), berlin(9, 7, 7)).close("succeeded")
     # A normal change by the book.
     History(log, "CHG-1", "normal", berlin(10, 5, 9)).approve("engineering_lead", "erin") \

@@ -1,0 +1,107 @@
+"""Anchors: the chain's head, signed and kept where the database's users cannot rewrite it.
+
+A truncated tail, or a chain rebuilt by someone who holds the MAC key, still verifies on
+its own. Checked against a head kept elsewhere, it does not: the anchored event must still
+be in the chain with the anchored hash. Each anchor is one JSON line, signed with the
+chain key's Ed25519 half, so an anchor file can be checked with the public key alone and
+a forged line is named.
+
+The file target appends with O_APPEND and fsync; put it on a volume the database's users
+cannot write (another host's mount, a WORM bucket's mount), or have it shipped off-host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from integrations.chain_keys import ChainKeys, check_signature
+
+ANCHOR_SEP = "\x1f"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A head of the chain as published: event `seq` had hash `hash` at `at`."""
+
+    seq: int
+    hash: str
+    at: str
+    key_id: str
+    signature: str
+
+    def message(self) -> bytes:
+        """What the signature covers."""
+        return ANCHOR_SEP.join(("changeflow-anchor-v1", str(self.seq), self.hash, self.at,
+                                self.key_id)).encode()
+
+    def line(self) -> str:
+        """The anchor as one JSON line."""
+        return json.dumps({"seq": self.seq, "hash": self.hash, "at": self.at,
+                           "key_id": self.key_id, "signature": self.signature},
+                          sort_keys=True, separators=(",", ":"))
+
+
+def signed_anchor(keys: ChainKeys, seq: int, hash_: str, at: str) -> Anchor:
+    """An anchor for event `seq`, signed with the current key."""
+    unsigned = Anchor(seq, hash_, at, keys.current.id, "")
+    return Anchor(seq, hash_, at, keys.current.id, keys.sign(unsigned.message()))
+
+
+class AnchorError(ValueError):
+    """An anchor line that is malformed or whose signature does not hold."""
+
+
+def parse_anchor(text: str, public_keys: dict[str, str], where: str) -> Anchor:
+    """One anchor line, its signature checked against `public_keys` (id -> base64).
+
+    Raises:
+        AnchorError: the line is not an anchor, names an unknown key, or is forged.
+    """
+    try:
+        raw = json.loads(text)
+        anchor = Anchor(int(raw["seq"]), str(raw["hash"]), str(raw["at"]), str(raw["key_id"]),
+                        str(raw["signature"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AnchorError(f"{where}: not an anchor ({type(exc).__name__}: {exc})") from None
+    key = public_keys.get(anchor.key_id)
+    if key is None:
+        raise AnchorError(f"{where}: signed with key {anchor.key_id!r}, which is not one of "
+                          "the keys")
+    if not check_signature(key, anchor.message(), anchor.signature):
+        raise AnchorError(f"{where}: its signature does not hold: the anchor was forged or "
+                          "edited")
+    return anchor
+
+
+class FileAnchors:
+    """An append-only file of anchors, one signed JSON line each."""
+
+    def __init__(self, path: Path) -> None:
+        """Anchors in `path` (created on the first publish)."""
+        self.path = path
+
+    def publish(self, anchor: Anchor) -> str:
+        """Append `anchor`, synced to disk; returns where it went."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (anchor.line() + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return str(self.path)
+
+    def read(self, public_keys: dict[str, str]) -> list[Anchor]:
+        """Every anchor in the file, oldest first, each signature checked.
+
+        Raises:
+            AnchorError: a line is malformed or forged (named by its line number).
+        """
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text().splitlines()
+        return [parse_anchor(line, public_keys, f"{self.path} line {n}")
+                for n, line in enumerate(lines, 1) if line.strip()]
