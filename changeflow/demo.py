@@ -221,7 +221,9 @@ def run_demo() -> int:
         anchor = publish_head(log, anchors)
         print(f"  anchored head: event {anchor.seq} hash {anchor.hash} (signed with key "
               f"{anchor.key_id}) to {anchors.path}")
-        print(f"  check it later: changeflow log verify --expect {anchor.seq}:{anchor.hash}")
+        print(f"  check it later: CHANGEFLOW_VAR_DIR="
+              f"{stack.settings.var_dir.relative_to(PROJECT_ROOT)} .venv/bin/changeflow log "
+              f"verify --anchors --expect {anchor.seq}:{anchor.hash}")
         print("7. changeflow changes, and changeflow obligations (what is still open)")
         print_changes(stack.adapters.change_log.changes(), indent="  ")
         soon = timedelta(hours=stack.adapters.config.policy.emergency.remind_before_hours)
