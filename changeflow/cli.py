@@ -23,7 +23,7 @@ from config.settings import Settings
 from integrations.anchors import FileAnchors
 from integrations.chain_keys import ChainKeyError, new_key
 from integrations.changelog_sql import RetentionError, SqlChangeLog
-from integrations.factory import Adapters, build, open_change_log
+from integrations.factory import Adapters, build, migrate_change_log, open_change_log
 from reporting.model import Quarter
 from tasks.anchoring import check_anchors, check_heads, publish_head
 
@@ -118,6 +118,24 @@ def _head(text: str) -> tuple[int, str]:
         raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (an event number and its "
                                          "64-digit hash, as `log verify` prints them)")
     return int(seq), hash_.lower()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Create or update the change log's schema as its owner, and grant the flows' role."""
+    settings = _settings()
+    try:
+        config = load_config(settings.config_dir)
+        granted = migrate_change_log(settings, config)
+    except ConfigError as exc:
+        raise CommandFailed(f"configuration has problems:\n{exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any driver error: name the setting, not the URL
+        raise CommandFailed(
+            f"cannot migrate the change log at CHANGEFLOW_MIGRATE_DATABASE_URL (or "
+            f"CHANGEFLOW_DATABASE_URL): {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300]}") from None
+    print("schema ready" + (f"; role {granted!r} may read, append and move the head, nothing "
+                            "more" if granted else ""))
+    return 0
 
 
 def cmd_log_anchor(args: argparse.Namespace) -> int:
@@ -349,6 +367,8 @@ def parser() -> argparse.ArgumentParser:
     obligations.add_argument("--all", action="store_true", help="include the ones done")
     obligations.add_argument("--json", action="store_true", help="print JSON")
     obligations.set_defaults(func=cmd_obligations)
+    sub.add_parser("migrate", help="create the change log's schema as its owner and grant "
+                   "the flows' role").set_defaults(func=cmd_migrate)
     sub.add_parser("demo", help="run the demo").set_defaults(func=cmd_demo)
     serve = sub.add_parser("serve", help="serve every prefect.yaml deployment (PREFECT_API_URL)")
     serve.add_argument("--limit", type=int, default=4,

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL of the change log; default sqlite under var/")
     database_password: SecretStr | None = Field(
         default=None, description="Password for database_url, kept out of the URL")
+    migrate_database_url: str | None = Field(
+        default=None, description="URL of the change log as its schema's owner, used only by "
+                                  "`changeflow migrate`; default database_url")
+    migrate_database_password: SecretStr | None = Field(
+        default=None, description="Password for migrate_database_url")
     chain_key: SecretStr | None = Field(
         default=None, description="Change log chain keys, `ID:SECRET`, most recent first, "
                                   "comma-separated (`changeflow log new-key ID` makes one)")

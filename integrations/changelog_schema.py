@@ -173,3 +173,48 @@ def guards(dialect: str, retention_years: int) -> list[str]:
         "CREATE TRIGGER change_events_guard BEFORE UPDATE OR DELETE ON change_events "
         "FOR EACH ROW EXECUTE FUNCTION change_events_guard()",
     ]
+
+
+APP_GRANTS = {
+    "change_events": "SELECT, INSERT",
+    "chain_head": "SELECT, UPDATE",
+    "changes": "SELECT, INSERT, UPDATE",
+    "chain_checkpoints": "SELECT",
+    "sync_state": "SELECT, INSERT, UPDATE, DELETE",
+}
+"""What the flows' role may do on PostgreSQL, and nothing else: it appends events and
+moves the head; it can neither rewrite, delete nor truncate events, nor touch a trigger
+(only the owner of a table may alter, disable or drop its triggers)."""
+
+
+def migrate(conn: Connection, dialect: str, retention_years: int,
+            app_role: str | None = None) -> None:
+    """Create the schema and its guards (idempotent); on PostgreSQL grant `app_role` its rights.
+
+    Run as the schema's owner (`changeflow migrate`): the flows' role must not own the
+    tables, or it could disable their triggers.
+    """
+    if dialect == "postgresql":
+        # Serialise schema set-up between processes starting together.
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242)")
+    metadata.create_all(conn)
+    if conn.execute(sa.select(head_table.c.id)).first() is None:
+        conn.execute(head_table.insert().values(id=1, seq=0, hash=GENESIS))
+    for ddl in guards(dialect, retention_years):
+        conn.exec_driver_sql(ddl)
+    if dialect == "postgresql" and app_role:
+        role = conn.dialect.identifier_preparer.quote(app_role)
+        for table in metadata.tables:
+            conn.exec_driver_sql(f"REVOKE ALL ON {table} FROM {role}")
+        for table, rights in APP_GRANTS.items():
+            conn.exec_driver_sql(f"GRANT {rights} ON {table} TO {role}")
+
+
+def schema_ready(conn: Connection, dialect: str) -> bool:
+    """Whether the schema and its guards exist (PostgreSQL), so nothing needs creating."""
+    if dialect != "postgresql":
+        return False
+    found = conn.exec_driver_sql(
+        "SELECT count(*) FROM pg_trigger WHERE tgname = 'change_events_guard' "
+        "AND NOT tgisinternal").scalar()
+    return bool(found)

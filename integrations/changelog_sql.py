@@ -58,12 +58,12 @@ from integrations.changelog_schema import (
     event_hash,
     events_table,
     format_time,
-    guards,
     head_table,
-    metadata,
+    migrate,
     normalize_url,
     parse_time,
     record_digest,
+    schema_ready,
     sqlite_engine,
 )
 from integrations.ports import ChainBroken, ChangeLogUnavailable
@@ -84,6 +84,10 @@ class RecordTampered(ChainBroken):
 CLOCK_BEHIND = "clock_behind"
 """Payload key of an event recorded when the clock was behind the chain's last event: the
 clock's time. The event carries its predecessor's time instead, so times never go back."""
+
+
+class SchemaMissing(Exception):
+    """The schema is not there and this role may not create it."""
 
 
 class ChangeBusy(Exception):
@@ -176,14 +180,14 @@ class SqlChangeLog:
                        else sa.create_engine(url, pool_pre_ping=True))
         self.dialect = self.engine.dialect.name
         with self.engine.begin() as conn:
-            metadata.create_all(conn)
-            if conn.execute(sa.select(head_table.c.id)).first() is None:
-                conn.execute(head_table.insert().values(id=1, seq=0, hash=GENESIS))
-            if self.dialect == "postgresql":
-                # Serialise schema set-up between processes starting together.
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242)")
-            for ddl in guards(self.dialect, retention_years):
-                conn.exec_driver_sql(ddl)
+            if not schema_ready(conn, self.dialect):
+                try:
+                    migrate(conn, self.dialect, retention_years)
+                except sa.exc.ProgrammingError as exc:  # insufficient privilege
+                    raise SchemaMissing(
+                        "the change log's schema is missing or incomplete and this role may "
+                        "not create it: run `changeflow migrate` as the schema's owner "
+                        f"({type(exc.orig).__name__})") from None
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -18,7 +18,7 @@ from config.jira import JiraMapping
 from config.loader import Config, ConfigError, Problem, load_config
 from config.settings import Settings
 from integrations.chain_keys import ChainKeyError, ChainKeys, ensure_key_file, read_key_file
-from integrations.changelog_schema import normalize_url
+from integrations.changelog_schema import migrate, normalize_url, sqlite_engine
 from integrations.changelog_sql import SqlChangeLog
 from integrations.commands import SubprocessRunner
 from integrations.github_host import GitHubCodeHost
@@ -74,11 +74,18 @@ class Adapters:
             self.code_host.close()
 
 
-def change_log_url(settings: Settings) -> str:
-    """The change log's URL with the password from settings, if one is set."""
-    url = normalize_url(settings.resolved_database_url)
-    if settings.database_password is not None:
-        parsed = sa.make_url(url).set(password=settings.database_password.get_secret_value())
+def change_log_url(settings: Settings, owner: bool = False) -> str:
+    """The change log's URL with the password from settings, if one is set.
+
+    With `owner`, the schema owner's URL (`CHANGEFLOW_MIGRATE_DATABASE_URL`), for
+    `changeflow migrate` only.
+    """
+    url = normalize_url(settings.migrate_database_url if owner and settings.migrate_database_url
+                        else settings.resolved_database_url)
+    password = settings.migrate_database_password if owner and settings.migrate_database_url \
+        else settings.database_password
+    if password is not None:
+        parsed = sa.make_url(url).set(password=password.get_secret_value())
         return parsed.render_as_string(hide_password=False)
     if url.startswith("sqlite:///"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +118,28 @@ def chain_keys(settings: Settings) -> ChainKeys:
                                "server needs its key from CHANGEFLOW_CHAIN_KEY, "
                                "CHANGEFLOW_CHAIN_KEY_BLOCK or CHANGEFLOW_CHAIN_KEY_FILE, kept "
                                "where the database's users cannot read it")])
+
+
+def migrate_change_log(settings: Settings, config: Config) -> str | None:
+    """Create or update the change log's schema as its owner; grant the flows' role.
+
+    Returns:
+        The role granted the flows' rights (PostgreSQL, when the owner's URL names another
+        user than `CHANGEFLOW_DATABASE_URL`), or None.
+    """
+    owner_url = change_log_url(settings, owner=True)
+    app_user = sa.make_url(normalize_url(settings.resolved_database_url)).username
+    owner_user = sa.make_url(owner_url).username
+    app_role = app_user if app_user and app_user != owner_user else None
+    engine = (sqlite_engine(owner_url) if owner_url.startswith("sqlite")
+              else sa.create_engine(owner_url))
+    try:
+        with engine.begin() as conn:
+            migrate(conn, engine.dialect.name, config.policy.change_log.retention_years,
+                    app_role if engine.dialect.name == "postgresql" else None)
+    finally:
+        engine.dispose()
+    return app_role if engine.dialect.name == "postgresql" else None
 
 
 def open_change_log(settings: Settings, config: Config) -> SqlChangeLog:
