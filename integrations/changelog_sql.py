@@ -42,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -315,20 +316,26 @@ class SqlChangeLog:
 
     def _checked_record(self, row: Any, last: dict[str, int]) -> ChangeRecord:
         """A cached record row, or raise `RecordTampered` naming what is wrong."""
+        problem = self._row_problem(row, last)
+        if problem is not None:
+            raise RecordTampered(str(row.change_id), problem)
+        return ChangeRecord.model_validate_json(row.record)
+
+    def _row_problem(self, row: Any, last: dict[str, int]) -> str | None:
+        """What is wrong with a cached record row: its MAC, or the event it is as of."""
         cid = str(row.change_id)
         try:
             good = self.keys.mac(record_digest(row.record), row.key_id) == row.mac
         except ChainKeyError:
             good = False
         if not good:
-            raise RecordTampered(cid, "its cached record's MAC does not hold: the changes "
-                                      "table was edited behind the log's back")
-        record = ChangeRecord.model_validate_json(row.record)
-        if record.change_id != cid or last.get(cid) != record.last_seq:
-            raise RecordTampered(cid, f"its cached record is as of event {record.last_seq} "
-                                      f"but its last event is {last.get(cid)}: the row was "
-                                      "replaced by another")
-        return record
+            return ("its cached record's MAC does not hold: the changes table was edited "
+                    "behind the log's back")
+        fields = orjson.loads(row.record)
+        if fields.get("change_id") != cid or last.get(cid) != fields.get("last_seq"):
+            return (f"its cached record is as of event {fields.get('last_seq')} but its last "
+                    f"event is {last.get(cid)}: the row was replaced by another")
+        return None
 
     def _save_records(self, conn: Connection, records: dict[str, ChangeRecord],
                       existing: set[str]) -> None:
@@ -690,18 +697,22 @@ class SqlChangeLog:
                                           changes_table.c.key_id, changes_table.c.mac)
                                 .order_by(changes_table.c.change_id)).all()
             last = self._last_seqs(conn, None)
-        problems, cached = [], {}
+        problems, good = [], {}
         for row in rows:
-            try:
-                cached[str(row.change_id)] = self._checked_record(row, last)
-            except RecordTampered as exc:
-                problems.append(str(exc))
+            problem = self._row_problem(row, last)
+            if problem is None:
+                good[str(row.change_id)] = row.record
+            else:
+                problems.append(f"{row.change_id}: {problem}")
         missing = sorted(set(last) - {str(r.change_id) for r in rows})
         problems += [f"{cid}: it has events but no cached record" for cid in missing]
         if fold_changes:
             for cid, folded in self._fold_all():
-                if cid in cached and cached[cid] != folded:
-                    problems.append(f"{cid}: its cached record says {_summary(cached[cid])} "
+                if cid not in good:
+                    continue
+                cached = ChangeRecord.model_validate_json(good[cid])
+                if cached != folded:
+                    problems.append(f"{cid}: its cached record says {_summary(cached)} "
                                     f"but its events say {_summary(folded)}")
         return problems
 
