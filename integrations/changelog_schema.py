@@ -175,6 +175,10 @@ def guards(dialect: str, retention_years: int) -> list[str]:
     ]
 
 
+class SchemaOutdated(Exception):
+    """The database holds a change log of an older, incompatible schema."""
+
+
 APP_GRANTS = {
     "change_events": "SELECT, INSERT",
     "chain_head": "SELECT, UPDATE",
@@ -198,6 +202,11 @@ def migrate(conn: Connection, dialect: str, retention_years: int,
         # Serialise schema set-up between processes starting together.
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4242)")
     metadata.create_all(conn)
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("change_events")}
+    if "mac" not in columns:
+        raise SchemaOutdated("the change log was written by a changeflow without chain keys "
+                             "(its events have no MAC column): keep it as read-only evidence "
+                             "and start a new change log")
     if conn.execute(sa.select(head_table.c.id)).first() is None:
         conn.execute(head_table.insert().values(id=1, seq=0, hash=GENESIS))
     for ddl in guards(dialect, retention_years):

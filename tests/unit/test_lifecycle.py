@@ -259,3 +259,28 @@ def test_approval_requested_after_closing_keeps_it_closed(path: list[str],
                     T0 + timedelta(days=1), closed.last_seq + 1)
     assert (after.state, after.outcome) == ("closed", closed.outcome)
     assert after.obligations == closed.obligations
+
+
+def _history(*steps: tuple[str, dict[str, object]]) -> ChangeRecord:
+    record = None
+    for seq, (event_type, payload) in enumerate(steps, 1):
+        record = project(record, "CHG-1", event_type, dict(payload), T0, seq)
+    assert record is not None
+    return record
+
+
+REVIEW = {"role": "engineering_lead", "person_id": "erin", "decision": "approve",
+          "purpose": "review"}
+SIGN_OFF = {"role": "qa", "person_id": "quinn", "decision": "approve",
+            "purpose": "staging-sign-off"}
+
+
+def test_a_review_decision_once_review_is_over_is_refused() -> None:
+    testing = [("change_submitted", {"category": "normal"}), ("approval_recorded", REVIEW),
+               ("approval_granted", {}), ("staging_started", {})]
+    assert _history(*testing, ("approval_recorded", SIGN_OFF)).approvers == [
+        "engineering_lead:erin", "qa:quinn"]
+    with pytest.raises(IllegalTransition, match="review is over"):
+        _history(*testing, ("approval_recorded", REVIEW))
+    with pytest.raises(IllegalTransition, match="staging sign-off cannot be recorded"):
+        _history(("change_submitted", {"category": "normal"}), ("approval_recorded", SIGN_OFF))
