@@ -616,7 +616,7 @@ class SqlChangeLog:
         elif emergency is False:
             query = query.where(sa.or_(changes_table.c.category.is_(None),
                                        changes_table.c.category != "emergency"))
-        with self.engine.connect() as conn:
+        with self._snapshot() as conn, conn.begin():  # rows and last events of one moment
             rows = conn.execute(query).all()
             last = self._last_seqs(conn, None)
         return [self._checked_record(row, last) for row in rows]
@@ -692,11 +692,12 @@ class SqlChangeLog:
 
     def _check_cache(self, fold_changes: bool) -> list[str]:
         """Every cached record that does not hold, named with what is wrong."""
-        with self.engine.connect() as conn:
+        with self._snapshot() as conn, conn.begin():
             rows = conn.execute(sa.select(changes_table.c.change_id, changes_table.c.record,
                                           changes_table.c.key_id, changes_table.c.mac)
                                 .order_by(changes_table.c.change_id)).all()
             last = self._last_seqs(conn, None)
+            head_seq = self._head(conn)[0]
         problems, good = [], {}
         for row in rows:
             problem = self._row_problem(row, last)
@@ -707,7 +708,7 @@ class SqlChangeLog:
         missing = sorted(set(last) - {str(r.change_id) for r in rows})
         problems += [f"{cid}: it has events but no cached record" for cid in missing]
         if fold_changes:
-            for cid, folded in self._fold_all():
+            for cid, folded in self._fold_all(head_seq):
                 if cid not in good:
                     continue
                 cached = ChangeRecord.model_validate_json(good[cid])
@@ -716,10 +717,15 @@ class SqlChangeLog:
                                     f"but its events say {_summary(folded)}")
         return problems
 
-    def _fold_all(self) -> Iterator[tuple[str, ChangeRecord]]:
-        """Every change's record folded from its events (streamed in chain order)."""
+    def _fold_all(self, head_seq: int) -> Iterator[tuple[str, ChangeRecord]]:
+        """Every change's record folded from its events up to `head_seq`, in chain order.
+
+        Appends after `head_seq` (after the cache was read) are left out, so the fold is of
+        the moment the cache was read.
+        """
         records: dict[str, ChangeRecord] = {}
-        query = sa.select(events_table).order_by(events_table.c.seq)
+        query = sa.select(events_table).where(events_table.c.seq <= head_seq) \
+            .order_by(events_table.c.seq)
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
             for row in result:
