@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -112,9 +113,10 @@ def cmd_log_verify(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS if broken or result.mismatches else 0
 
 
-def _head(text: str) -> tuple[int, str]:
+def expected_head(text: str) -> tuple[int, str]:
+    """`--expect`'s SEQ:HASH as (seq, lower-case hash); argparse names a malformed one."""
     seq, sep, hash_ = text.partition(":")
-    if not sep or not seq.isdigit() or len(hash_) != 64:
+    if not sep or not seq.isdigit() or not re.fullmatch(r"[0-9a-fA-F]{64}", hash_):
         raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (an event number and its "
                                          "64-digit hash, as `log verify` prints them)")
     return int(seq), hash_.lower()
@@ -327,7 +329,7 @@ def parser() -> argparse.ArgumentParser:
     verify = log.add_parser("verify", help="check the chain, its records and kept heads")
     verify.add_argument("--fold", action="store_true",
                         help="also fold every change from its events and compare")
-    verify.add_argument("--expect", type=_head, action="append", default=[],
+    verify.add_argument("--expect", type=expected_head, action="append", default=[],
                         metavar="SEQ:HASH", help="a head kept elsewhere that the chain must "
                         "still hold (repeatable)")
     verify.add_argument("--anchors", type=Path, nargs="?", const=_ANCHORS, default=None,

@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 
-from domain.approvals import ApprovalVerdict
+from domain.approvals import ApprovalVerdict, check_approvals, required_approvals
 from domain.gates import gates_block
-from domain.models import GateResult
+from domain.history import approvals_of, last_gates, submitted_change
+from domain.lifecycle import fold
+from domain.models import ChangeEvent, ChangeRequest, GateResult, Roster
+from domain.policy import Policy
+from domain.standard import required_gates
 
 
 class Action(StrEnum):
@@ -64,3 +68,43 @@ def production_clearance(action: Action, state: str, approvals: ApprovalVerdict,
         if missing:
             problems.append(f"required gates with no recorded result: {', '.join(missing)}")
     return problems
+
+
+def record_clearance(action: Action, events: Sequence[ChangeEvent], change: ChangeRequest,
+                     policy: Policy, roster: Roster) -> list[str]:
+    """Why a change's verified events do not clear `action`; [] when they do.
+
+    Everything is judged from the events alone: the state is their fold, the change is
+    the one its submission recorded (its category, procedure and paths, with the paths the
+    code host reported since, decide which approvals and gates it needs), the approvals
+    and gates are the recorded ones. The
+    `change` about to be acted on must be that recorded change.
+
+    Args:
+        action: what is about to happen.
+        events: the change's events, each verified (hash, MAC, place in the chain).
+        change: the change the run is about to act on.
+        policy: the policy in force.
+        roster: the roster in force.
+    """
+    recorded = submitted_change(events)
+    if recorded is None:
+        return [f"{change.id}: no submission is recorded, so nothing was approved"]
+    problems = []
+    if recorded.model_dump(mode="json") != change.model_dump(mode="json"):
+        differ = sorted(k for k, v in recorded.model_dump(mode="json").items()
+                        if change.model_dump(mode="json").get(k) != v)
+        problems.append(f"the change about to {action.value} is not the change recorded at "
+                        f"submission (it differs in: {', '.join(differ)})")
+    read = [p for e in events if e.type == "code_host_read"
+            for p in e.payload.get("changed_paths") or []]
+    if read:  # the pull request's paths as the code host last said them count too
+        paths = list(dict.fromkeys([*recorded.changed_paths, *read]))
+        recorded = recorded.model_copy(update={"changed_paths": paths})
+    needed = {role for r in required_approvals(recorded, policy)
+              for role in (r.role, r.fallback_role) if role}
+    given = [x for x in approvals_of(events) if x.role in needed]
+    verdict = check_approvals(recorded, given, policy, roster)
+    return problems + production_clearance(action, fold(events).state, verdict,
+                                           last_gates(events),
+                                           required_gates(recorded, policy))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from domain.models import Approval, ChangeEvent, Decision
+from domain.models import Approval, Category, ChangeEvent, ChangeRequest, Decision, GateResult
 
 
 def approvals_of(events: Iterable[ChangeEvent]) -> list[Approval]:
@@ -16,3 +16,24 @@ def approvals_of(events: Iterable[ChangeEvent]) -> list[Approval]:
                      fallback_reason=e.payload.get("fallback_reason"),
                      recorded_by=e.payload.get("recorded_by"))
             for e in events if e.type == "approval_recorded"]
+
+
+def submitted_change(events: Iterable[ChangeEvent]) -> ChangeRequest | None:
+    """The change as its `change_submitted` event recorded it, with any reclassification.
+
+    This, not the ticket, is what was approved: a later edit of the ticket changes nothing.
+    """
+    change: ChangeRequest | None = None
+    for e in events:
+        if e.type == "change_submitted":
+            change = ChangeRequest.model_validate(e.payload["change"])
+        elif e.type == "change_reclassified" and change is not None:
+            change = change.model_copy(update={"category": Category(e.payload["to"])})
+    return change
+
+
+def last_gates(events: Iterable[ChangeEvent]) -> list[GateResult] | None:
+    """The results of the last recorded gate evaluation; None if there was none."""
+    found = [e for e in events if e.type in ("gates_passed", "gates_blocked")]
+    return None if not found else [GateResult.model_validate(g)
+                                   for g in found[-1].payload["gates"]]

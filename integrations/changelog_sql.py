@@ -507,7 +507,11 @@ class SqlChangeLog:
         return conn  # SQLite: a read transaction in WAL mode is a snapshot
 
     def check_change(self, change_id: str) -> list[str]:
-        """Whether a change's record holds: what the decisions before production rely on.
+        """Whether a change's record holds; the problems of `checked_events`."""
+        return self.checked_events(change_id)[1]
+
+    def checked_events(self, change_id: str) -> tuple[list[ChangeEvent], list[str]]:
+        """A change's events, and whether its record holds: what production relies on.
 
         Each of its events must hold on its own (hash, MAC) and in its place (linked to the
         events before and after it in the chain, not before its predecessor in time), and
@@ -515,15 +519,16 @@ class SqlChangeLog:
         snapshot, so an append meanwhile is no false alarm.
 
         Returns:
-            Problems, each naming the change and what is wrong; [] when the record holds.
+            The events (in order), and problems, each naming the change and what is wrong;
+            no problems when the record holds.
         """
         with self._snapshot() as conn, conn.begin():
             try:
                 events = self._checked_events(conn, change_id)
             except RecordTampered as exc:
-                return [str(exc)]
+                return [], [str(exc)]
             if not events:
-                return []
+                return [], []
             problems = self._links(conn, change_id, events)
             row = conn.execute(sa.select(changes_table.c.change_id, changes_table.c.record,
                                          changes_table.c.key_id, changes_table.c.mac)
@@ -533,12 +538,12 @@ class SqlChangeLog:
         try:
             cached = self._checked_record(row, last) if row is not None else None
         except RecordTampered as exc:
-            return [*problems, f"{exc}; its events say {_summary(folded)}"]
+            return events, [*problems, f"{exc}; its events say {_summary(folded)}"]
         if cached != folded:
             problems.append(f"{change_id}: its cached record says "
                             f"{_summary(cached) if cached else 'nothing'} but its events say "
                             f"{_summary(folded)}")
-        return problems
+        return events, problems
 
     def _links(self, conn: Connection, change_id: str,
                events: list[ChangeEvent]) -> list[str]:

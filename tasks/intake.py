@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from domain.history import submitted_change
 from domain.intake import validate_ticket
 from domain.models import Category, ChangeRequest
 from domain.standard import procedure_misfits
 from integrations.factory import Adapters
 from tasks.code_host import with_pull_request
-from tasks.common import ChangeStopped, events_of, last_of, record, step
+from tasks.common import ChangeStopped, events_of, record, step
 from tasks.tickets import tell
 
 NEEDS_INFORMATION = "needs information"
@@ -32,13 +33,9 @@ def submit_change(a: Adapters, key: str) -> ChangeRequest:
         ChangeRefused: the ticket has problems. It got one comment listing them and
             moved to "needs information"; nothing else happened.
     """
-    submitted = last_of(a, key, "change_submitted")
-    if submitted is not None:
-        change = ChangeRequest.model_validate(submitted.payload["change"])
-        moved = last_of(a, key, "change_reclassified")
-        if moved is not None:
-            change = change.model_copy(update={"category": Category(moved.payload["to"])})
-        return change
+    recorded = submitted_change(events_of(a, key))
+    if recorded is not None:
+        return recorded
     ticket = a.tickets.get(key)
     cfg = a.config
     checked = validate_ticket(ticket, cfg.policy, cfg.roster, cfg.services)

@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from domain.clearance import Action, production_clearance
-from domain.models import ChangeRequest, GateResult, Notice
-from domain.standard import required_gates
+from domain.clearance import Action, record_clearance
+from domain.models import ChangeEvent, ChangeRequest, Notice
 from integrations.changelog_sql import ChangeBusy, RecordTampered
 from integrations.factory import Adapters
-from tasks.approvals import verdict
-from tasks.common import SYSTEM, ChangeStopped, last_of, record, step
+from tasks.common import SYSTEM, ChangeStopped, record, step
 
 ALARMS = "changeflow-integrity"
 """The record that integrity alarms are appended to (not a change: a change whose own
@@ -46,15 +44,16 @@ def raise_alarm(a: Adapters, change_id: str, action: str, problems: list[str]) -
                           f"not hold: {'; '.join(problems)}")
 
 
-def check_intact(a: Adapters, change_id: str, action: str) -> None:
-    """Stop with an alarm if the change's record does not hold (see module doc).
+def check_intact(a: Adapters, change_id: str, action: str) -> list[ChangeEvent]:
+    """The change's verified events; stops with an alarm if its record does not hold.
 
     Raises:
-        IntegrityAlarm: it does not; recorded and sent.
+        IntegrityAlarm: it does not (see module doc); recorded and sent.
     """
-    problems = a.change_log.check_change(change_id)
+    events, problems = a.change_log.checked_events(change_id)
     if problems:
         raise raise_alarm(a, change_id, action, problems)
+    return events
 
 
 @step("clear-for-production")
@@ -64,14 +63,8 @@ def clear_for(a: Adapters, change: ChangeRequest, action: Action) -> None:
     Raises:
         IntegrityAlarm: the record does not hold, or does not clear the action.
     """
-    check_intact(a, change.id, action.value)
-    folded = a.change_log.record(change.id)
-    assert folded is not None
-    gates_event = last_of(a, change, "gates_passed", "gates_blocked")
-    gates = None if gates_event is None else [
-        GateResult.model_validate(g) for g in gates_event.payload["gates"]]
-    problems = production_clearance(action, folded.state, verdict(a, change), gates,
-                                    required_gates(change, a.config.policy))
+    events = check_intact(a, change.id, action.value)
+    problems = record_clearance(action, events, change, a.config.policy, a.config.roster)
     if problems:
         raise raise_alarm(a, change.id, action.value, problems)
 

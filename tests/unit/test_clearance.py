@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import pytest
 
+from config.loader import Config
 from domain.approvals import ApprovalVerdict
-from domain.clearance import Action, production_clearance
-from domain.models import GateResult, GateStatus
+from domain.clearance import Action, production_clearance, record_clearance
+from domain.lifecycle import SIGN_OFF_PURPOSE
+from domain.models import ChangeEvent, ChangeRequest, GateResult, GateStatus
+from tests.unit.conftest import make_change
 
 APPROVED = ApprovalVerdict(satisfied=True, declined=False,
                            approvers={"engineering_lead": "erin", "qa": "quinn"})
@@ -46,3 +52,57 @@ def test_what_does_not_clear(action: Action, state: str, approvals: ApprovalVerd
 def test_a_bypassed_gate_does_not_block() -> None:
     assert production_clearance(Action.DEPLOY, "ready", APPROVED,
                                 gates(code_review="bypassed"), REQUIRED) == []
+
+
+def history(change: ChangeRequest, *steps: tuple[str, dict[str, Any]]) -> list[ChangeEvent]:
+    """The events of `change`: its submission, then `steps` (type, payload), a minute apart."""
+    at = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+    found = [("change_submitted", {"category": change.category.value,
+                                   "change": change.model_dump(mode="json")}), *steps]
+    return [ChangeEvent(seq=n, change_id=change.id, type=t, at=at + timedelta(minutes=n),
+                        actor="changeflow", payload=p, prev_hash="", hash="")
+            for n, (t, p) in enumerate(found, 1)]
+
+
+def decided(role: str, person: str, purpose: str = "review") -> tuple[str, dict[str, Any]]:
+    return ("approval_recorded", {"role": role, "person_id": person, "decision": "approve",
+                                  "purpose": purpose, "channel": "prefect-ui"})
+
+
+def ready(change: ChangeRequest, *more: tuple[str, dict[str, Any]]) -> list[ChangeEvent]:
+    """A normal change reviewed, staged, signed off and through its gates."""
+    return history(change, ("approval_requested", {}), decided("engineering_lead", "erin"),
+                   ("approval_granted", {}), ("staging_started", {}),
+                   decided("qa", "quinn", SIGN_OFF_PURPOSE), ("staging_passed", {}),
+                   ("gates_passed", {"gates": [g.model_dump(mode="json") for g in gates(
+                       security_scan="passed", staging_validation="passed",
+                       rollback_plan="passed")]}),
+                   *more)
+
+
+def test_a_record_judged_from_its_events_alone(config: Config) -> None:
+    change = make_change()
+    assert record_clearance(Action.DEPLOY, ready(change), change, config.policy,
+                            config.roster) == []
+
+
+def test_the_change_acted_on_must_be_the_recorded_one(config: Config) -> None:
+    change = make_change()
+    other = change.model_copy(update={"version": "9.9.9"})
+    (problem,) = record_clearance(Action.DEPLOY, ready(change), other, config.policy,
+                                  config.roster)
+    assert "not the change recorded at submission" in problem and "version" in problem
+
+
+def test_paths_the_code_host_reported_later_ask_for_their_review(config: Config) -> None:
+    change = make_change()
+    events = ready(change, ("code_host_read", {"changed_paths": ["src/auth/login.py"]}))
+    problems = record_clearance(Action.DEPLOY, events, change, config.policy, config.roster)
+    assert any("security" in p for p in problems)
+
+
+def test_no_submission_recorded_clears_nothing(config: Config) -> None:
+    change = make_change()
+    events = [e for e in ready(change) if e.type != "change_submitted"]
+    assert "no submission is recorded" in record_clearance(
+        Action.DEPLOY, events, change, config.policy, config.roster)[0]
