@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy changeflow config domain integrations reporting tasks flows bench
+	$(BIN)/mypy changeflow config domain integrations reporting tasks flows bench tools
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

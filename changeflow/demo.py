@@ -16,6 +16,8 @@ Then someone deploys a version by hand, and `practices-audit` finds it, once.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -182,6 +184,16 @@ def write_quarterly_report(stack: Stack) -> None:
           f"{len(report.findings)} prohibited-practice finding(s)")
     print(f"  {written['report.html'].relative_to(PROJECT_ROOT)} (with CSV, XLSX and "
           f"{written['evidence'].name} beside it)")
+    keys = stack.adapters.change_log.keys
+    pack = written["evidence"].relative_to(PROJECT_ROOT)
+    argv = ["tools/verify_pack.py", str(pack), "--public-key",
+            f"{keys.current.id}:{keys.current.public_key()}"]
+    checked = subprocess.run([sys.executable, "-I", *argv], cwd=PROJECT_ROOT, text=True,
+                             capture_output=True, timeout=120, check=False)
+    if checked.returncode != 0:
+        raise RuntimeError(f"the evidence pack does not verify: {checked.stdout}{checked.stderr}")
+    print(f"  the pack checked alone (Python's standard library and the public key):\n"
+          f"    python3 {' '.join(argv)}\n    {checked.stdout.splitlines()[0]}")
 
 
 def run_demo() -> int:

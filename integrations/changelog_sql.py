@@ -82,6 +82,10 @@ class RecordTampered(ChainBroken):
         self.change_id = change_id
 
 
+EXPORT_FIELDS = ("seq", "change_id", "type", "at", "actor", "payload", "prev_hash", "hash",
+                 "key_id", "mac")
+"""An exported event's fields, in the order the hash covers them (then its key and MAC)."""
+
 CLOCK_BEHIND = "clock_behind"
 """Payload key of an event recorded when the clock was behind the chain's last event: the
 clock's time. The event carries its predecessor's time instead, so times never go back."""
@@ -867,16 +871,19 @@ class SqlChangeLog:
         return None if good else (f"its MAC does not hold under key {key_id!r}: it was "
                                   "not written by changeflow (forged, or its hash recomputed)")
 
-    def _raw_rows(self, conn: Connection) -> Iterator[list[tuple[Any, ...]]]:
-        """Every event as a plain tuple, in chain order, in batches, inside `conn`'s snapshot.
+    def _raw_rows(self, conn: Connection,
+                  upto: int | None = None) -> Iterator[list[tuple[Any, ...]]]:
+        """Every event (up to seq `upto`) as a plain tuple, in chain order, in batches.
 
+        Read inside `conn`'s snapshot.
         Verification is bound by row fetching; the DBAPI cursor skips SQLAlchemy's row
         layer, and on PostgreSQL a server-side cursor keeps memory flat.
         """
         dbapi = conn.connection.driver_connection
         assert dbapi is not None
         query = ("SELECT seq, change_id, type, at, actor, payload, prev_hash, hash, key_id, "
-                 "mac FROM change_events ORDER BY seq")
+                 "mac FROM change_events" + ("" if upto is None else f" WHERE seq <= {int(upto)}")
+                 + " ORDER BY seq")
         cursor = (dbapi.cursor(name="changeflow_verify") if self.dialect == "postgresql"
                   else dbapi.cursor())
         try:
@@ -885,6 +892,27 @@ class SqlChangeLog:
                 yield batch
         finally:
             cursor.close()
+
+    def event_time(self, seq: int) -> str:
+        """The stored (hashed) time text of event `seq`; "" if there is none."""
+        with self.engine.connect() as conn:
+            return str(conn.execute(sa.select(events_table.c.at)
+                                    .where(events_table.c.seq == seq)).scalar() or "")
+
+    def chain_start(self) -> tuple[int, str]:
+        """Where the kept chain starts: (0, genesis), or the last purge's checkpoint."""
+        with self.engine.connect() as conn:
+            return self._checkpoint(conn)
+
+    def export(self, upto: int) -> Iterator[dict[str, Any]]:
+        """Every event from the chain's start up to event `upto`, exactly as stored.
+
+        The time and payload are their hashed text: what an evidence pack holds.
+        """
+        with self._snapshot() as conn, conn.begin():
+            for batch in self._raw_rows(conn, upto):
+                for row in batch:
+                    yield dict(zip(EXPORT_FIELDS, row, strict=True))
 
     def purge(self, cutoff: datetime, now: datetime, actor: str) -> int:
         """Delete events older than `cutoff`, recording a checkpoint to verify from.

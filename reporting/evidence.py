@@ -6,11 +6,13 @@ over the sorted change IDs, so anyone holding the IDs and the seed draws the sam
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from pathlib import Path
@@ -142,73 +144,187 @@ def change_page(evidence: Mapping[str, Any]) -> str:
     return document(title, body)
 
 
-def _readme(report: QuarterlyReport, changes: Sequence[str]) -> str:
-    chain = report.chain
-    seq, head = cell_text(chain.get("head_seq")), cell_text(chain.get("head_hash"))
+def _readme(report: QuarterlyReport, changes: Sequence[str], chain: PackChain | None) -> str:
+    verified = report.chain
+    seq, head = cell_text(verified.get("head_seq")), cell_text(verified.get("head_hash"))
     listing = "\n".join(f"    {name}" for name in changes) or "    (none)"
+    signed = chain is not None and chain.sign is not None and chain.checkpoint is not None
+    standing = (f"signed with chain key {chain.key_id!r}" if signed and chain else
+                "NOT signed: the change log did not verify when the pack was made, so "
+                "nothing in it vouches for the chain")
     return f"""Evidence pack: change management, {report.quarter}
 Policy: {report.policy}
 Generated: {cell_text(report.generated_at)}
 
 Contents
-  README.txt     this file
-  report.html    the quarterly report (open it in a browser; it works offline)
-  chain.json     the change log's hash-chain verification when the report was made
-  changes/       one JSON file per change: its record, approvals, gates, deployments,
-                 verifications, incidents, and every event with its hash (ISO 8601 times)
+  README.txt          this file
+  report.html         the quarterly report (open it in a browser; it works offline)
+  chain.json          the change log's verification when the report was made
+  chain/events.jsonl  every event of the change log from its start up to the head below,
+                      exactly as hashed (see "The encoding" in changeflow's README)
+  chain/start.json    where the kept chain starts (the genesis, or a retention purge's
+                      checkpoint)
+  chain/checkpoint.json  the head, signed (Ed25519)
+  chain/anchors.jsonl the heads published before it, each signed
+  chain/public-keys.json  the chain keys' public halves, by key id
+  config/             policy.yaml, roster.yaml and services.yaml in force
+  changes/            one JSON file per change: its record, approvals, gates, deployments,
+                      verifications, incidents, and every event with its hash (ISO 8601 times)
 {listing}
+  manifest.json       the sha256 of every other file, and the head
+  manifest.sig        the manifest's Ed25519 signature
 
-Checking the change log
+The head
   The report was made from a change log whose head was event {seq} with hash
     {head}
-  (verified: {cell_text(chain.get("ok"))}; {cell_text(chain.get("checked"))} events checked).
+  (verified: {cell_text(verified.get("ok"))}; {cell_text(verified.get("checked"))} events
+  checked). This pack is {standing}.
+
+Checking the pack, with nothing but Python 3 and the public key
+  Get the chain key's public key from its keeper (`changeflow log public-key` prints it),
+  not from this pack, and run changeflow's own tools/verify_pack.py:
+
+      python3 verify_pack.py evidence-{report.quarter}.zip --public-key ID:KEY
+
+  It checks the manifest's signature and every file's hash, recomputes every event's hash
+  and its link to the one before, checks that times never go back, that the chain ends at
+  the signed head, that every anchor is signed and still held, and that every event in
+  changes/ is the chain's. It exits 0 and prints "pack verified" or exits 1 naming the
+  first thing that does not hold.
+
+Checking against the live change log
   On a machine with access to the change log, run
 
-      changeflow log verify
+      changeflow log verify --expect {seq}:{head}
 
-  It recomputes every hash and prints "chain ok: N event(s) verified, head event S,
-  head hash H". H must equal the hash above. If events were recorded since, the head has
-  moved on, and the event with seq {seq} must still carry that hash
-  (`changeflow log export <change_id>` prints a change's events with their hashes).
+  It checks the whole chain and that event {seq} still carries that hash.
 """
+
+
+@dataclass(frozen=True)
+class PackChain:
+    """What makes a pack verify alone: the chain up to the head, signed, and its setting.
+
+    Attributes:
+        start: (seq, hash) the kept chain starts from: (0, genesis), or a purge's checkpoint.
+        events: every event from the start up to the head, as `SqlChangeLog.export` gives
+            them (the time and payload as their hashed text), streamed.
+        head: (seq, hash) of the last of `events`: the head the report verified.
+        checkpoint: the head as a signed anchor line; None when the chain did not verify.
+        anchors: anchor lines published before, up to the head.
+        public_keys: key id -> Ed25519 public key (base64).
+        configs: file name -> bytes of the configuration in force.
+        sign: signs bytes with the current chain key (base64); None to leave it unsigned.
+        key_id: the signing key's id.
+    """
+
+    start: tuple[int, str]
+    events: Iterable[Mapping[str, Any]]
+    head: tuple[int, str]
+    checkpoint: str | None
+    anchors: Sequence[str]
+    public_keys: Mapping[str, str]
+    configs: Mapping[str, bytes]
+    sign: Callable[[bytes], str] | None
+    key_id: str
 
 
 PACK_JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 """Each change's JSON in the pack: indented, keys sorted (the same evidence, the same bytes)."""
 
+PACK_FORMAT = "changeflow-pack-v1"
+
+
+def _line(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8") + b"\n"
+
 
 def write_evidence_pack(report: QuarterlyReport, evidence: Mapping[str, Mapping[str, Any]],
-                        out: Path) -> Path:
-    """Write a zip at `out` with the report, chain.json, one JSON per change and a README.
+                        out: Path, chain: PackChain | None = None) -> Path:
+    """Write a zip at `out`: the report, one JSON per change, the chain, and a README.
 
-    Members come in a fixed order (README.txt, report.html, chain.json, then
-    changes/<change_id>.json by change ID) with fixed timestamps, so the same inputs give
-    the same bytes.
+    Members come in a fixed order (README.txt, report.html, chain.json, the chain and
+    configuration, changes/<change_id>.json by change ID, then the manifest and its
+    signature) with fixed timestamps, so the same inputs give the same bytes.
+
+    Raises:
+        ValueError: two change IDs share a file name, or the chain's events do not end at
+            its head (nothing is written).
     """
     ids = sorted(evidence)
     names = [f"changes/{file_name(cid)}.json" for cid in ids]
     if len(set(names)) != len(names):
         raise ValueError("two change IDs map to the same file name in the evidence pack")
-    head = {"README.txt": _readme(report, names), "report.html": render_html(report),
-            "chain.json": chain_json(report)}
-    stamp = max(report.generated_at.timetuple()[:6], (1980, 1, 1, 0, 0, 0))
-
-    def member(pack: zipfile.ZipFile, name: str, content: str | bytes) -> None:
-        info = zipfile.ZipInfo(name, date_time=stamp)
-        info.compress_type = zipfile.ZIP_DEFLATED
-        info.external_attr = 0o644 << 16
-        pack.writestr(info, content.encode("utf-8") if isinstance(content, str) else content)
 
     def write(path: Path) -> None:
-        # One change at a time: a quarter of 100,000 changes never sits in memory at once.
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as pack:
-            for name, text in head.items():
-                member(pack, name, text)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+            pack = _Pack(zipped, max(report.generated_at.timetuple()[:6], (1980, 1, 1, 0, 0, 0)))
+            pack.add("README.txt", _readme(report, names, chain))
+            pack.add("report.html", render_html(report))
+            pack.add("chain.json", chain_json(report))
+            if chain is not None:
+                pack.add_chain(chain)
+            # One change at a time: a quarter of 100,000 changes never sits in memory at once.
             for cid, name in zip(ids, names, strict=True):
-                member(pack, name, orjson.dumps(evidence[cid], default=json_default,
-                                                option=PACK_JSON) + b"\n")
+                pack.add(name, orjson.dumps(evidence[cid], default=json_default,
+                                            option=PACK_JSON) + b"\n")
+            if chain is not None:
+                pack.add_manifest(report, chain)
 
     return replace_atomically(out, write)
+
+
+class _Pack:
+    """Members written into an evidence pack, each one's sha256 kept for the manifest."""
+
+    def __init__(self, zipped: zipfile.ZipFile, stamp: tuple[int, ...]) -> None:
+        self.zipped = zipped
+        self.stamp = stamp
+        self.digests: dict[str, str] = {}
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        entry = zipfile.ZipInfo(name, date_time=self.stamp)  # type: ignore[arg-type]
+        entry.compress_type = zipfile.ZIP_DEFLATED
+        entry.external_attr = 0o644 << 16
+        return entry
+
+    def add(self, name: str, content: str | bytes, listed: bool = True) -> None:
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        if listed:
+            self.digests[name] = hashlib.sha256(data).hexdigest()
+        self.zipped.writestr(self._info(name), data)
+
+    def add_chain(self, chain: PackChain) -> None:
+        """The events streamed (a long chain never sits in memory), then what vouches."""
+        digest, last = hashlib.sha256(), chain.start
+        with self.zipped.open(self._info("chain/events.jsonl"), "w", force_zip64=True) as out:
+            for event in chain.events:
+                line = _line(dict(event))
+                digest.update(line)
+                out.write(line)
+                last = (int(event["seq"]), str(event["hash"]))
+        if last != chain.head:
+            raise ValueError(f"the chain's events end at event {last[0]}, not at its head "
+                             f"{chain.head[0]}")
+        self.digests["chain/events.jsonl"] = digest.hexdigest()
+        self.add("chain/start.json", _line({"seq": chain.start[0], "hash": chain.start[1]}))
+        if chain.checkpoint is not None:
+            self.add("chain/checkpoint.json", chain.checkpoint + "\n")
+        self.add("chain/anchors.jsonl", "".join(f"{a}\n" for a in chain.anchors))
+        self.add("chain/public-keys.json", _line(dict(chain.public_keys)))
+        for name, data in sorted(chain.configs.items()):
+            self.add(f"config/{name}", data)
+
+    def add_manifest(self, report: QuarterlyReport, chain: PackChain) -> None:
+        """The manifest of every member's hash, signed when the chain verified."""
+        text = json.dumps({"format": PACK_FORMAT, "quarter": str(report.quarter),
+                           "head": {"seq": chain.head[0], "hash": chain.head[1]},
+                           "key_id": chain.key_id, "files": self.digests},
+                          indent=2, sort_keys=True) + "\n"
+        self.add("manifest.json", text, listed=False)
+        if chain.sign is not None and chain.checkpoint is not None:
+            self.add("manifest.sig", chain.sign(text.encode()) + "\n", listed=False)
 
 
 def _index(evidence: Mapping[str, Mapping[str, Any]], sampled: Sequence[str], seed: str,
