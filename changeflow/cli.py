@@ -24,7 +24,15 @@ from config.settings import Settings
 from integrations.anchors import FileAnchors
 from integrations.chain_keys import ChainKeyError, new_key
 from integrations.changelog_sql import RetentionError, SqlChangeLog
-from integrations.factory import Adapters, build, migrate_change_log, open_change_log
+from integrations.factory import (
+    Adapters,
+    anchor_targets,
+    build,
+    migrate_change_log,
+    open_change_log,
+    open_tickets,
+)
+from integrations.ports import Anchors
 from reporting.model import Quarter
 from tasks.anchoring import check_anchors, check_heads, publish_head
 
@@ -43,6 +51,7 @@ def _settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         lines = [f"CHANGEFLOW_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+                 if e["loc"] else str(e["msg"]).removeprefix("Value error, ")
                  for e in exc.errors()]
         raise CommandFailed("invalid settings:\n  " + "\n  ".join(lines)) from None
 
@@ -82,9 +91,25 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _anchor_targets(settings: Settings) -> list[Anchors]:
+    """The configured anchor targets (the ticket system opened only when one is a ticket)."""
+    tickets = None
+    if settings.anchor_ticket:
+        try:
+            tickets = open_tickets(settings, load_config(settings.config_dir))
+        except (ConfigError, ValueError) as exc:
+            raise CommandFailed(f"cannot open the ticket system for CHANGEFLOW_ANCHOR_TICKET: "
+                                f"{exc}") from None
+    return anchor_targets(settings, tickets)
+
+
 def cmd_log_verify(args: argparse.Namespace) -> int:
     """Check the chain (hashes, MACs, times), the cached records, and any kept heads."""
-    anchor_file = _settings().resolved_anchor_file if args.anchors == _ANCHORS else args.anchors
+    targets: list[Anchors] = []
+    if args.anchors == _ANCHORS:
+        targets = _anchor_targets(_settings())
+    elif args.anchors is not None:
+        targets = [FileAnchors(args.anchors)]
     with _change_log() as log:
         result = log.verify(fold_changes=args.fold)
         checks = []
@@ -92,8 +117,8 @@ def cmd_log_verify(args: argparse.Namespace) -> int:
             checks.append(("expected head(s)", check_heads(
                 log, [(f"expected head {seq}:{hash_[:12]}", seq, hash_)
                       for seq, hash_ in args.expect])))
-        if anchor_file is not None:
-            checks.append(("anchor(s)", check_anchors(log, FileAnchors(anchor_file))))
+        if targets:
+            checks.append(("anchor(s)", check_anchors(log, targets)))
         key_id = log.keys.current.id
     broken = False
     if result.problem is not None:
@@ -142,8 +167,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_log_anchor(args: argparse.Namespace) -> int:
     """Publish the chain's signed head to the anchor file, after checking the chain."""
-    settings = _settings()
-    anchors = FileAnchors(settings.resolved_anchor_file)
+    anchors = _anchor_targets(_settings())
     with _change_log() as log:
         result = log.verify()
         if not result.ok:
@@ -152,7 +176,7 @@ def cmd_log_anchor(args: argparse.Namespace) -> int:
             return EXIT_PROBLEMS
         anchor = publish_head(log, anchors)
     print(f"anchored head event {anchor.seq} hash {anchor.hash} (key {anchor.key_id}) to "
-          f"{anchors.path}")
+          f"{', '.join(t.where for t in anchors)}")
     return 0
 
 

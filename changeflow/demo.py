@@ -32,6 +32,7 @@ from changeflow.sample_service import deploy
 from changeflow.stack import SAMPLE_PORT, Stack, embedded_stack
 from config.loader import check_config
 from config.settings import PROJECT_ROOT
+from domain.events import EventType
 from domain.models import ChangeEvent
 from integrations.anchors import FileAnchors
 from integrations.factory import installed
@@ -65,46 +66,47 @@ def describe(event: ChangeEvent) -> str | None:
     """One readable line for an event worth showing, or None."""
     p = event.payload
     lines: dict[str, Callable[[], str]] = {
-        "validation_failed": lambda: "refused at submit: " + "; ".join(p["problems"]),
-        "change_submitted": lambda: f"submitted by {p['author']}: {p['summary']}",
-        "approval_recorded": lambda: (
+        EventType.VALIDATION_FAILED: lambda: "refused at submit: " + "; ".join(p["problems"]),
+        EventType.CHANGE_SUBMITTED: lambda: f"submitted by {p['author']}: {p['summary']}",
+        EventType.APPROVAL_RECORDED: lambda: (
             f"approved verbally by {p['person_id']} as {p['role']} ({p['via']}), recorded by "
             f"{p['recorded_by']} with their code" if p.get("channel") == "verbal" else
             f"{p['decision']}d as {p['role']} ({p['purpose']}) by {p['person_id']}, "
             "code checked"),
-        "procedure_checked": lambda: (f"fits standard procedure {p['procedure']}" if p["fits"]
-                                      else "does NOT fit its standard procedure: "
-                                      + "; ".join(p["reasons"])),
-        "change_reclassified": lambda: f"handled as a {p['to']} change",
-        "gate_bypassed": lambda: f"gate {p['gate']} bypassed (emergency, recorded)",
-        "obligation_opened": lambda: (f"owes {p['obligation']} by {p['due'][:16]} UTC "
+        EventType.PROCEDURE_CHECKED: lambda: (
+            f"fits standard procedure {p['procedure']}" if p["fits"]
+            else "does NOT fit its standard procedure: " + "; ".join(p["reasons"])),
+        EventType.CHANGE_RECLASSIFIED: lambda: f"handled as a {p['to']} change",
+        EventType.GATE_BYPASSED: lambda: f"gate {p['gate']} bypassed (emergency, recorded)",
+        EventType.OBLIGATION_OPENED: lambda: (f"owes {p['obligation']} by {p['due'][:16]} UTC "
                                       f"({', '.join(p['owners'])})"),
-        "obligation_responded": lambda: (f"{p['purpose']} "
+        EventType.OBLIGATION_RESPONDED: lambda: (f"{p['purpose']} "
                                          f"{'done' if p['decision'] == 'approve' else 'REFUSED'}"
                                          f" by {p['person_id']}, code checked"),
-        "reminder_sent": lambda: f"reminder: {p['obligation']} {p['status']} -> "
+        EventType.REMINDER_SENT: lambda: f"reminder: {p['obligation']} {p['status']} -> "
                                  f"{', '.join(p['to'])}",
-        "escalated": lambda: f"ESCALATED: {p['obligation']} {p['status']} -> "
+        EventType.ESCALATED: lambda: f"ESCALATED: {p['obligation']} {p['status']} -> "
                              f"{', '.join(p['to'])}",
-        "approval_attempt_failed": lambda: f"refused a decision: {p['reason']}",
-        "staging_passed": lambda: "staging deploy and tests passed",
-        "staging_failed": lambda: "staging FAILED",
-        "gates_passed": lambda: "gates passed: " + ", ".join(g["gate"] for g in p["gates"]),
-        "gates_blocked": lambda: "BLOCKED by gates",
-        "deployment_scheduled": lambda: (f"scheduled for {p['slot'][:19]} UTC; told "
+        EventType.APPROVAL_ATTEMPT_FAILED: lambda: f"refused a decision: {p['reason']}",
+        EventType.STAGING_PASSED: lambda: "staging deploy and tests passed",
+        EventType.STAGING_FAILED: lambda: "staging FAILED",
+        EventType.GATES_PASSED: lambda: "gates passed: " + ", ".join(g["gate"] for g in p["gates"]),
+        EventType.GATES_BLOCKED: lambda: "BLOCKED by gates",
+        EventType.DEPLOYMENT_SCHEDULED: lambda: (f"scheduled for {p['slot'][:19]} UTC; told "
                                          f"{', '.join(p['notified'])}"),
-        "availability_confirmed": lambda: (f"{p['person_id']} confirmed availability as "
+        EventType.AVAILABILITY_CONFIRMED: lambda: (f"{p['person_id']} confirmed availability as "
                                            f"{p['role']}"),
-        "deployment_succeeded": lambda: f"deployed {p['version']} to production",
-        "verification_passed": lambda: "verified: smoke checks and monitors pass",
-        "verification_failed": lambda: "verification FAILED: "
+        EventType.DEPLOYMENT_SUCCEEDED: lambda: f"deployed {p['version']} to production",
+        EventType.VERIFICATION_PASSED: lambda: "verified: smoke checks and monitors pass",
+        EventType.VERIFICATION_FAILED: lambda: "verification FAILED: "
         + ", ".join(c["name"] for c in p["checks"] if not c["passed"]),
-        "rollback_succeeded": lambda: (f"rolled back to {p['to_version']} in "
+        EventType.ROLLBACK_SUCCEEDED: lambda: (f"rolled back to {p['to_version']} in "
                                        f"{p['minutes'] * 60:.1f} s (plan: "
                                        f"{p['estimate_minutes']} min)"),
-        "incident_opened": lambda: f"incident {p['incident_id']} opened as P{p['priority']}, "
-                                   f"review due {p['review_due'][:10]}",
-        "change_closed": lambda: f"closed: {p['outcome']}",
+        EventType.INCIDENT_OPENED: lambda: (
+            f"incident {p['incident_id']} opened as P{p['priority']}, review due "
+            f"{p['review_due'][:10]}"),
+        EventType.CHANGE_CLOSED: lambda: f"closed: {p['outcome']}",
     }
     line = lines.get(event.type)
     return line() if line else None
@@ -230,7 +232,7 @@ def run_demo() -> int:
               f"{result.checked} events, each MAC'd under key {log.keys.current.id} "
               f"({stack.settings.chain_key_file})")
         anchors = FileAnchors(stack.settings.resolved_anchor_file)
-        anchor = publish_head(log, anchors)
+        anchor = publish_head(log, [anchors])
         print(f"  anchored head: event {anchor.seq} hash {anchor.hash} (signed with key "
               f"{anchor.key_id}) to {anchors.path}")
         print(f"  check it later: CHANGEFLOW_VAR_DIR="

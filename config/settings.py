@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,16 @@ class Settings(BaseSettings):
         default=None, description="Append-only file the chain's signed heads are published "
                                   "to; put it where the database's users cannot write. "
                                   "Default var/anchors.jsonl")
+    anchor_ticket: str | None = Field(
+        default=None, description="Also keep each signed head as a comment on this ticket "
+                                  "(e.g. a Jira issue whose comments changeflow's account may "
+                                  "add but not edit or delete)")
+    anchor_tsa_url: str | None = Field(
+        default=None, description="Also have each signed head stamped by this RFC 3161 "
+                                  "timestamp authority (kept in <anchor file>.stamped.jsonl)")
+    anchor_tsa_ca_file: Path | None = Field(
+        default=None, description="The timestamp authority's CA certificate (PEM); required "
+                                  "with anchor_tsa_url")
     tickets: Literal["local", "jira"] = Field(default="local",
                                               description="Change-ticket adapter")
     tickets_dir: Path | None = Field(
@@ -83,6 +93,14 @@ class Settings(BaseSettings):
     approval_poll_seconds: float = Field(
         default=5, gt=0, description="How often a waiting run checks for a decision")
 
+    @model_validator(mode="after")
+    def _timestamp_authority_complete(self) -> Settings:
+        if self.anchor_tsa_url and self.anchor_tsa_ca_file is None:
+            raise ValueError("CHANGEFLOW_ANCHOR_TSA_URL is set but CHANGEFLOW_ANCHOR_TSA_CA_FILE "
+                             "is not: give the timestamp authority's CA certificate (PEM), "
+                             "which its tokens are checked against")
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         """The change log's URL, the SQLite default filled in."""
@@ -92,6 +110,11 @@ class Settings(BaseSettings):
     def resolved_anchor_file(self) -> Path:
         """Where anchors go."""
         return self.anchor_file or self.var_dir / "anchors.jsonl"
+
+    @property
+    def stamped_anchor_file(self) -> Path:
+        """Where the timestamp authority's stamped anchors go."""
+        return self.resolved_anchor_file.with_suffix(".stamped.jsonl")
 
     @property
     def resolved_tickets_dir(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from domain.events import EventType
 from domain.models import Approval, Category, ChangeEvent, ChangeRequest, Decision, GateResult
 
 
@@ -15,7 +16,7 @@ def approvals_of(events: Iterable[ChangeEvent]) -> list[Approval]:
                      comment=e.payload.get("comment", ""),
                      fallback_reason=e.payload.get("fallback_reason"),
                      recorded_by=e.payload.get("recorded_by"))
-            for e in events if e.type == "approval_recorded"]
+            for e in events if e.type == EventType.APPROVAL_RECORDED]
 
 
 def submitted_change(events: Iterable[ChangeEvent]) -> ChangeRequest | None:
@@ -25,15 +26,15 @@ def submitted_change(events: Iterable[ChangeEvent]) -> ChangeRequest | None:
     """
     change: ChangeRequest | None = None
     for e in events:
-        if e.type == "change_submitted":
+        if e.type == EventType.CHANGE_SUBMITTED:
             change = ChangeRequest.model_validate(e.payload["change"])
-        elif e.type == "change_reclassified" and change is not None:
+        elif e.type == EventType.CHANGE_RECLASSIFIED and change is not None:
             change = change.model_copy(update={"category": Category(e.payload["to"])})
     return change
 
 
 def last_gates(events: Iterable[ChangeEvent]) -> list[GateResult] | None:
     """The results of the last recorded gate evaluation; None if there was none."""
-    found = [e for e in events if e.type in ("gates_passed", "gates_blocked")]
+    found = [e for e in events if e.type in (EventType.GATES_PASSED, EventType.GATES_BLOCKED)]
     return None if not found else [GateResult.model_validate(g)
                                    for g in found[-1].payload["gates"]]

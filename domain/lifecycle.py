@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from domain.emergency import Obligation
+from domain.events import EventType
+from domain.events import EventType as E
 from domain.models import Category, ChangeEvent
 
 TERMINAL_OUTCOMES = {
@@ -28,60 +30,56 @@ TERMINAL_OUTCOMES = {
 
 _OPEN = ("submitted", "in_review", "approved", "testing", "blocked", "ready", "scheduled")
 
-TRANSITIONS: dict[str, dict[str | None, str]] = {
-    "change_submitted": {None: "submitted", "draft": "submitted",
+TRANSITIONS: dict[EventType, dict[str | None, str]] = {
+    E.CHANGE_SUBMITTED: {None: "submitted", "draft": "submitted",
                          "needs_information": "submitted"},
-    "change_reclassified": {"submitted": "submitted"},
-    "validation_failed": {None: "needs_information", "draft": "needs_information",
+    E.CHANGE_RECLASSIFIED: {"submitted": "submitted"},
+    E.VALIDATION_FAILED: {None: "needs_information", "draft": "needs_information",
                           "needs_information": "needs_information"},
     # Asking is allowed at any point after submission (availability before deploying,
     # an emergency's obligations after closing); only a first review request moves it.
-    "approval_requested": {"submitted": "in_review", **{s: s for s in (
+    E.APPROVAL_REQUESTED: {"submitted": "in_review", **{s: s for s in (
         "in_review", "approved", "testing", "blocked", "ready", "scheduled", "deploying",
         "deployed", "deploy_failed", "verify_failed", "rolling_back", *TERMINAL_OUTCOMES,
         "closed")}},
-    "approval_recorded": {"submitted": "in_review", "in_review": "in_review",
+    E.APPROVAL_RECORDED: {"submitted": "in_review", "in_review": "in_review",
                           "testing": "testing"},
-    "approval_granted": {"submitted": "approved", "in_review": "approved"},
-    "change_rejected": {"submitted": "rejected", "in_review": "rejected", "testing": "rejected"},
-    "approval_expired": {"in_review": "expired", "testing": "expired"},
-    "staging_started": {"approved": "testing"},
-    "staging_passed": {"testing": "testing"},
-    "staging_failed": {"testing": "failed"},
-    "gates_passed": {"approved": "ready", "testing": "ready", "blocked": "ready"},
-    "gates_blocked": {"approved": "blocked", "testing": "blocked", "blocked": "blocked"},
-    "deployment_scheduled": {"ready": "scheduled", "scheduled": "scheduled"},
-    "deployment_started": {"ready": "deploying", "scheduled": "deploying"},
-    "deployment_succeeded": {"deploying": "deployed"},
-    "deployment_failed": {"deploying": "deploy_failed"},
-    "verification_passed": {"deployed": "succeeded"},
-    "verification_failed": {"deployed": "verify_failed"},
-    "rollback_started": {"deploying": "rolling_back", "deploy_failed": "rolling_back",
+    E.APPROVAL_GRANTED: {"submitted": "approved", "in_review": "approved"},
+    E.CHANGE_REJECTED: {"submitted": "rejected", "in_review": "rejected",
+                        "testing": "rejected"},
+    E.APPROVAL_EXPIRED: {"in_review": "expired", "testing": "expired"},
+    E.STAGING_STARTED: {"approved": "testing"},
+    E.STAGING_PASSED: {"testing": "testing"},
+    E.STAGING_FAILED: {"testing": "failed"},
+    E.GATES_PASSED: {"approved": "ready", "testing": "ready", "blocked": "ready"},
+    E.GATES_BLOCKED: {"approved": "blocked", "testing": "blocked", "blocked": "blocked"},
+    E.DEPLOYMENT_SCHEDULED: {"ready": "scheduled", "scheduled": "scheduled"},
+    E.DEPLOYMENT_STARTED: {"ready": "deploying", "scheduled": "deploying"},
+    E.DEPLOYMENT_SUCCEEDED: {"deploying": "deployed"},
+    E.DEPLOYMENT_FAILED: {"deploying": "deploy_failed"},
+    E.VERIFICATION_PASSED: {"deployed": "succeeded"},
+    E.VERIFICATION_FAILED: {"deployed": "verify_failed"},
+    E.ROLLBACK_STARTED: {"deploying": "rolling_back", "deploy_failed": "rolling_back",
                          "deployed": "rolling_back", "verify_failed": "rolling_back"},
-    "rollback_succeeded": {"rolling_back": "rolled_back"},
-    "rollback_failed": {"rolling_back": "failed"},
-    "change_cancelled": {s: "cancelled" for s in (None, "draft", "needs_information", *_OPEN)},
-    "change_closed": {s: "closed" for s in TERMINAL_OUTCOMES},
+    E.ROLLBACK_SUCCEEDED: {"rolling_back": "rolled_back"},
+    E.ROLLBACK_FAILED: {"rolling_back": "failed"},
+    E.CHANGE_CANCELLED: {s: "cancelled"
+                         for s in (None, "draft", "needs_information", *_OPEN)},
+    E.CHANGE_CLOSED: {s: "closed" for s in TERMINAL_OUTCOMES},
     # Not changes: a prohibited-practice finding is a record of its own (policy section
     # 6), and the audit's runs are one stream, so both are kept apart from changes.
-    "practice_finding": {None: "finding"},
-    "practices_audited": {None: "audit", "audit": "audit"},
+    E.PRACTICE_FINDING: {None: "finding"},
+    E.PRACTICES_AUDITED: {None: "audit", "audit": "audit"},
     # The record of integrity alarms: a change whose record did not hold, named in each.
-    "integrity_alarm": {None: "alarm", "alarm": "alarm"},
+    E.INTEGRITY_ALARM: {None: "alarm", "alarm": "alarm"},
 }
 """event type -> {state it may follow: state it leads to}. None is a change not yet seen."""
 
-NEUTRAL_EVENTS = frozenset({
-    "note", "notification_sent", "approval_attempt_failed", "ticket_updated",
-    "ticket_snapshot", "gate_bypassed", "incident_opened", "incident_reviewed",
-    "obligation_opened", "reminder_sent", "escalated",
-    "effect_started", "effect_finished", "availability_confirmed", "staging_test_result",
-    "procedure_checked", "obligation_responded", "run_started", "code_host_read",
-    "sast_waiver_applied",
-})
-"""Evidence that may be recorded at any point of a change that exists; state unchanged."""
+NEUTRAL_EVENTS = frozenset(EventType) - frozenset(TRANSITIONS)
+"""Evidence that may be recorded at any point of a change that exists; state unchanged:
+every event type without transitions."""
 
-EVENT_TYPES = frozenset(TRANSITIONS) | NEUTRAL_EVENTS
+EVENT_TYPES = frozenset(EventType)
 
 NOT_CHANGES = frozenset({"finding", "audit", "alarm"})
 """Record states that are not changes: listings and reports of changes leave them out."""
@@ -98,19 +96,21 @@ def next_state(state: str | None, event_type: str) -> str | None:
         state: the change's current state, None if it has no events yet.
         event_type: the event about to be recorded.
     """
-    if event_type in NEUTRAL_EVENTS:
-        if state is None and event_type == "ticket_snapshot":
+    name = str(event_type)
+    if name not in EVENT_TYPES:
+        raise IllegalTransition(f"unknown event type {name!r}")
+    kind = EventType(name)
+    if kind in NEUTRAL_EVENTS:
+        if state is None and kind is EventType.TICKET_SNAPSHOT:
             return "draft"  # a ticket seen in the ticket system, not submitted yet
         if state is None:
-            raise IllegalTransition(f"{event_type!r} needs an existing change")
+            raise IllegalTransition(f"{name!r} needs an existing change")
         return state
-    allowed = TRANSITIONS.get(event_type)
-    if allowed is None:
-        raise IllegalTransition(f"unknown event type {event_type!r}")
+    allowed = TRANSITIONS[kind]
     if state not in allowed:
         may = ", ".join(sorted(str(s) for s in allowed))
         raise IllegalTransition(
-            f"{event_type!r} cannot follow state {state!r} (it may follow: {may})")
+            f"{name!r} cannot follow state {state!r} (it may follow: {may})")
     return allowed[state]
 
 
@@ -176,7 +176,7 @@ def _obligations(current: dict[str, Any], event_type: str, payload: dict[str, An
     found = dict(current)
     # opened names the obligation; an answer is a decision whose purpose is its name
     kind = str(payload.get("obligation") or payload.get("purpose") or "")
-    if event_type == "obligation_opened":
+    if event_type == EventType.OBLIGATION_OPENED:
         found[kind] = {"kind": kind, "due": payload["due"], "owner_role": payload["owner_role"],
                        "owners": payload["owners"], "opened_at": at}
     elif kind in found:
@@ -204,31 +204,31 @@ def _approval_in_its_step(state: str | None, payload: dict[str, Any]) -> None:
 def project(record: ChangeRecord | None, change_id: str, event_type: str,
             payload: dict[str, Any], at: datetime, seq: int) -> ChangeRecord:
     """Fold one event into the change's record; raises `IllegalTransition` if refused."""
-    if event_type == "approval_recorded":
+    if event_type == EventType.APPROVAL_RECORDED:
         _approval_in_its_step(record.state if record else None, payload)
     state = next_state(record.state if record else None, event_type)
     assert state is not None
     base: dict[str, Any] = (record.model_dump() if record else
                             {"change_id": change_id, "opened_at": at})
     base.update(state=state, updated_at=at, last_seq=seq)
-    if event_type in ("change_submitted", "validation_failed"):
+    if event_type in (EventType.CHANGE_SUBMITTED, EventType.VALIDATION_FAILED):
         base.update({k: payload[k] for k in _SUBMITTED_FIELDS if isinstance(payload.get(k), str)})
         if payload.get("category") in set(Category):
             base["category"] = Category(payload["category"])
-    elif event_type == "approval_recorded" and payload.get("decision") == "approve":
+    elif event_type == EventType.APPROVAL_RECORDED and payload.get("decision") == "approve":
         name = f"{payload.get('role')}:{payload.get('person_id')}"
         if name not in base["approvers"]:
             base["approvers"] = [*base["approvers"], name]
-    elif event_type in ("deployment_succeeded", "deployment_failed"):
+    elif event_type in (EventType.DEPLOYMENT_SUCCEEDED, EventType.DEPLOYMENT_FAILED):
         base["deployed_at"] = at
-    elif event_type == "incident_opened" and payload.get("incident_id"):
+    elif event_type == EventType.INCIDENT_OPENED and payload.get("incident_id"):
         base["incidents"] = [*base["incidents"], str(payload["incident_id"])]
-    elif event_type == "change_reclassified":
+    elif event_type == EventType.CHANGE_RECLASSIFIED:
         if payload.get("to") not in set(Category):
             raise IllegalTransition(f"change_reclassified needs a category in 'to', got "
                                     f"{payload.get('to')!r}")
         base.update(reclassified_from=base["category"], category=Category(payload["to"]))
-    elif event_type in ("obligation_opened", "obligation_responded"):
+    elif event_type in (EventType.OBLIGATION_OPENED, EventType.OBLIGATION_RESPONDED):
         base["obligations"] = _obligations(base["obligations"], event_type, payload, at)
     if state in TERMINAL_OUTCOMES:
         base["outcome"] = TERMINAL_OUTCOMES[state]

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from integrations.anchors import FileAnchors
-from integrations.factory import build
+from integrations.factory import anchor_targets, build
 from integrations.ports import ChainBroken
 from tasks.anchoring import check_anchors, publish_head
 from tasks.records import publish_verification, verify_chain
@@ -22,7 +21,7 @@ from tasks.records import publish_verification, verify_chain
 def change_log_verify() -> dict[str, object]:
     """Verify the chain, its records and its anchors; publish a new anchor; fail if broken."""
     adapters = build()
-    anchors = FileAnchors(adapters.settings.resolved_anchor_file)
+    anchors = anchor_targets(adapters.settings, adapters.tickets)
     try:
         result = verify_chain(adapters.change_log)
         anchored = check_anchors(adapters.change_log, anchors)
@@ -37,7 +36,8 @@ def change_log_verify() -> dict[str, object]:
         raise ChainBroken(anchored.problem)
     assert anchor is not None
     print(f"chain holds: {result.checked} events, head {result.head_hash}; "
-          f"{anchored.checked} earlier anchor(s) held; anchored to {anchors.path}")
+          f"{anchored.checked} earlier anchor(s) held; anchored to "
+          f"{', '.join(t.where for t in anchors)}")
     return {"events": result.checked, "head_seq": result.head_seq,
             "head_hash": result.head_hash, "anchors_held": anchored.checked,
             "anchored": anchor.line()}

@@ -16,6 +16,7 @@ from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import deployment
 
+from domain.events import EventType
 from domain.models import Approval, ChangeRequest
 from domain.policy import ApprovalRequirement
 from integrations.factory import Adapters
@@ -73,7 +74,7 @@ def _answer(a: Adapters, change: ChangeRequest, request: ApprovalRequest, form: 
 
 
 def decide(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligible: list[str],
-           run_id: str, event_type: str = "approval_recorded",
+           run_id: str, event_type: str = EventType.APPROVAL_RECORDED,
            comment_required: str | None = None) -> ApprovalForm:
     """Ask for one decision and wait until a valid one is recorded, or the wait expires.
 

@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from domain.emergency import ObligationKind
+from domain.events import EventType
 from domain.models import Category
 from flows.decisions import decide
 from flows.lifecycle import run_id
@@ -36,7 +37,7 @@ def emergency_obligation(ticket_key: str, obligation: ObligationKind) -> dict[st
         change = submit_change(a, ticket_key)
         open_item = check_obligation(a, change, obligation)
         answer = decide(a, change, open_item.owner_role, obligation, open_item.owners,
-                        run_id(), event_type="obligation_responded",
+                        run_id(), event_type=EventType.OBLIGATION_RESPONDED,
                         comment_required=NEEDS_COMMENT.get(obligation))
         if answer.decision == "decline":
             escalate_refusal(a, change, obligation, answer.approver, answer.comment)

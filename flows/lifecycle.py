@@ -26,6 +26,7 @@ from prefect.runtime import flow_run
 
 from domain.approvals import eligible_approvers, required_approvals
 from domain.clearance import CLEARED_STATES, Action
+from domain.events import EventType
 from domain.models import Category, ChangeRequest, Decision
 from domain.policy import ApprovalRequirement
 from domain.standard import required_gates
@@ -139,7 +140,7 @@ def test_and_sign_off(a: Adapters, change: ChangeRequest) -> None:
     if state_of(a, change) not in ("approved", "testing") or not staged \
             or "staging_validation" in bypassed:
         return
-    if not events_of(a, change, "staging_passed"):
+    if not events_of(a, change, EventType.STAGING_PASSED):
         test_in_staging(a, change)
     if decision_of(a, change, SIGN_OFF_ROLE, "staging-sign-off") is None:
         eligible = _free(a, change, [p.id for p in a.config.roster.holding(SIGN_OFF_ROLE)
@@ -155,12 +156,12 @@ def confirm_availability(a: Adapters, change: ChangeRequest) -> None:
     """Step 5: the engineer and the reviewer confirm they are available before deploying."""
     reviewer = verdict(a, change).approvers.get("engineering_lead")
     for role, person in (("engineer", change.author), ("reviewer", reviewer)):
-        confirmed = [e for e in events_of(a, change, "availability_confirmed")
+        confirmed = [e for e in events_of(a, change, EventType.AVAILABILITY_CONFIRMED)
                      if e.payload["role"] == role and e.payload["decision"] == "approve"]
         if confirmed or person is None:
             continue
         answer = decide(a, change, role, "availability", [person], run_id(),
-                        event_type="availability_confirmed")
+                        event_type=EventType.AVAILABILITY_CONFIRMED)
         if answer.decision == "decline":
             raise ChangeStopped(f"{change.id}: the {role} ({person}) is not available; "
                                 "start the change again when they are")
@@ -264,7 +265,7 @@ def change_deploy(ticket_key: str) -> dict[str, Any]:
     with open_adapters() as a, one_run(a, ticket_key):
         check_intact(a, ticket_key, "deploy")
         change = submit_change(a, ticket_key)
-        slot = events_of(a, change, "deployment_scheduled")
+        slot = events_of(a, change, EventType.DEPLOYMENT_SCHEDULED)
         if not slot or datetime.fromisoformat(slot[-1].payload["slot"]) > a.now():
             raise ChangeStopped(f"{ticket_key} is not due: its slot is "
                                 f"{slot[-1].payload['slot'] if slot else 'not set'}")

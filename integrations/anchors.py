@@ -6,18 +6,23 @@ be in the chain with the anchored hash. Each anchor is one JSON line, signed wit
 chain key's Ed25519 half, so an anchor file can be checked with the public key alone and
 a forged line is named.
 
-The file target appends with O_APPEND and fsync; put it on a volume the database's users
-cannot write (another host's mount, a WORM bucket's mount), or have it shipped off-host.
+Targets (each one the `Anchors` port): a file, appended with O_APPEND and fsync (put it
+on a volume the database's users cannot write: another host's mount, a WORM bucket's
+mount); a comment on a ticket (a Jira issue whose comments changeflow's account may add
+but not edit or delete); and RFC 3161 timestamps (`integrations.timestamps`), which prove
+when each anchor existed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from integrations.chain_keys import ChainKeys, check_signature
+from integrations.ports import ChangeTickets
 
 ANCHOR_SEP = "\x1f"
 
@@ -82,6 +87,7 @@ class FileAnchors:
     def __init__(self, path: Path) -> None:
         """Anchors in `path` (created on the first publish)."""
         self.path = path
+        self.where = str(path)
 
     def publish(self, anchor: Anchor) -> str:
         """Append `anchor`, synced to disk; returns where it went."""
@@ -105,3 +111,42 @@ class FileAnchors:
         lines = self.path.read_text().splitlines()
         return [parse_anchor(line, public_keys, f"{self.path} line {n}")
                 for n, line in enumerate(lines, 1) if line.strip()]
+
+
+ANCHOR_COMMENT = "changeflow anchor v1 (the change log's signed head; do not edit):"
+_IN_COMMENT = re.compile(r"\{noformat\}(.*?)\{noformat\}", re.S)
+
+
+class TicketAnchors:
+    """Anchors as comments on one ticket, one signed line each.
+
+    Give changeflow's account the right to add comments to that ticket's project but not to
+    edit or delete them, so not even the workers can take an anchor back.
+    """
+
+    def __init__(self, tickets: ChangeTickets, key: str) -> None:
+        """Anchors as comments on ticket `key`."""
+        self.tickets = tickets
+        self.key = key
+        self.where = f"comments of {key}"
+
+    def publish(self, anchor: Anchor) -> str:
+        """Add the anchor as a comment; returns where it went."""
+        self.tickets.add_comment(self.key, f"{ANCHOR_COMMENT}\n{{noformat}}{anchor.line()}"
+                                           "{noformat}")
+        return self.where
+
+    def read(self, public_keys: dict[str, str]) -> list[Anchor]:
+        """Every anchor comment, oldest first, each signature checked; other comments skipped.
+
+        Raises:
+            AnchorError: an anchor comment is malformed or forged (named by its number).
+        """
+        found = []
+        for n, body in enumerate(self.tickets.comments(self.key), 1):
+            if not body.startswith(ANCHOR_COMMENT):
+                continue
+            line = _IN_COMMENT.search(body)
+            found.append(parse_anchor(line.group(1) if line else "", public_keys,
+                                      f"{self.key} comment {n}"))
+        return found

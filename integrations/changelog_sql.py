@@ -46,6 +46,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from domain.events import EventType
 from domain.lifecycle import NOT_CHANGES, ChangeRecord, fold, project
 from domain.models import IDENTIFIER, ChangeEvent
 from integrations.chain_keys import ChainKeyError, ChainKeys
@@ -271,6 +272,7 @@ class SqlChangeLog:
 
     @staticmethod
     def _prepare(e: NewEvent) -> tuple[NewEvent, str, str]:
+        e = dataclasses.replace(e, type=str(e.type))  # an EventType stored as its plain name
         for name, value in (("change id", e.change_id), ("actor", e.actor)):
             if not IDENTIFIER.match(value):
                 raise ValueError(f"{name} {value!r} is malformed: use letters, digits and "
@@ -448,27 +450,27 @@ class SqlChangeLog:
         leaves an intent without an outcome, which `unfinished_effects` shows next time.
         """
         effect_id = uuid.uuid4().hex
-        self.append(change_id, "effect_started", actor,
+        self.append(change_id, EventType.EFFECT_STARTED, actor,
                     {"effect_id": effect_id, "action": action, "details": details}, at)
         return effect_id
 
     def record_outcome(self, change_id: str, effect_id: str, actor: str, ok: bool,
                        result: dict[str, Any], at: datetime) -> None:
         """Record how a side effect ended."""
-        self.append(change_id, "effect_finished", actor,
+        self.append(change_id, EventType.EFFECT_FINISHED, actor,
                     {"effect_id": effect_id, "ok": ok, "result": result}, at)
 
     def unfinished_effects(self, change_id: str | None = None) -> list[ChangeEvent]:
         """Intents with no recorded outcome: side effects that may or may not have happened."""
         query = sa.select(events_table).where(
-            events_table.c.type.in_(("effect_started", "effect_finished")))
+            events_table.c.type.in_((EventType.EFFECT_STARTED, EventType.EFFECT_FINISHED)))
         if change_id is not None:
             query = query.where(events_table.c.change_id == change_id)
         started: dict[str, ChangeEvent] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(query.order_by(events_table.c.seq)):
                 event = _to_event(row)
-                if event.type == "effect_started":
+                if event.type == EventType.EFFECT_STARTED:
                     started[event.payload["effect_id"]] = event
                 else:
                     started.pop(event.payload.get("effect_id", ""), None)

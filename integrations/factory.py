@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from config.jira import JiraMapping
 from config.loader import Config, ConfigError, Problem, load_config
 from config.settings import Settings
+from integrations.anchors import FileAnchors, TicketAnchors
 from integrations.chain_keys import ChainKeyError, ChainKeys, ensure_key_file, read_key_file
 from integrations.changelog_schema import migrate, normalize_url, sqlite_engine
 from integrations.changelog_sql import SqlChangeLog
@@ -26,7 +27,8 @@ from integrations.http_checks import HttpChecks
 from integrations.jira_tickets import JiraChangeTickets
 from integrations.local_tickets import LocalChangeTickets
 from integrations.outbox import OutboxNotifier
-from integrations.ports import ChangeTickets, Checks, CodeHost, CommandRunner, Notifier
+from integrations.ports import Anchors, ChangeTickets, Checks, CodeHost, CommandRunner, Notifier
+from integrations.timestamps import TimestampAnchors
 
 
 class Adapters:
@@ -217,6 +219,23 @@ def build(settings: Settings | None = None) -> Adapters:
         settings=settings,
         code_host=open_code_host(settings),
     )
+
+
+def anchor_targets(settings: Settings, tickets: ChangeTickets | None) -> list[Anchors]:
+    """Where the chain's signed heads are kept: the anchor file, and each configured extra.
+
+    Raises:
+        ValueError: an anchor ticket is set but there are no tickets to comment on.
+    """
+    targets: list[Anchors] = [FileAnchors(settings.resolved_anchor_file)]
+    if settings.anchor_ticket:
+        if tickets is None:
+            raise ValueError("CHANGEFLOW_ANCHOR_TICKET needs the ticket system")
+        targets.append(TicketAnchors(tickets, settings.anchor_ticket))
+    if settings.anchor_tsa_url and settings.anchor_tsa_ca_file:
+        targets.append(TimestampAnchors(settings.stamped_anchor_file, settings.anchor_tsa_url,
+                                        settings.anchor_tsa_ca_file))
+    return targets
 
 
 _installed: Adapters | None = None

@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from domain.code_host import CheckRun, CodeScan, Deployment, PullRequest
 from domain.lifecycle import ChangeRecord
 from domain.models import ChangeEvent, CheckResult, CommandResult, Notice, Ticket
 from domain.services import HttpCheck
+
+if TYPE_CHECKING:
+    from integrations.anchors import Anchor
 
 
 class TicketNotFound(LookupError):
@@ -128,6 +131,28 @@ class ChangeLog(Protocol):
 
     def changes(self) -> list[ChangeRecord]:
         """Every change's current record, oldest first."""
+        ...
+
+
+class Anchors(Protocol):
+    """Somewhere the change log's signed heads are kept, out of the database users' reach.
+
+    Attributes:
+        where: the target, as a person would name it (a path, a ticket's comments, ...).
+    """
+
+    where: str
+
+    def publish(self, anchor: Anchor) -> str:
+        """Keep `anchor` (durably, before returning); returns where it went."""
+        ...
+
+    def read(self, public_keys: dict[str, str]) -> list[Anchor]:
+        """Every anchor kept, oldest first, each checked against `public_keys`.
+
+        Raises:
+            AnchorError: one is malformed or forged; the message names which.
+        """
         ...
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from domain.approvals import check_approvals
 from domain.emergency import Obligation, obligation_status
+from domain.events import EventType
 from domain.lifecycle import NOT_CHANGES
 from domain.models import Approval, Category, ChangeRequest, Decision, Roster
 from domain.policy import Policy
@@ -30,10 +31,12 @@ from domain.standard import gates_for
 from reporting.model import Quarter, QuarterlyReport
 
 OUTCOMES = ["succeeded", "rolled_back", "failed", "rejected", "expired", "cancelled", "open"]
-PARSED = frozenset({"change_submitted", "approval_recorded", "gates_passed", "gates_blocked",
-                    "deployment_scheduled", "rollback_succeeded", "rollback_failed",
-                    "incident_opened", "incident_reviewed", "obligation_opened",
-                    "obligation_responded", "verification_failed", "deployment_failed"})
+PARSED = frozenset({
+    EventType.CHANGE_SUBMITTED, EventType.APPROVAL_RECORDED, EventType.GATES_PASSED,
+    EventType.GATES_BLOCKED, EventType.DEPLOYMENT_SCHEDULED, EventType.ROLLBACK_SUCCEEDED,
+    EventType.ROLLBACK_FAILED, EventType.INCIDENT_OPENED, EventType.INCIDENT_REVIEWED,
+    EventType.OBLIGATION_OPENED, EventType.OBLIGATION_RESPONDED, EventType.VERIFICATION_FAILED,
+    EventType.DEPLOYMENT_FAILED})
 """Event types whose payload the report reads; other payloads are never parsed."""
 
 FINDINGS_NOTE = ("No prohibited-practice audit ran in this quarter: the practices-audit "
@@ -45,11 +48,10 @@ def _findings(events: pd.DataFrame, quarter: Quarter, start: datetime,
               end: datetime) -> tuple[pd.DataFrame, str]:
     """The practices audit's findings recorded in the quarter, and a note if it never ran."""
     during = events[(events["at"] >= start) & (events["at"] < end)]
-    audits = int((during["type"] == "practices_audited").sum())
+    audits = int((during["type"] == EventType.PRACTICES_AUDITED).sum())
     rows = []
-    for at, text in zip(during.loc[during["type"] == "practice_finding", "at"].tolist(),
-                        during.loc[during["type"] == "practice_finding", "payload"].tolist(),
-                        strict=True):
+    findings = during.loc[during["type"] == EventType.PRACTICE_FINDING]
+    for at, text in zip(findings["at"].tolist(), findings["payload"].tolist(), strict=True):
         p = orjson.loads(text)
         rows.append({"practice": p.get("practice"), "change_id": p.get("related_change") or "-",
                      "detail": p.get("detail"), "found_at": at,
@@ -80,13 +82,13 @@ def _slim(type_: str, text: str) -> dict[str, Any]:
     often; it is parsed in full only when its approvals are judged.
     """
     payload: dict[str, Any] = orjson.loads(text)
-    if type_ in ("gates_passed", "gates_blocked"):
+    if type_ in (EventType.GATES_PASSED, EventType.GATES_BLOCKED):
         return {"gates": {g["gate"]: g["status"] for g in payload.get("gates", [])}}
-    if type_ == "approval_recorded":
+    if type_ == EventType.APPROVAL_RECORDED:
         return {k: payload.get(k) for k in APPROVAL_KEYS}
-    if type_ == "deployment_scheduled":
+    if type_ == EventType.DEPLOYMENT_SCHEDULED:
         return {"notified_at": payload.get("notified_at")}
-    if type_ == "change_submitted":
+    if type_ == EventType.CHANGE_SUBMITTED:
         change = payload.get("change") or {}
         return {"text": text, **{k: change.get(k) for k in (
             "emergency_trigger", "incident_ref", "standard_procedure")}}
@@ -108,7 +110,7 @@ class _Facts:
                 wanted["actor"].tolist(), wanted["payload"].tolist(), strict=True):
             self.by_type.setdefault(type_, {}).setdefault(change_id, []).append(
                 (at, actor, _slim(type_, payload)))
-        starts = events[events["type"] == "deployment_started"].drop_duplicates("change_id")
+        starts = events[events["type"] == EventType.DEPLOYMENT_STARTED].drop_duplicates("change_id")
         self.started: dict[str, datetime] = dict(zip(
             starts["change_id"].tolist(),
             list(starts["at"].dt.to_pydatetime()) if len(starts) else [], strict=True))
@@ -236,8 +238,8 @@ PER_CATEGORY = "approvals obtained"
 def _controls(production: pd.DataFrame, facts: _Facts, policy: Policy,
               roster: Roster) -> tuple[pd.DataFrame, pd.DataFrame]:
     windowed = {c.value for c, spec in policy.categories.items() if spec.deploy_at == "window"}
-    rolled = set(facts.by_type.get("rollback_succeeded", {})) | set(
-        facts.by_type.get("rollback_failed", {}))
+    rolled = set(facts.by_type.get(EventType.ROLLBACK_SUCCEEDED, {})) | set(
+        facts.by_type.get(EventType.ROLLBACK_FAILED, {}))
     everyone = pd.Series(True, index=production.index)
     in_window = production["category"].isin(windowed)
     checks: list[tuple[str, str, pd.Series[bool], Check]] = [
@@ -294,7 +296,7 @@ def _record_gaps(record: dict[str, Any]) -> str | None:
 
 
 def _change(facts: _Facts, cid: str) -> ChangeRequest | None:
-    submitted = facts.last("change_submitted", cid)
+    submitted = facts.last(EventType.CHANGE_SUBMITTED, cid)
     if submitted is None:
         return None
     change = ChangeRequest.model_validate(orjson.loads(submitted[2]["text"])["change"])
@@ -313,7 +315,7 @@ def _read_approvals(facts: _Facts, cid: str) -> list[Approval]:
                      decision=Decision(p["decision"]), at=at, channel=p.get("channel", ""),
                      fallback_reason=p.get("fallback_reason"),
                      recorded_by=p.get("recorded_by"))
-            for at, _, p in facts.of("approval_recorded", cid)
+            for at, _, p in facts.of(EventType.APPROVAL_RECORDED, cid)
             if p.get("purpose") in ("review", "self-approval", "verbal-approval",
                                     "staging-sign-off")]
 
@@ -349,12 +351,12 @@ def _duty_gaps(facts: _Facts, cid: str, roster: Roster) -> str | None:
 
 def _gate_gaps(facts: _Facts, cid: str, policy: Policy) -> str | None:
     started = facts.started_at(cid)
-    passed = [g for g in facts.of("gates_passed", cid) if g[0] <= started]
+    passed = [g for g in facts.of(EventType.GATES_PASSED, cid) if g[0] <= started]
     if not passed:
         return "no gates_passed before the deployment started"
     recorded: dict[str, str] = passed[-1][2]["gates"]
     category = facts.category(cid)
-    submitted = facts.last("change_submitted", cid)
+    submitted = facts.last(EventType.CHANGE_SUBMITTED, cid)
     needed = (gates_for(category, submitted[2]["standard_procedure"] if submitted else None,
                         policy) if category else list(recorded))
     bypassable = set(policy.categories[category].bypassable_gates) if category else set()
@@ -365,7 +367,7 @@ def _gate_gaps(facts: _Facts, cid: str, policy: Policy) -> str | None:
 
 
 def _notice_gap(facts: _Facts, cid: str, policy: Policy) -> str | None:
-    scheduled = facts.last("deployment_scheduled", cid)
+    scheduled = facts.last(EventType.DEPLOYMENT_SCHEDULED, cid)
     started = facts.started_at(cid)
     if scheduled is None:
         return "no deployment_scheduled: stakeholders were not told"
@@ -383,7 +385,7 @@ def _window_gap(facts: _Facts, cid: str, policy: Policy) -> str | None:
 
 
 def _incident_gap(facts: _Facts, cid: str, policy: Policy) -> str | None:
-    incidents = facts.of("incident_opened", cid)
+    incidents = facts.of(EventType.INCIDENT_OPENED, cid)
     if not incidents:
         return "rolled back without an incident"
     worst = min(int(p["priority"]) for _, _, p in incidents)
@@ -409,9 +411,9 @@ def _emergencies(scope: pd.DataFrame, facts: _Facts, policy: Policy,
     rows = []
     for _, rec in scope[scope["category"] == Category.EMERGENCY.value].iterrows():
         cid = rec["change_id"]
-        verbal = next((p for _, _, p in facts.of("approval_recorded", cid)
+        verbal = next((p for _, _, p in facts.of(EventType.APPROVAL_RECORDED, cid)
                        if p.get("channel") == "verbal"), {})
-        submitted = facts.last("change_submitted", cid)
+        submitted = facts.last(EventType.CHANGE_SUBMITTED, cid)
         change = submitted[2] if submitted else {}
         obligations = rec["obligations"] or {}
         status = {k: _obligation(obligations.get(k), now) for k in (
@@ -437,12 +439,12 @@ def _emergencies(scope: pd.DataFrame, facts: _Facts, policy: Policy,
 def _rollbacks(scope: pd.DataFrame, facts: _Facts, now: datetime) -> pd.DataFrame:
     rows = []
     for cid in scope["change_id"]:
-        for type_ in ("rollback_succeeded", "rollback_failed"):
+        for type_ in (EventType.ROLLBACK_SUCCEEDED, EventType.ROLLBACK_FAILED):
             for at, _, p in facts.of(type_, cid):
-                incident = facts.last("incident_opened", cid)
+                incident = facts.last(EventType.INCIDENT_OPENED, cid)
                 ip = incident[2] if incident else {}
                 due = pd.Timestamp(ip["review_due"]) if ip.get("review_due") else None
-                reviewed = facts.last("incident_reviewed", cid)
+                reviewed = facts.last(EventType.INCIDENT_REVIEWED, cid)
                 review = ("done" if reviewed else "none: no incident" if not ip
                           else "overdue" if due is not None and now > due else "open")
                 estimate = p.get("estimate_minutes")
@@ -468,13 +470,14 @@ def _metrics(changes: pd.DataFrame, scope: pd.DataFrame, facts: _Facts,
                       | (deployed["incidents"] != "")]
     recovery = []
     for cid in failed["change_id"]:
-        broke = facts.last("verification_failed", cid) or facts.last("deployment_failed", cid)
-        fixed = facts.last("rollback_succeeded", cid)
+        broke = (facts.last(EventType.VERIFICATION_FAILED, cid)
+                 or facts.last(EventType.DEPLOYMENT_FAILED, cid))
+        fixed = facts.last(EventType.ROLLBACK_SUCCEEDED, cid)
         if broke and fixed:
             recovery.append((fixed[0] - broke[0]).total_seconds() / 60)
     rework = 0
     for cid in deployed["change_id"]:
-        submitted = facts.last("change_submitted", cid)
+        submitted = facts.last(EventType.CHANGE_SUBMITTED, cid)
         if submitted and submitted[2].get("emergency_trigger") == "p1_incident":
             rework += 1
 

@@ -13,10 +13,13 @@ from typing import Any
 import orjson
 import pandas as pd
 
-DEPLOYMENTS = ("deployment_scheduled", "deployment_started", "deployment_succeeded",
-               "deployment_failed", "rollback_started", "rollback_succeeded", "rollback_failed")
-VERIFICATIONS = ("verification_passed", "verification_failed")
-INCIDENTS = ("incident_opened", "incident_reviewed", "ticket_updated")
+from domain.events import EventType
+
+DEPLOYMENTS = (EventType.DEPLOYMENT_SCHEDULED, EventType.DEPLOYMENT_STARTED,
+               EventType.DEPLOYMENT_SUCCEEDED, EventType.DEPLOYMENT_FAILED,
+               EventType.ROLLBACK_STARTED, EventType.ROLLBACK_SUCCEEDED, EventType.ROLLBACK_FAILED)
+VERIFICATIONS = (EventType.VERIFICATION_PASSED, EventType.VERIFICATION_FAILED)
+INCIDENTS = (EventType.INCIDENT_OPENED, EventType.INCIDENT_REVIEWED, EventType.TICKET_UPDATED)
 
 
 class ChangeEvidence(Mapping[str, dict[str, Any]]):
@@ -82,8 +85,9 @@ def _evidence(record: dict[str, Any], events: list[dict[str, Any]]) -> dict[str,
                   "purpose": p.get("purpose"), "comment": p.get("comment", ""),
                   "recorded_by": p.get("recorded_by"),
                   "fallback_reason": p.get("fallback_reason"), "recorded_as": p["actor"]}
-                 for p in of("approval_recorded")]
-    gates = [dict(g, decided_at=e["at"]) for e in of("gates_passed", "gates_blocked")
+                 for p in of(EventType.APPROVAL_RECORDED)]
+    gates = [dict(g, decided_at=e["at"])
+             for e in of(EventType.GATES_PASSED, EventType.GATES_BLOCKED)
              for g in e.get("gates", [])]
     return {"record": record, "approvals": approvals, "gates": gates,
             "deployments": of(*DEPLOYMENTS), "verifications": of(*VERIFICATIONS),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from integrations.anchors import Anchor, AnchorError, FileAnchors, signed_anchor
+from integrations.anchors import Anchor, AnchorError, signed_anchor
 from integrations.changelog_sql import SqlChangeLog
+from integrations.ports import Anchors
 
 
 @dataclass(frozen=True)
@@ -30,18 +32,25 @@ def check_heads(log: SqlChangeLog, heads: list[tuple[str, int, str]]) -> AnchorC
     return AnchorCheck(len(heads))
 
 
-def check_anchors(log: SqlChangeLog, anchors: FileAnchors) -> AnchorCheck:
-    """Check every anchor in the file: its signature, and that the chain still holds it."""
-    try:
-        kept = anchors.read(log.keys.public_keys())
-    except AnchorError as exc:
-        return AnchorCheck(0, str(exc))
-    return check_heads(log, [(f"anchor {n} in {anchors.path}", a.seq, a.hash)
-                             for n, a in enumerate(kept, 1)])
+def check_anchors(log: SqlChangeLog, targets: Sequence[Anchors]) -> AnchorCheck:
+    """Check every anchor in every target: its signature, and that the chain still holds it."""
+    checked = 0
+    for target in targets:
+        try:
+            kept = target.read(log.keys.public_keys())
+        except AnchorError as exc:
+            return AnchorCheck(checked, str(exc))
+        found = check_heads(log, [(f"anchor {n} in {target.where}", a.seq, a.hash)
+                                  for n, a in enumerate(kept, 1)])
+        checked += found.checked
+        if found.problem is not None:
+            return AnchorCheck(checked, found.problem)
+    return AnchorCheck(checked)
 
 
-def publish_head(log: SqlChangeLog, anchors: FileAnchors) -> Anchor:
-    """Sign the chain's head and append it to the anchor file."""
+def publish_head(log: SqlChangeLog, targets: Sequence[Anchors]) -> Anchor:
+    """Sign the chain's head and keep it in every target."""
     anchor = signed_anchor(log.keys, *log.head_with_time())
-    anchors.publish(anchor)
+    for target in targets:
+        target.publish(anchor)
     return anchor

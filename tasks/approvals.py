@@ -18,6 +18,7 @@ from prefect.input import RunInput
 from pydantic import Field, create_model
 
 from domain.approvals import ApprovalVerdict, check_approvals, required_approvals
+from domain.events import EventType
 from domain.history import approvals_of
 from domain.models import Approval, ChangeEvent, ChangeRequest, Notice
 from domain.otp import CODE_ALPHABET, CODE_LENGTH, code_digest, code_problem
@@ -96,7 +97,7 @@ def _request(event: ChangeEvent) -> ApprovalRequest:
 
 def _open_request(a: Adapters, change_id: str, role: str, purpose: str,
                   run_id: str) -> ApprovalRequest | None:
-    for event in reversed(events_of(a, change_id, "approval_requested")):
+    for event in reversed(events_of(a, change_id, EventType.APPROVAL_REQUESTED)):
         request = _request(event)
         if (request.role, request.purpose, request.run_id) == (role, purpose, run_id):
             return request
@@ -145,7 +146,7 @@ def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str
                   f"enter this code with your decision.\ncode: {code}\nrun: {run_id}\n"
                   f"role: {role}\npurpose: {purpose}\nexpires: {expires_at.isoformat()}"
                   f"{heard}")))
-    record(a, change.id, "approval_requested", role=role, purpose=purpose, run_id=run_id,
+    record(a, change.id, EventType.APPROVAL_REQUESTED, role=role, purpose=purpose, run_id=run_id,
            salt=salt, digests=digests, eligible=eligible, expires_at=expires_at.isoformat())
     return ApprovalRequest(change.id, role, purpose, run_id, salt, digests, eligible,
                            expires_at)
@@ -160,7 +161,7 @@ def _request_in_ticket_system(a: Adapters, change: ChangeRequest, role: str, pur
             subject=f"{change.id}: your {purpose} decision as {role} is needed in Jira",
             body=f"{change.summary}\nDecide in Jira: {where!r} on {change.id}.\n"
                  f"expires: {expires_at.isoformat()}"))
-    record(a, change.id, "approval_requested", role=role, purpose=purpose, run_id=run_id,
+    record(a, change.id, EventType.APPROVAL_REQUESTED, role=role, purpose=purpose, run_id=run_id,
            salt="", digests={}, eligible=eligible, expires_at=expires_at.isoformat(),
            channel="jira", where=where)
     return ApprovalRequest(change.id, role, purpose, run_id, "", {}, eligible, expires_at)
@@ -170,7 +171,7 @@ def refuse_attempt(a: Adapters, request: ApprovalRequest, claimed: str,
                    problem: str | None) -> str | None:
     """Record a refused form answer as a failed attempt; passes `problem` through."""
     if problem is not None:
-        record(a, request.change_id, "approval_attempt_failed", role=request.role,
+        record(a, request.change_id, EventType.APPROVAL_ATTEMPT_FAILED, role=request.role,
                purpose=request.purpose, run_id=request.run_id, claimed=claimed,
                reason=problem)
     return problem
@@ -185,7 +186,7 @@ def check_code(a: Adapters, request: ApprovalRequest, person_id: str, code: str)
 
 @step("judge-decision")
 def judge_decision(a: Adapters, request: ApprovalRequest, answer: ApprovalForm,
-                   event_type: str = "approval_recorded",
+                   event_type: str = EventType.APPROVAL_RECORDED,
                    comment_required: str | None = None) -> str | None:
     """Record a decision typed into the form, or refuse it; returns why it was refused.
 
@@ -206,7 +207,7 @@ def judge_decision(a: Adapters, request: ApprovalRequest, answer: ApprovalForm,
 
 def failed_attempts(a: Adapters, request: ApprovalRequest) -> int:
     """How many refused attempts this request has seen (keys the next form)."""
-    return sum(1 for e in events_of(a, request.change_id, "approval_attempt_failed")
+    return sum(1 for e in events_of(a, request.change_id, EventType.APPROVAL_ATTEMPT_FAILED)
                if (e.payload["role"], e.payload["purpose"], e.payload["run_id"])
                == (request.role, request.purpose, request.run_id))
 
@@ -221,7 +222,7 @@ def verdict(a: Adapters, change: ChangeRequest) -> ApprovalVerdict:
 
 def decision_of(a: Adapters, change: ChangeRequest, role: str, purpose: str) -> Approval | None:
     """The latest recorded decision for a role and purpose, if any."""
-    found = approvals_of(e for e in events_of(a, change, "approval_recorded")
+    found = approvals_of(e for e in events_of(a, change, EventType.APPROVAL_RECORDED)
                          if e.payload["role"] == role and e.payload.get("purpose") == purpose)
     return found[-1] if found else None
 
@@ -234,10 +235,10 @@ def expire_request(a: Adapters, change: ChangeRequest, request: ApprovalRequest)
     a note. Returns what to raise.
     """
     if request.purpose not in APPROVAL_PURPOSES:
-        record(a, change.id, "note", text=f"the {request.purpose} answer as {request.role} "
+        record(a, change.id, EventType.NOTE, text=f"the {request.purpose} answer as {request.role} "
                f"was not given before {request.expires_at.isoformat()}; nothing was done")
         return ChangeStopped(f"{change.id}: the {request.purpose} answer was not given in time")
-    record(a, change.id, "approval_expired", role=request.role, purpose=request.purpose,
+    record(a, change.id, EventType.APPROVAL_EXPIRED, role=request.role, purpose=request.purpose,
            expired_at=request.expires_at.isoformat())
     tell(a, change.id, f"The {request.purpose} decision as {request.role} was not given in "
          "time: the change is rejected as expired.", "rejected")
@@ -251,8 +252,8 @@ def expired_requests(a: Adapters, change: ChangeRequest) -> list[ApprovalRequest
     code, so its expiry is recorded by the next run of the change (or found here).
     """
     decided = {(e.payload.get("requested_role", e.payload["role"]), e.payload.get("purpose"))
-               for e in events_of(a, change, "approval_recorded")}
-    requests = [_request(e) for e in events_of(a, change, "approval_requested")]
+               for e in events_of(a, change, EventType.APPROVAL_RECORDED)}
+    requests = [_request(e) for e in events_of(a, change, EventType.APPROVAL_REQUESTED)]
     return [r for r in requests if r.expires_at <= a.now() and r.purpose in APPROVAL_PURPOSES
             and (r.role, r.purpose) not in decided]
 
@@ -261,7 +262,7 @@ def expired_requests(a: Adapters, change: ChangeRequest) -> list[ApprovalRequest
 def reject_change(a: Adapters, change: ChangeRequest, step_name: str,
                   reasons: list[str]) -> ChangeStopped:
     """A rejection ends the change: recorded, on the ticket; returns what to raise."""
-    record(a, change.id, "change_rejected", step=step_name, reasons=reasons)
+    record(a, change.id, EventType.CHANGE_REJECTED, step=step_name, reasons=reasons)
     tell(a, change.id, f"Rejected in {step_name}:\n- " + "\n- ".join(reasons), "rejected")
     return ChangeStopped(f"{change.id} rejected in {step_name}: " + "; ".join(reasons))
 
@@ -269,4 +270,4 @@ def reject_change(a: Adapters, change: ChangeRequest, step_name: str,
 @step("grant-approval")
 def grant_approval(a: Adapters, change: ChangeRequest, approvers: dict[str, str]) -> None:
     """Record that the review's approvals are complete and hold under the domain rules."""
-    record(a, change.id, "approval_granted", approvers=approvers)
+    record(a, change.id, EventType.APPROVAL_GRANTED, approvers=approvers)

@@ -11,6 +11,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
+from domain.events import EventType
 from domain.models import ChangeEvent, ChangeRequest
 from integrations.factory import Adapters
 from tasks.commands import environment, run_checks, run_command
@@ -19,7 +20,7 @@ from tasks.common import events_of, last_of, record, step
 
 def previous_version(a: Adapters, change: ChangeRequest) -> str:
     """What a rollback returns to: the last version that succeeded, else the baseline."""
-    started = last_of(a, change, "deployment_started")
+    started = last_of(a, change, EventType.DEPLOYMENT_STARTED)
     if started is not None:
         return str(started.payload["previous_version"])
     good = [r for r in a.change_log.changes() if r.service == change.service
@@ -71,11 +72,11 @@ def deploy_to_production(a: Adapters, change: ChangeRequest, previous: str,
     """
     spec = environment(a, change, "production")
     if not resume:
-        record(a, change.id, "deployment_started", change.author, environment="production",
+        record(a, change.id, EventType.DEPLOYMENT_STARTED, change.author, environment="production",
                version=change.version, previous_version=previous)
     done = run_command(a, change, "deploy-production", spec.deploy, environment="production",
                        previous_version=previous)
-    record(a, change.id, "deployment_succeeded" if done.ok else "deployment_failed",
+    record(a, change.id, EventType.DEPLOYMENT_SUCCEEDED if done.ok else EventType.DEPLOYMENT_FAILED,
            version=change.version, exit_code=done.exit_code, timed_out=done.timed_out)
     return done.ok
 
@@ -87,13 +88,13 @@ def deploy_command_record(
     (None, None) if the command was never started; an outcome of None if it never ended.
     """
     events = events_of(a, change)
-    since = max((e.seq for e in events if e.type == "deployment_started"), default=0)
-    intents = [e for e in events if e.type == "effect_started" and e.seq > since
+    since = max((e.seq for e in events if e.type == EventType.DEPLOYMENT_STARTED), default=0)
+    intents = [e for e in events if e.type == EventType.EFFECT_STARTED and e.seq > since
                and e.payload["action"] == "deploy-production"]
     if not intents:
         return None, None
     effect = intents[-1].payload["effect_id"]
-    outcome = next((e for e in events if e.type == "effect_finished"
+    outcome = next((e for e in events if e.type == EventType.EFFECT_FINISHED
                     and e.payload["effect_id"] == effect), None)
     return intents[-1], outcome
 
@@ -114,7 +115,7 @@ def recover_deployment(a: Adapters, change: ChangeRequest, previous: str) -> boo
         return verify_production(a, change, recovered=True)
     ok = bool(outcome.payload["ok"])
     result = outcome.payload["result"]
-    record(a, change.id, "deployment_succeeded" if ok else "deployment_failed",
+    record(a, change.id, EventType.DEPLOYMENT_SUCCEEDED if ok else EventType.DEPLOYMENT_FAILED,
            version=change.version, exit_code=result["exit_code"],
            timed_out=result["timed_out"], recovered=True,
            note="the run died after the deploy command ended; its recorded outcome "
@@ -133,9 +134,9 @@ def verify_production(a: Adapters, change: ChangeRequest, recovered: bool = Fals
     ok = all(r.passed for r in results) and bool(results)
     checks = [r.model_dump(mode="json") for r in results]
     if recovered and ok:
-        record(a, change.id, "deployment_succeeded", version=change.version, recovered=True,
+        record(a, change.id, EventType.DEPLOYMENT_SUCCEEDED, version=change.version, recovered=True,
                note="the deploy's outcome was not recorded; the checks find it deployed")
     if ok or not recovered:
-        record(a, change.id, "verification_passed" if ok else "verification_failed",
+        record(a, change.id, EventType.VERIFICATION_PASSED if ok else EventType.VERIFICATION_FAILED,
                checks=checks)
     return ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from domain.events import EventType
 from domain.models import ChangeRequest
 from integrations.factory import Adapters
 from tasks.approvals import ApprovalRequest
@@ -27,7 +28,7 @@ def describe(a: Adapters, change: ChangeRequest, request: ApprovalRequest) -> st
            if request.purpose == VERBAL else "Choose yourself as approver")
     lines += ["", f"{who} ({', '.join(request.eligible)}) and enter the one-time code "
               f"changeflow sent you. It expires {request.expires_at:%Y-%m-%d %H:%M} UTC."]
-    refused = [e for e in events_of(a, change, "approval_attempt_failed")
+    refused = [e for e in events_of(a, change, EventType.APPROVAL_ATTEMPT_FAILED)
                if e.payload["run_id"] == request.run_id and e.payload["role"] == request.role
                and e.payload["purpose"] == request.purpose]
     if refused:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from domain.events import EventType
 from domain.gates import evaluate_gates, gates_block
 from domain.host_gates import HostEvidence, host_sast_gate
 from domain.models import ChangeRequest, GateResult, GateStatus
@@ -14,10 +15,10 @@ from tasks.tickets import tell
 
 def evidence_now(a: Adapters, change: ChangeRequest) -> ChangeRequest:
     """The change with the staging result the change log holds."""
-    staged = events_of(a, change, "staging_passed", "staging_failed")
-    passed = staged[-1].type == "staging_passed" if staged else None
+    staged = events_of(a, change, EventType.STAGING_PASSED, EventType.STAGING_FAILED)
+    passed = staged[-1].type == EventType.STAGING_PASSED if staged else None
     return change.model_copy(update={"evidence": change.evidence.model_copy(
-        update={"staging_passed": passed})})
+        update={EventType.STAGING_PASSED: passed})})
 
 
 def preview_gates(a: Adapters, change: ChangeRequest,
@@ -43,7 +44,7 @@ def preview_gates(a: Adapters, change: ChangeRequest,
 def record_host_evidence(a: Adapters, change: ChangeRequest, host: HostEvidence) -> None:
     """Record what the code host said, and every SAST waiver the gate applied."""
     pr = host.pull_request
-    record(a, change.id, "code_host_read", pull_request=f"{pr.repo}#{pr.number}",
+    record(a, change.id, EventType.CODE_HOST_READ, pull_request=f"{pr.repo}#{pr.number}",
            url=pr.url, head_sha=pr.head_sha, author=pr.author,
            reviews=[{"reviewer": r.reviewer, "state": r.state, "commit": r.commit_sha}
                     for r in pr.reviews],
@@ -56,7 +57,7 @@ def record_host_evidence(a: Adapters, change: ChangeRequest, host: HostEvidence)
            changed_paths=pr.changed_paths)
     _, applied = host_sast_gate(change, host, a.config.policy, a.config.roster, a.now())
     for waiver in applied:
-        record(a, change.id, "sast_waiver_applied", waiver.approved_by,
+        record(a, change.id, EventType.SAST_WAIVER_APPLIED, waiver.approved_by,
                **waiver.model_dump(mode="json"), head_sha=pr.head_sha)
 
 
@@ -77,9 +78,9 @@ def check_gates(a: Adapters, change: ChangeRequest) -> list[GateResult]:
     blocking = gates_block(results)
     for gate in results:
         if gate.status is GateStatus.BYPASSED:
-            record(a, change.id, "gate_bypassed", gate=gate.gate, reason=gate.reason,
+            record(a, change.id, EventType.GATE_BYPASSED, gate=gate.gate, reason=gate.reason,
                    category=change.category.value)
-    record(a, change.id, "gates_blocked" if blocking else "gates_passed",
+    record(a, change.id, EventType.GATES_BLOCKED if blocking else EventType.GATES_PASSED,
            gates=[g.model_dump(mode="json") for g in results])
     if blocking:
         reasons = [f"{g.gate}: {g.reason}" for g in blocking]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from domain.events import EventType
 from domain.history import submitted_change
 from domain.intake import validate_ticket
 from domain.models import Category, ChangeRequest
@@ -45,12 +46,12 @@ def submit_change(a: Adapters, key: str) -> ChangeRequest:
         known = {k: v for k, v in ticket.fields.items()
                  if k in ("summary", "category", "service", "version", "author")
                  and isinstance(v, str)}
-        record(a, key, "validation_failed", problems=checked, **known)
+        record(a, key, EventType.VALIDATION_FAILED, problems=checked, **known)
         tell(a, key, "changeflow cannot accept this change yet. Fix these and start it "
              "again:\n- " + "\n- ".join(checked), NEEDS_INFORMATION)
         raise ChangeRefused(key, checked)
     change = checked
-    record(a, key, "change_submitted", change.author, summary=change.summary,
+    record(a, key, EventType.CHANGE_SUBMITTED, change.author, summary=change.summary,
            description=change.description, category=change.category.value,
            service=change.service, version=change.version, author=change.author,
            watchers=ticket.watchers, change=change.model_dump(mode="json"))
@@ -64,14 +65,14 @@ def check_procedure(a: Adapters, change: ChangeRequest) -> ChangeRequest:
     The check and its reasons are recorded; a misfit is reclassified (recorded, and said
     on the ticket) and goes on as a normal change: reviewed, staged, signed off.
     """
-    if events_of(a, change, "procedure_checked"):
+    if events_of(a, change, EventType.PROCEDURE_CHECKED):
         return change
     reasons = procedure_misfits(change, a.config.policy)
-    record(a, change.id, "procedure_checked", procedure=change.standard_procedure,
+    record(a, change.id, EventType.PROCEDURE_CHECKED, procedure=change.standard_procedure,
            fits=not reasons, reasons=reasons)
     if not reasons:
         return change
-    record(a, change.id, "change_reclassified", **{"from": change.category.value},
+    record(a, change.id, EventType.CHANGE_RECLASSIFIED, **{"from": change.category.value},
            to=Category.NORMAL.value, reasons=reasons)
     tell(a, change.id, "This change does not fit its standard procedure, so "
          "it is handled as a normal change (review, staging, QA sign-off):"

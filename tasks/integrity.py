@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from domain.clearance import Action, record_clearance
+from domain.events import EventType
 from domain.models import ChangeEvent, ChangeRequest, Notice
 from integrations.changelog_sql import ChangeBusy, RecordTampered
 from integrations.factory import Adapters
@@ -31,7 +32,7 @@ class IntegrityAlarm(ChangeStopped):
 
 def raise_alarm(a: Adapters, change_id: str, action: str, problems: list[str]) -> IntegrityAlarm:
     """Record an integrity alarm and tell the CISO; returns what to raise."""
-    record(a, ALARMS, "integrity_alarm", SYSTEM, change=change_id, action=action,
+    record(a, ALARMS, EventType.INTEGRITY_ALARM, SYSTEM, change=change_id, action=action,
            problems=problems)
     for person in a.config.roster.holding(ALARMED_ROLE):
         a.notifier.notify(Notice(

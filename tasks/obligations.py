@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.emergency import emergency_obligations
+from domain.events import EventType
 from domain.follow_up import Action, FollowUp, follow_ups
 from domain.intake import validate_ticket
 from domain.lifecycle import ChangeRecord, ObligationRecord
@@ -46,7 +47,7 @@ def owners(a: Adapters, change: ChangeRequest, role: str) -> list[str]:
 @step("open-obligations")
 def open_obligations(a: Adapters, change: ChangeRequest) -> list[str]:
     """Open documentation, review and sign-off, dated from the deployment; once per change."""
-    started = last_of(a, change, "deployment_started")
+    started = last_of(a, change, EventType.DEPLOYMENT_STARTED)
     record_now = a.change_log.record(change.id)
     if change.category is not Category.EMERGENCY or started is None or record_now is None:
         return []
@@ -55,7 +56,7 @@ def open_obligations(a: Adapters, change: ChangeRequest) -> list[str]:
         if obligation.kind in record_now.obligations:
             continue
         people = owners(a, change, obligation.owner_role)
-        record(a, change.id, "obligation_opened", obligation=obligation.kind,
+        record(a, change.id, EventType.OBLIGATION_OPENED, obligation=obligation.kind,
                due=obligation.due.isoformat(), owner_role=obligation.owner_role, owners=people)
         for person in people:
             a.notifier.notify(Notice(
@@ -108,9 +109,9 @@ def _snapshot_documentation(a: Adapters, change: ChangeRequest) -> None:
              "yet. Fill in:\n- " + "\n- ".join(checked))
         raise ChangeStopped(f"{change.id}: documentation incomplete: " + "; ".join(checked))
     entry = checked.model_dump(mode="json")
-    previous = last_of(a, change, "ticket_snapshot")
+    previous = last_of(a, change, EventType.TICKET_SNAPSHOT)
     if previous is None or previous.payload.get("change") != entry:  # a resumed run
-        record(a, change.id, "ticket_snapshot", purpose="documentation", change=entry)
+        record(a, change.id, EventType.TICKET_SNAPSHOT, purpose="documentation", change=entry)
 
 
 @step("escalate-refusal")
@@ -124,7 +125,7 @@ def escalate_refusal(a: Adapters, change: ChangeRequest, kind: str, by: str,
 
 
 def _send(a: Adapters, item: FollowUp, detail: str) -> None:
-    event = "reminder_sent" if item.action == "reminder" else "escalated"
+    event = EventType.REMINDER_SENT if item.action == "reminder" else EventType.ESCALATED
     what = item.obligation.replace("_", " ")
     for person in item.to:
         a.notifier.notify(Notice(
@@ -139,8 +140,8 @@ def _send(a: Adapters, item: FollowUp, detail: str) -> None:
 
 def _last_sent(a: Adapters, change_id: str) -> dict[tuple[str, Action], datetime]:
     sent: dict[tuple[str, Action], datetime] = {}
-    for event in events_of(a, change_id, "reminder_sent", "escalated"):
-        action: Action = "reminder" if event.type == "reminder_sent" else "escalation"
+    for event in events_of(a, change_id, EventType.REMINDER_SENT, EventType.ESCALATED):
+        action: Action = "reminder" if event.type == EventType.REMINDER_SENT else "escalation"
         sent[(str(event.payload["obligation"]), action)] = event.at
     return sent
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from domain.code_host import Deployment, Review
 from domain.credentials import find_production_credentials
+from domain.events import EventType
 from domain.host_gates import host_ci_gate, host_code_review_gate, required_checks
 from domain.models import GateStatus, Notice
 from domain.services import Service
@@ -109,13 +110,13 @@ def documented(a: Adapters, service: str) -> Documented:
             continue
         for event in a.change_log.events(change.change_id):
             p = event.payload
-            if event.type == "deployment_started":
+            if event.type == EventType.DEPLOYMENT_STARTED:
                 deployed.add(change.change_id)
                 versions.setdefault(str(p["version"]), []).append((event.at, change.change_id))
-            elif event.type in ("rollback_started", "rollback_succeeded"):
+            elif event.type in (EventType.ROLLBACK_STARTED, EventType.ROLLBACK_SUCCEEDED):
                 versions.setdefault(str(p["to_version"]), []).append(
                     (event.at, change.change_id))
-            elif event.type == "code_host_read":
+            elif event.type == EventType.CODE_HOST_READ:
                 shas[str(p["head_sha"])] = change.change_id
     return Documented(versions, shas, deployed)
 
@@ -233,7 +234,7 @@ def shared_approval_findings(a: Adapters) -> list[Finding]:
     for change in a.change_log.changes():
         for event in a.change_log.events(change.change_id):
             person = roster.get(str(event.payload.get("person_id", "")))
-            if event.type == "approval_recorded" and person and person.shared_account:
+            if event.type == EventType.APPROVAL_RECORDED and person and person.shared_account:
                 found.append(Finding(
                     "shared_account", change.service or "-", f"approval:{event.seq}",
                     f"{change.change_id}: approval as {event.payload.get('role')} recorded "
@@ -268,7 +269,7 @@ def record_finding(a: Adapters, finding: Finding) -> bool:
         return False
     described = {p.id: p.description for p in a.config.policy.prohibited_practices}
     description = described.get(finding.practice, PRACTICES[finding.practice])
-    record(a, finding_id, "practice_finding", SYSTEM, finding_id=finding_id,
+    record(a, finding_id, EventType.PRACTICE_FINDING, SYSTEM, finding_id=finding_id,
            practice=finding.practice, description=description,
            service=finding.service, related_change=finding.change_id, detail=finding.detail,
            source=finding.source)
@@ -299,7 +300,7 @@ def audit(a: Adapters, lookback: timedelta) -> AuditResult:
             result.checked[f"{name} {source}"] = checked
     result.findings += shared_approval_findings(a)
     result.new = [f.finding_id for f in result.findings if record_finding(a, f)]
-    record(a, AUDIT_STREAM, "practices_audited", SYSTEM, since=since.isoformat(),
+    record(a, AUDIT_STREAM, EventType.PRACTICES_AUDITED, SYSTEM, since=since.isoformat(),
            checked=result.checked, findings=[f.finding_id for f in result.findings],
            new=result.new, problems=result.problems)
     return result

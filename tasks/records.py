@@ -6,6 +6,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from domain.events import EventType
 from domain.lifecycle import ChangeRecord
 from domain.models import ChangeEvent, ChangeRequest
 from integrations.anchors import Anchor
@@ -62,7 +63,7 @@ def close_change(a: Adapters, change: ChangeRequest) -> ChangeRecord:
                      f"Evidence: `changeflow log export {change.id}`.")
         move_ticket(a, change.id, "closed")
         link_evidence(a, change.id, evidence_links(change))
-        record(a, change.id, "change_closed", outcome=outcome)
+        record(a, change.id, EventType.CHANGE_CLOSED, outcome=outcome)
     closed = a.change_log.record(change.id)
     assert closed is not None
     create_markdown_artifact(key=f"evidence-{change.id.lower()}",

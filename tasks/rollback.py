@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from domain.calendar import add_business_days
+from domain.events import EventType
 from domain.models import ChangeRequest, Notice
 from integrations.factory import Adapters
 from tasks.commands import environment, run_checks, run_command
@@ -23,14 +24,15 @@ def roll_back(a: Adapters, change: ChangeRequest, previous: str, reason: str,
     spec = environment(a, change, "production")
     started = time.monotonic()
     if not resume:
-        record(a, change.id, "rollback_started", to_version=previous, reason=reason)
+        record(a, change.id, EventType.ROLLBACK_STARTED, to_version=previous, reason=reason)
     done = run_command(a, change, "rollback-production", spec.rollback,
                        environment="production", previous_version=previous)
     checks = run_checks(a, spec, previous) if done.ok else []
     ok = done.ok and bool(checks) and all(c.passed for c in checks)
     minutes = round((time.monotonic() - started) / 60, 3)
-    record(a, change.id, "rollback_succeeded" if ok else "rollback_failed", to_version=previous,
-           minutes=minutes, estimate_minutes=change.rollback_plan.time_estimate_minutes,
+    record(a, change.id, EventType.ROLLBACK_SUCCEEDED if ok else EventType.ROLLBACK_FAILED,
+           to_version=previous, minutes=minutes,
+           estimate_minutes=change.rollback_plan.time_estimate_minutes,
            exit_code=done.exit_code, checks=[c.model_dump(mode="json") for c in checks])
     return ok
 
@@ -42,7 +44,7 @@ def open_incident(a: Adapters, change: ChangeRequest, rollback_ok: bool) -> str:
     Notifies the rollback owner, and on-call too when the rollback failed. Opened once per
     change: a run that starts again finds it.
     """
-    existing = events_of(a, change, "incident_opened")
+    existing = events_of(a, change, EventType.INCIDENT_OPENED)
     if existing:
         incident = str(existing[-1].payload["incident_id"])
         _file(a, change, incident, str(existing[-1].payload["summary"]),
@@ -55,7 +57,7 @@ def open_incident(a: Adapters, change: ChangeRequest, rollback_ok: bool) -> str:
                             policy.schedule.holidays, policy.schedule.zone)
     incident = f"INC-{change.id}-1"
     what = "rolled back" if rollback_ok else "ROLLBACK FAILED"
-    record(a, change.id, "incident_opened", incident_id=incident, priority=priority,
+    record(a, change.id, EventType.INCIDENT_OPENED, incident_id=incident, priority=priority,
            summary=f"{change.id} {what} after a failed verification",
            review_due=due.isoformat(), linked_change=change.id)
     owner = change.rollback_plan.owner or change.author
@@ -65,7 +67,7 @@ def open_incident(a: Adapters, change: ChangeRequest, rollback_ok: bool) -> str:
             to=person, change_id=change.id, kind="incident" if rollback_ok else "page",
             subject=f"P{priority} {incident}: {change.id} {what}",
             body=f"{change.summary}\nPost-incident review due {due:%Y-%m-%d}."))
-    record(a, change.id, "notification_sent", to=list(dict.fromkeys(paged)), about=incident)
+    record(a, change.id, EventType.NOTIFICATION_SENT, to=list(dict.fromkeys(paged)), about=incident)
     _file(a, change, incident, f"{change.id} {what} after a failed verification", priority)
     return incident
 
@@ -73,9 +75,9 @@ def open_incident(a: Adapters, change: ChangeRequest, rollback_ok: bool) -> str:
 def _file(a: Adapters, change: ChangeRequest, incident: str, summary: str,
           priority: int) -> None:
     """The incident in the ticket system, linked to the change, recorded; once."""
-    filed = [e for e in events_of(a, change, "ticket_updated")
+    filed = [e for e in events_of(a, change, EventType.TICKET_UPDATED)
              if e.payload.get("incident_id") == incident]
     if filed:
         return
     key = file_incident(a, change.id, incident, summary, priority)
-    record(a, change.id, "ticket_updated", incident_id=incident, incident_key=key)
+    record(a, change.id, EventType.TICKET_UPDATED, incident_id=incident, incident_key=key)

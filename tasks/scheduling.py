@@ -8,6 +8,7 @@ from typing import Any
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment
 
+from domain.events import EventType
 from domain.models import ChangeRequest, Notice
 from domain.schedule import next_slot
 from integrations.factory import Adapters
@@ -18,10 +19,10 @@ from tasks.tickets import tell
 def stakeholders(a: Adapters, change: ChangeRequest) -> list[str]:
     """Who is told about the slot: author, approvers, on-call, rollback owner, watchers."""
     people = {change.author, change.rollback_plan.owner or change.author}
-    for event in events_of(a, change, "approval_recorded"):
+    for event in events_of(a, change, EventType.APPROVAL_RECORDED):
         people.add(event.payload["person_id"])
     people.update(p.id for p in a.config.roster.holding("on_call"))
-    submitted = last_of(a, change, "change_submitted")
+    submitted = last_of(a, change, EventType.CHANGE_SUBMITTED)
     people.update(submitted.payload.get("watchers", []) if submitted else [])
     return sorted(p for p in people if p and a.config.roster.get(p) is not None)
 
@@ -34,7 +35,7 @@ def schedule_deployment(a: Adapters, change: ChangeRequest) -> datetime:
     the policy's notice after the stakeholders are told (now); for a category that
     deploys immediately (an emergency), it is now, and they are told it is happening.
     """
-    scheduled = last_of(a, change, "deployment_scheduled")
+    scheduled = last_of(a, change, EventType.DEPLOYMENT_SCHEDULED)
     if scheduled is not None:
         return datetime.fromisoformat(scheduled.payload["slot"])
     now = a.now()
@@ -50,7 +51,7 @@ def schedule_deployment(a: Adapters, change: ChangeRequest) -> datetime:
             subject=f"{change.id} deploys {local:%a %Y-%m-%d %H:%M %Z}",
             body=f"{change.summary}\n{change.service} {change.version} to production at "
                  f"{local.isoformat()}.\nRisk: {change.risk_assessment}"))
-    record(a, change.id, "deployment_scheduled", slot=slot.isoformat(), notified=told,
+    record(a, change.id, EventType.DEPLOYMENT_SCHEDULED, slot=slot.isoformat(), notified=told,
            notified_at=now.isoformat(), immediate=immediate)
     tell(a, change.id, f"Scheduled for {local:%a %Y-%m-%d %H:%M %Z}; "
          f"notified: {', '.join(told)}")
@@ -64,5 +65,5 @@ def hand_off(a: Adapters, change: ChangeRequest, slot: datetime) -> dict[str, An
         run_deployment("change-deploy/change-deploy", parameters={"ticket_key": change.id},
                        scheduled_time=slot, timeout=0, as_subflow=False,
                        idempotency_key=f"{change.id}-deploy-{slot.isoformat()}")
-    record(a, change.id, "note", text=f"deploy phase scheduled for {slot.isoformat()}")
+    record(a, change.id, EventType.NOTE, text=f"deploy phase scheduled for {slot.isoformat()}")
     return {"change": change.id, "state": "scheduled", "slot": slot.isoformat()}

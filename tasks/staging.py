@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from domain.events import EventType
 from domain.models import ChangeRequest
 from integrations.factory import Adapters
 from tasks.commands import environment, run_command
@@ -21,8 +22,8 @@ def test_in_staging(a: Adapters, change: ChangeRequest) -> list[dict[str, object
         ChangeStopped: the staging deploy or a test failed; the failures are on the ticket.
     """
     spec = environment(a, change, "staging")
-    if last_of(a, change, "staging_started") is None:
-        record(a, change.id, "staging_started", version=change.version)
+    if last_of(a, change, EventType.STAGING_STARTED) is None:
+        record(a, change.id, EventType.STAGING_STARTED, version=change.version)
     results: list[dict[str, object]] = []
     deployed = run_command(a, change, "deploy-staging", spec.deploy, environment="staging")
     results.append({"name": "deploy", "ok": deployed.ok, "exit_code": deployed.exit_code,
@@ -34,12 +35,12 @@ def test_in_staging(a: Adapters, change: ChangeRequest) -> list[dict[str, object
                             "output": (done.stdout + done.stderr)[-500:]})
     failed = [r for r in results if not r["ok"]]
     if failed:
-        record(a, change.id, "staging_failed", results=results)
+        record(a, change.id, EventType.STAGING_FAILED, results=results)
         lines = [f"- {r['name']}: exit {r['exit_code']}: {str(r['output']).strip()}"
                  for r in failed]
         tell(a, change.id, "Staging validation failed; the change stops here:\n"
              + "\n".join(lines), "failed")
         raise ChangeStopped(f"{change.id}: staging failed: "
                             + "; ".join(str(r["name"]) for r in failed))
-    record(a, change.id, "staging_passed", results=results)
+    record(a, change.id, EventType.STAGING_PASSED, results=results)
     return results

@@ -33,6 +33,7 @@ from prefect.flow_runs import resume_flow_run
 from prefect.states import Cancelled, Cancelling
 
 from domain.approvals import check_approvals
+from domain.events import EventType
 from domain.lifecycle import TRANSITIONS
 from domain.models import Approval, Ticket, TicketApproval
 from integrations.changelog_sql import NewEvent
@@ -106,7 +107,7 @@ def process_page(a: Adapters, state: SyncState, tickets: list[Ticket],
     digests = {t.key: digest(t) for t in fresh}
     changed = [t for t in fresh if seen.get(f"ticket:{t.key}", {}).get("digest") != digests[t.key]]
     changed_keys = {t.key for t in changed}
-    a.change_log.append_many([NewEvent(t.key, "ticket_snapshot", SYSTEM, {
+    a.change_log.append_many([NewEvent(t.key, EventType.TICKET_SNAPSHOT, SYSTEM, {
         "source": "jira", "status": t.status, "fields": t.fields, "updated": _updated(t),
         "digest": digests[t.key]}, a.now()) for t in changed])
     counts.changed += len(changed)
@@ -140,15 +141,16 @@ def start_lifecycle(a: Adapters, key: str, revision: str) -> str:
     run: Any = run_deployment(CHANGE_REQUEST, parameters={"ticket_key": key}, timeout=0,
                          as_subflow=False, tags=["jira-sync", f"ticket:{key}"],
                          idempotency_key=f"jira-{key}-{revision}")
-    record(a, key, "run_started", flow_run_id=str(run.id), deployment=CHANGE_REQUEST,
+    record(a, key, EventType.RUN_STARTED, flow_run_id=str(run.id), deployment=CHANGE_REQUEST,
            revision=revision, reason="the ticket reached the ready status in Jira")
     return str(run.id)
 
 
 def _run_ids(a: Adapters, key: str) -> set[UUID]:
     """Runs that work on this change: started by the sync, or waiting for its decisions."""
-    return {UUID(str(e.payload["flow_run_id"])) for e in events_of(a, key, "run_started")} | {
-        UUID(str(e.payload["run_id"])) for e in events_of(a, key, "approval_requested")
+    started = events_of(a, key, EventType.RUN_STARTED)
+    return {UUID(str(e.payload["flow_run_id"])) for e in started} | {
+        UUID(str(e.payload["run_id"])) for e in events_of(a, key, EventType.APPROVAL_REQUESTED)
         if str(e.payload.get("run_id", "local")) != "local"}
 
 
@@ -176,9 +178,9 @@ def cancel_change(a: Adapters, key: str, status: str) -> bool:
                                       force=True)
             stopped.append(str(run.id))
     current = a.change_log.record(key)
-    may_cancel = (current.state if current else None) in TRANSITIONS["change_cancelled"]
+    may_cancel = (current.state if current else None) in TRANSITIONS[EventType.CHANGE_CANCELLED]
     if may_cancel:
-        record(a, key, "change_cancelled", reason=f"moved to {status!r} in Jira",
+        record(a, key, EventType.CHANGE_CANCELLED, reason=f"moved to {status!r} in Jira",
                cancelled_runs=stopped)
     return may_cancel or bool(stopped)
 
@@ -205,12 +207,12 @@ def take_ticket_approvals(a: Adapters, key: str) -> tuple[list[str], list[str], 
     Returns:
         The roles recorded, the roles refused, and the runs that asked for them.
     """
-    waiting = [e for e in events_of(a, key, "approval_requested")
+    waiting = [e for e in events_of(a, key, EventType.APPROVAL_REQUESTED)
                if e.payload.get("channel") == "jira"]
     if not waiting:
         return [], [], set()
     seen = {e.payload.get("ref") for e in events_of(
-        a, key, "approval_recorded", "approval_attempt_failed")}
+        a, key, EventType.APPROVAL_RECORDED, EventType.APPROVAL_ATTEMPT_FAILED)}
     change = submit_change(a, key)
     recorded: list[str] = []
     refused: list[str] = []
@@ -229,11 +231,11 @@ def take_ticket_approvals(a: Adapters, key: str) -> tuple[list[str], list[str], 
         refusal = next((p for p in problems if given.decision == "approve"
                         or "not an eligible approver" in p), None)
         if refusal:
-            record(a, key, "approval_attempt_failed", role=given.role, purpose=purpose,
+            record(a, key, EventType.APPROVAL_ATTEMPT_FAILED, role=given.role, purpose=purpose,
                    run_id=run_id, claimed=given.person_id, reason=refusal, ref=given.ref)
             refused.append(given.role)
             continue
-        record(a, key, "approval_recorded", candidate.person_id, role=given.role,
+        record(a, key, EventType.APPROVAL_RECORDED, candidate.person_id, role=given.role,
                purpose=purpose, person_id=candidate.person_id, decision=given.decision.value,
                channel=given.source, comment=f"decided in Jira at {given.at.isoformat()}",
                run_id=run_id, ref=given.ref, decided_at=given.at.isoformat())

@@ -18,6 +18,7 @@ from pydantic import Field, create_model
 
 from domain.approvals import VERBAL_CHANNEL, check_approvals, eligible_approvers
 from domain.emergency import confirmation_obligation
+from domain.events import EventType
 from domain.models import Approval, ChangeRequest, Decision, Notice
 from domain.policy import ApprovalRequirement
 from integrations.factory import Adapters
@@ -95,7 +96,7 @@ def judge_verbal(a: Adapters, change: ChangeRequest, requirement: ApprovalRequir
         problem = "; ".join(judged.problems) if judged.problems else None
     if refuse_attempt(a, request, answer.recorder, problem):
         return problem
-    record(a, change.id, "approval_recorded", answer.recorder, role=candidate.role,
+    record(a, change.id, EventType.APPROVAL_RECORDED, answer.recorder, role=candidate.role,
            requested_role=request.role, purpose=PURPOSE, person_id=answer.approver,
            decision="approve", channel=VERBAL_CHANNEL, via=answer.channel,
            given_at=given.astimezone(UTC).isoformat(), recorded_by=answer.recorder,
@@ -108,7 +109,7 @@ def judge_verbal(a: Adapters, change: ChangeRequest, requirement: ApprovalRequir
 def ask_confirmation(a: Adapters, change: ChangeRequest, approval: Approval, via: str) -> None:
     """Open the approver's confirmation as an obligation and tell them."""
     due = confirmation_obligation(approval.at, approval.role, a.config.policy).due
-    record(a, change.id, "obligation_opened", obligation="approval_confirmation",
+    record(a, change.id, EventType.OBLIGATION_OPENED, obligation="approval_confirmation",
            due=due.isoformat(), owner_role=approval.role, owners=[approval.person_id])
     a.notifier.notify(Notice(
         to=approval.person_id, kind="confirm", change_id=change.id,

@@ -51,7 +51,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     History(log, "CHG-1", "normal", at(7, 1)).approve("engineering_lead", "erin") \
         .add("approval_granted").stage().approve("qa", "quinn", "staging-sign-off").gates() \
         .deploy(at(7, 3), at(7, 2)).close("succeeded")
-    publish_head(log, FileAnchors(settings.resolved_anchor_file))
+    publish_head(log, [FileAnchors(settings.resolved_anchor_file)])
     History(log, "CHG-2", "normal", at(8, 4)).approve("engineering_lead", "erin") \
         .add("approval_granted").stage().approve("qa", "quinn", "staging-sign-off").gates() \
         .deploy(at(8, 6), at(8, 5), ok=False).roll_back(4, incident=True).close("rolled_back")
