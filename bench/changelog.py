@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from domain.lifecycle import project
 from integrations.changelog_schema import (
     SEP,
+    canonical_payload,
     changes_table,
     event_hash,
     events_table,
@@ -24,13 +25,14 @@ from integrations.changelog_schema import (
     record_digest,
 )
 from integrations.changelog_sql import NewEvent, ParallelVerify, SqlChangeLog
+from tests.support.history import submission
 from tests.support.keys import TEST_KEYS
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _note(change_id: str, i: int) -> NewEvent:
-    return NewEvent(change_id, "note", "alice", {"i": i, "text": "benchmark note"},
+    return NewEvent(change_id, "note", "alice", {"text": f"benchmark note {i}"},
                     START + timedelta(seconds=i))
 
 
@@ -38,10 +40,10 @@ def appends(url: str, single: int = 1000, batched: int = 20000,
             batch_size: int = 500) -> dict[str, Any]:
     """Appends per second, one event per transaction and in batches."""
     log = SqlChangeLog(url, keys=TEST_KEYS)
-    log.append("BENCH-1", "change_submitted", "alice", {"category": "normal"}, START)
+    log.append("BENCH-1", "change_submitted", "alice", submission("BENCH-1"), START)
     t0 = time.perf_counter()
     for i in range(single):
-        log.append("BENCH-1", "note", "alice", {"i": i}, START)
+        log.append("BENCH-1", "note", "alice", {"text": f"note {i}"}, START)
     single_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for b in range(0, batched, batch_size):
@@ -60,6 +62,7 @@ def _rows(count: int, changes: int = 100_000) -> tuple[list[dict[str, Any]], lis
     Each change starts with `change_submitted`; the rest are notes.
     """
     prev = "0" * 64
+    template = submission("CHG-0")
     rows: list[dict[str, Any]] = []
     first: dict[str, dict[str, Any]] = {}  # change id -> its first row
     last: dict[str, dict[str, Any]] = {}
@@ -67,9 +70,10 @@ def _rows(count: int, changes: int = 100_000) -> tuple[list[dict[str, Any]], lis
         cid = f"CHG-{(seq - 1) % changes + 1}"
         at = format_time(START + timedelta(seconds=seq))
         if cid in first:
-            typ, payload = "note", f'{{"i":{seq},"role":"qa","person_id":"quinn"}}'
+            typ, payload = "note", f'{{"text":"note {seq}"}}'
         else:
-            typ, payload = "change_submitted", '{"author":"quinn","category":"normal"}'
+            typ, payload = "change_submitted", canonical_payload(
+                {**template, "change": {**template["change"], "id": cid}})
         digest = event_hash(seq, cid, typ, at, "quinn", payload, prev)
         row: dict[str, Any] = {"seq": seq, "change_id": cid, "type": typ, "at": at,
                                "actor": "quinn",

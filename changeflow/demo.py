@@ -32,7 +32,7 @@ from changeflow.sample_service import deploy
 from changeflow.stack import SAMPLE_PORT, Stack, embedded_stack
 from config.loader import check_config
 from config.settings import PROJECT_ROOT
-from domain.events import EventType
+from domain.events import EventType, PracticeFinding, payload_of
 from domain.models import ChangeEvent
 from integrations.anchors import FileAnchors
 from integrations.factory import installed
@@ -166,7 +166,8 @@ def audit_practices(stack: Stack) -> None:
     log = stack.adapters.change_log
     for finding_id in first["new"]:
         (event,) = log.events(finding_id)
-        print(f"  {finding_id} {event.payload['practice']}: {event.payload['detail']}")
+        found = payload_of(event, PracticeFinding)
+        print(f"  {finding_id} {found.practice}: {found.detail}")
     again = practices_audit()
     print(f"  run again: {again['findings']} finding(s), {len(again['new'])} new "
           "(each is recorded once); the CISO and Security were notified")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 from domain.approvals import ApprovalVerdict, check_approvals, required_approvals
-from domain.events import EventType
+from domain.events import CodeHostRead, EventType, payload_of
 from domain.gates import gates_block
 from domain.history import approvals_of, last_gates, submitted_change
 from domain.lifecycle import fold
@@ -98,7 +98,7 @@ def record_clearance(action: Action, events: Sequence[ChangeEvent], change: Chan
         problems.append(f"the change about to {action.value} is not the change recorded at "
                         f"submission (it differs in: {', '.join(differ)})")
     read = [p for e in events if e.type == EventType.CODE_HOST_READ
-            for p in e.payload.get("changed_paths") or []]
+            for p in payload_of(e, CodeHostRead).changed_paths]
     if read:  # the pull request's paths as the code host last said them count too
         paths = list(dict.fromkeys([*recorded.changed_paths, *read]))
         recorded = recorded.model_copy(update={"changed_paths": paths})

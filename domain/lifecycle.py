@@ -14,9 +14,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from domain.emergency import Obligation
-from domain.events import EventType
+from domain.events import (
+    ChangeReclassified,
+    ChangeSubmitted,
+    Decided,
+    EventType,
+    IncidentOpened,
+    ObligationOpened,
+    ValidationFailed,
+    check_payload,
+)
 from domain.events import EventType as E
-from domain.models import Category, ChangeEvent
+from domain.models import Category, ChangeEvent, Decision
 
 TERMINAL_OUTCOMES = {
     "succeeded": "succeeded",
@@ -170,20 +179,19 @@ class ChangeRecord(BaseModel):
 _SUBMITTED_FIELDS = ("summary", "description", "service", "version", "author")
 
 
-def _obligations(current: dict[str, Any], event_type: str, payload: dict[str, Any],
+def _obligations(current: dict[str, Any], said: ObligationOpened | Decided,
                  at: datetime) -> dict[str, Any]:
     """The change's obligations after an obligation was opened or answered."""
     found = dict(current)
-    # opened names the obligation; an answer is a decision whose purpose is its name
-    kind = str(payload.get("obligation") or payload.get("purpose") or "")
-    if event_type == EventType.OBLIGATION_OPENED:
-        found[kind] = {"kind": kind, "due": payload["due"], "owner_role": payload["owner_role"],
-                       "owners": payload["owners"], "opened_at": at}
-    elif kind in found:
-        done = payload.get("decision") == "approve"
-        found[kind] = {**dict(found[kind]), "closed_at": at if done else None,
-                       "closed_by": payload.get("person_id"),
-                       "outcome": "done" if done else "refused"}
+    if isinstance(said, ObligationOpened):
+        found[said.obligation] = {"kind": said.obligation, "due": said.due,
+                                  "owner_role": said.owner_role, "owners": said.owners,
+                                  "opened_at": at}
+    elif said.purpose in found:  # an answer is a decision whose purpose is its name
+        done = said.decision is Decision.APPROVE
+        found[said.purpose] = {**dict(found[said.purpose]), "closed_at": at if done else None,
+                               "closed_by": said.person_id,
+                               "outcome": "done" if done else "refused"}
     return found
 
 
@@ -191,45 +199,56 @@ SIGN_OFF_PURPOSE = "staging-sign-off"
 """The one decision recorded while a change is in testing: QA's sign-off (section 2)."""
 
 
-def _approval_in_its_step(state: str | None, payload: dict[str, Any]) -> None:
+def _approval_in_its_step(state: str | None, decided: Decided) -> None:
     """A review decision belongs to review; the staging sign-off to testing."""
-    sign_off = payload.get("purpose") == SIGN_OFF_PURPOSE
+    sign_off = decided.purpose == SIGN_OFF_PURPOSE
     if state == "testing" and not sign_off:
-        raise IllegalTransition(f"a {payload.get('purpose') or 'review'!s} decision cannot be "
+        raise IllegalTransition(f"a {decided.purpose or 'review'} decision cannot be "
                                 "recorded once the change is in testing: review is over")
     if state != "testing" and sign_off:
         raise IllegalTransition(f"a staging sign-off cannot be recorded in state {state!r}")
 
 
+_READ = frozenset({EventType.CHANGE_SUBMITTED, EventType.VALIDATION_FAILED,
+                   EventType.APPROVAL_RECORDED, EventType.INCIDENT_OPENED,
+                   EventType.CHANGE_RECLASSIFIED, EventType.OBLIGATION_OPENED,
+                   EventType.OBLIGATION_RESPONDED})
+"""The event types whose payload the record is made of."""
+
+
 def project(record: ChangeRecord | None, change_id: str, event_type: str,
             payload: dict[str, Any], at: datetime, seq: int) -> ChangeRecord:
-    """Fold one event into the change's record; raises `IllegalTransition` if refused."""
-    if event_type == EventType.APPROVAL_RECORDED:
-        _approval_in_its_step(record.state if record else None, payload)
+    """Fold one event into the change's record; raises `IllegalTransition` if refused.
+
+    Raises:
+        IllegalTransition: the event may not follow the change's state.
+        domain.events.PayloadError: its payload is not its type's.
+    """
     state = next_state(record.state if record else None, event_type)
     assert state is not None
+    said = check_payload(event_type, payload) if event_type in _READ else None
+    if isinstance(said, Decided) and event_type == EventType.APPROVAL_RECORDED:
+        _approval_in_its_step(record.state if record else None, said)
     base: dict[str, Any] = (record.model_dump() if record else
                             {"change_id": change_id, "opened_at": at})
     base.update(state=state, updated_at=at, last_seq=seq)
-    if event_type in (EventType.CHANGE_SUBMITTED, EventType.VALIDATION_FAILED):
-        base.update({k: payload[k] for k in _SUBMITTED_FIELDS if isinstance(payload.get(k), str)})
-        if payload.get("category") in set(Category):
-            base["category"] = Category(payload["category"])
-    elif event_type == EventType.APPROVAL_RECORDED and payload.get("decision") == "approve":
-        name = f"{payload.get('role')}:{payload.get('person_id')}"
-        if name not in base["approvers"]:
+    if isinstance(said, ChangeSubmitted | ValidationFailed):
+        base.update({k: getattr(said, k, None) for k in _SUBMITTED_FIELDS
+                     if isinstance(getattr(said, k, None), str)})
+        if said.category in set(Category):
+            base["category"] = Category(said.category)
+    elif isinstance(said, Decided) and event_type == EventType.APPROVAL_RECORDED:
+        name = f"{said.role}:{said.person_id}"
+        if said.decision is Decision.APPROVE and name not in base["approvers"]:
             base["approvers"] = [*base["approvers"], name]
     elif event_type in (EventType.DEPLOYMENT_SUCCEEDED, EventType.DEPLOYMENT_FAILED):
         base["deployed_at"] = at
-    elif event_type == EventType.INCIDENT_OPENED and payload.get("incident_id"):
-        base["incidents"] = [*base["incidents"], str(payload["incident_id"])]
-    elif event_type == EventType.CHANGE_RECLASSIFIED:
-        if payload.get("to") not in set(Category):
-            raise IllegalTransition(f"change_reclassified needs a category in 'to', got "
-                                    f"{payload.get('to')!r}")
-        base.update(reclassified_from=base["category"], category=Category(payload["to"]))
-    elif event_type in (EventType.OBLIGATION_OPENED, EventType.OBLIGATION_RESPONDED):
-        base["obligations"] = _obligations(base["obligations"], event_type, payload, at)
+    elif isinstance(said, IncidentOpened):
+        base["incidents"] = [*base["incidents"], said.incident_id]
+    elif isinstance(said, ChangeReclassified):
+        base.update(reclassified_from=base["category"], category=said.to)
+    elif isinstance(said, ObligationOpened | Decided):
+        base["obligations"] = _obligations(base["obligations"], said, at)
     if state in TERMINAL_OUTCOMES:
         base["outcome"] = TERMINAL_OUTCOMES[state]
     return ChangeRecord.model_validate(base)

@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import flow
 
-from domain.events import EventType
+from domain.events import ChangeSubmitted, EventType, payload_of
 from domain.models import Category
 from flows.lifecycle import run_lifecycle
 from integrations.factory import open_adapters
@@ -24,7 +24,7 @@ def change_request(ticket_key: str) -> dict[str, Any]:
     """Run the lifecycle of the ticket's category (the one recorded, once submitted)."""
     with open_adapters() as a:
         submitted = last_of(a, ticket_key, EventType.CHANGE_SUBMITTED)
-        raw = (submitted.payload["category"] if submitted
+        raw = (payload_of(submitted, ChangeSubmitted).category if submitted
                else a.tickets.get(ticket_key).fields.get("category"))
         if not isinstance(raw, str) or raw not in set(Category):  # a list is unhashable
             submit_change(a, ticket_key)  # refuses the ticket, listing every problem

@@ -26,7 +26,7 @@ from prefect.runtime import flow_run
 
 from domain.approvals import eligible_approvers, required_approvals
 from domain.clearance import CLEARED_STATES, Action
-from domain.events import EventType
+from domain.events import Decided, DeploymentScheduled, EventType, payload_of
 from domain.models import Category, ChangeRequest, Decision
 from domain.policy import ApprovalRequirement
 from domain.standard import required_gates
@@ -40,7 +40,7 @@ from tasks.approvals import (
     reject_change,
     verdict,
 )
-from tasks.common import ChangeStopped, events_of
+from tasks.common import ChangeStopped, events_of, last_of
 from tasks.deployment import (
     deploy_slot,
     deploy_to_production,
@@ -157,7 +157,8 @@ def confirm_availability(a: Adapters, change: ChangeRequest) -> None:
     reviewer = verdict(a, change).approvers.get("engineering_lead")
     for role, person in (("engineer", change.author), ("reviewer", reviewer)):
         confirmed = [e for e in events_of(a, change, EventType.AVAILABILITY_CONFIRMED)
-                     if e.payload["role"] == role and e.payload["decision"] == "approve"]
+                     if (d := payload_of(e, Decided)).role == role
+                     and d.decision is Decision.APPROVE]
         if confirmed or person is None:
             continue
         answer = decide(a, change, role, "availability", [person], run_id(),
@@ -265,10 +266,10 @@ def change_deploy(ticket_key: str) -> dict[str, Any]:
     with open_adapters() as a, one_run(a, ticket_key):
         check_intact(a, ticket_key, "deploy")
         change = submit_change(a, ticket_key)
-        slot = events_of(a, change, EventType.DEPLOYMENT_SCHEDULED)
-        if not slot or datetime.fromisoformat(slot[-1].payload["slot"]) > a.now():
-            raise ChangeStopped(f"{ticket_key} is not due: its slot is "
-                                f"{slot[-1].payload['slot'] if slot else 'not set'}")
+        scheduled = last_of(a, change, EventType.DEPLOYMENT_SCHEDULED)
+        slot = payload_of(scheduled, DeploymentScheduled).slot if scheduled else None
+        if slot is None or datetime.fromisoformat(slot) > a.now():
+            raise ChangeStopped(f"{ticket_key} is not due: its slot is {slot or 'not set'}")
         deploy_verify_close(a, change)
         return result_of(a, change)
 

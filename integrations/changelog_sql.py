@@ -46,8 +46,15 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from domain.events import EventType
-from domain.lifecycle import NOT_CHANGES, ChangeRecord, fold, project
+from domain.events import (
+    EffectFinished,
+    EffectStarted,
+    EventType,
+    PayloadError,
+    check_payload,
+    payload_of,
+)
+from domain.lifecycle import EVENT_TYPES, NOT_CHANGES, ChangeRecord, fold, project
 from domain.models import IDENTIFIER, ChangeEvent
 from integrations.chain_keys import ChainKeyError, ChainKeys
 from integrations.chain_worker import check_ranges, prepare
@@ -277,12 +284,18 @@ class SqlChangeLog:
             if not IDENTIFIER.match(value):
                 raise ValueError(f"{name} {value!r} is malformed: use letters, digits and "
                                  "._:@+- (no spaces), at most 128 characters")
+        at_text = format_time(e.at)
         try:
             payload_text = canonical_payload(e.payload)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"payload of {e.type!r} for {e.change_id} is not JSON: {exc}") \
                 from None
-        return e, format_time(e.at), payload_text
+        if e.type in EVENT_TYPES:  # an unknown type is the state machine's to refuse
+            try:
+                check_payload(e.type, e.payload)
+            except PayloadError as exc:
+                raise PayloadError(f"{e.change_id}: {exc}") from None
+        return e, at_text, payload_text
 
     def _lock_head(self, conn: Connection) -> tuple[int, str, str]:
         query = sa.select(head_table.c.seq, head_table.c.hash, head_table.c.at).where(
@@ -471,9 +484,9 @@ class SqlChangeLog:
             for row in conn.execute(query.order_by(events_table.c.seq)):
                 event = _to_event(row)
                 if event.type == EventType.EFFECT_STARTED:
-                    started[event.payload["effect_id"]] = event
+                    started[payload_of(event, EffectStarted).effect_id] = event
                 else:
-                    started.pop(event.payload.get("effect_id", ""), None)
+                    started.pop(payload_of(event, EffectFinished).effect_id, None)
         return list(started.values())
 
     # -- reading ---------------------------------------------------------------------

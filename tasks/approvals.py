@@ -18,7 +18,7 @@ from prefect.input import RunInput
 from pydantic import Field, create_model
 
 from domain.approvals import ApprovalVerdict, check_approvals, required_approvals
-from domain.events import EventType
+from domain.events import ApprovalAttemptFailed, ApprovalRequested, Decided, EventType, payload_of
 from domain.history import approvals_of
 from domain.models import Approval, ChangeEvent, ChangeRequest, Notice
 from domain.otp import CODE_ALPHABET, CODE_LENGTH, code_digest, code_problem
@@ -90,9 +90,9 @@ def _new_code() -> str:
 
 
 def _request(event: ChangeEvent) -> ApprovalRequest:
-    p = event.payload
-    return ApprovalRequest(event.change_id, p["role"], p["purpose"], p["run_id"], p["salt"],
-                           p["digests"], p["eligible"], datetime.fromisoformat(p["expires_at"]))
+    p = payload_of(event, ApprovalRequested)
+    return ApprovalRequest(event.change_id, p.role, p.purpose, p.run_id, p.salt, p.digests,
+                           p.eligible, datetime.fromisoformat(p.expires_at))
 
 
 def _open_request(a: Adapters, change_id: str, role: str, purpose: str,
@@ -208,8 +208,8 @@ def judge_decision(a: Adapters, request: ApprovalRequest, answer: ApprovalForm,
 def failed_attempts(a: Adapters, request: ApprovalRequest) -> int:
     """How many refused attempts this request has seen (keys the next form)."""
     return sum(1 for e in events_of(a, request.change_id, EventType.APPROVAL_ATTEMPT_FAILED)
-               if (e.payload["role"], e.payload["purpose"], e.payload["run_id"])
-               == (request.role, request.purpose, request.run_id))
+               if (p := payload_of(e, ApprovalAttemptFailed)).role == request.role
+               and (p.purpose, p.run_id) == (request.purpose, request.run_id))
 
 
 def verdict(a: Adapters, change: ChangeRequest) -> ApprovalVerdict:
@@ -223,7 +223,8 @@ def verdict(a: Adapters, change: ChangeRequest) -> ApprovalVerdict:
 def decision_of(a: Adapters, change: ChangeRequest, role: str, purpose: str) -> Approval | None:
     """The latest recorded decision for a role and purpose, if any."""
     found = approvals_of(e for e in events_of(a, change, EventType.APPROVAL_RECORDED)
-                         if e.payload["role"] == role and e.payload.get("purpose") == purpose)
+                         if (payload_of(e, Decided).role, payload_of(e, Decided).purpose)
+                         == (role, purpose))
     return found[-1] if found else None
 
 
@@ -251,8 +252,9 @@ def expired_requests(a: Adapters, change: ChangeRequest) -> list[ApprovalRequest
     A suspended run whose wait times out is failed by the server without running any
     code, so its expiry is recorded by the next run of the change (or found here).
     """
-    decided = {(e.payload.get("requested_role", e.payload["role"]), e.payload.get("purpose"))
-               for e in events_of(a, change, EventType.APPROVAL_RECORDED)}
+    decided = {(d.requested_role or d.role, d.purpose)
+               for e in events_of(a, change, EventType.APPROVAL_RECORDED)
+               for d in [payload_of(e, Decided)]}
     requests = [_request(e) for e in events_of(a, change, EventType.APPROVAL_REQUESTED)]
     return [r for r in requests if r.expires_at <= a.now() and r.purpose in APPROVAL_PURPOSES
             and (r.role, r.purpose) not in decided]

@@ -11,7 +11,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
-from domain.events import EventType
+from domain.events import DeploymentStarted, EffectFinished, EffectStarted, EventType, payload_of
 from domain.models import ChangeEvent, ChangeRequest
 from integrations.factory import Adapters
 from tasks.commands import environment, run_checks, run_command
@@ -22,7 +22,7 @@ def previous_version(a: Adapters, change: ChangeRequest) -> str:
     """What a rollback returns to: the last version that succeeded, else the baseline."""
     started = last_of(a, change, EventType.DEPLOYMENT_STARTED)
     if started is not None:
-        return str(started.payload["previous_version"])
+        return payload_of(started, DeploymentStarted).previous_version
     good = [r for r in a.change_log.changes() if r.service == change.service
             and r.outcome == "succeeded" and r.version and r.change_id != change.id]
     if good:
@@ -90,12 +90,12 @@ def deploy_command_record(
     events = events_of(a, change)
     since = max((e.seq for e in events if e.type == EventType.DEPLOYMENT_STARTED), default=0)
     intents = [e for e in events if e.type == EventType.EFFECT_STARTED and e.seq > since
-               and e.payload["action"] == "deploy-production"]
+               and payload_of(e, EffectStarted).action == "deploy-production"]
     if not intents:
         return None, None
-    effect = intents[-1].payload["effect_id"]
+    effect = payload_of(intents[-1], EffectStarted).effect_id
     outcome = next((e for e in events if e.type == EventType.EFFECT_FINISHED
-                    and e.payload["effect_id"] == effect), None)
+                    and payload_of(e, EffectFinished).effect_id == effect), None)
     return intents[-1], outcome
 
 
@@ -113,8 +113,8 @@ def recover_deployment(a: Adapters, change: ChangeRequest, previous: str) -> boo
             and verify_production(a, change)
     if outcome is None:
         return verify_production(a, change, recovered=True)
-    ok = bool(outcome.payload["ok"])
-    result = outcome.payload["result"]
+    finished = payload_of(outcome, EffectFinished)
+    ok, result = finished.ok, finished.result
     record(a, change.id, EventType.DEPLOYMENT_SUCCEEDED if ok else EventType.DEPLOYMENT_FAILED,
            version=change.version, exit_code=result["exit_code"],
            timed_out=result["timed_out"], recovered=True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.events import EventType
+from domain.events import ApprovalAttemptFailed, EventType, payload_of
 from domain.models import ChangeRequest
 from integrations.factory import Adapters
 from tasks.approvals import ApprovalRequest
@@ -28,9 +28,9 @@ def describe(a: Adapters, change: ChangeRequest, request: ApprovalRequest) -> st
            if request.purpose == VERBAL else "Choose yourself as approver")
     lines += ["", f"{who} ({', '.join(request.eligible)}) and enter the one-time code "
               f"changeflow sent you. It expires {request.expires_at:%Y-%m-%d %H:%M} UTC."]
-    refused = [e for e in events_of(a, change, EventType.APPROVAL_ATTEMPT_FAILED)
-               if e.payload["run_id"] == request.run_id and e.payload["role"] == request.role
-               and e.payload["purpose"] == request.purpose]
+    refused = [p for e in events_of(a, change, EventType.APPROVAL_ATTEMPT_FAILED)
+               if (p := payload_of(e, ApprovalAttemptFailed)).run_id == request.run_id
+               and (p.role, p.purpose) == (request.role, request.purpose)]
     if refused:
-        lines += ["", f"**The last attempt was refused:** {refused[-1].payload['reason']}."]
+        lines += ["", f"**The last attempt was refused:** {refused[-1].reason}."]
     return "\n".join(lines)

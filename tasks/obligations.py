@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.emergency import emergency_obligations
-from domain.events import EventType
+from domain.events import EventType, FollowUpSent, TicketSnapshot, payload_of
 from domain.follow_up import Action, FollowUp, follow_ups
 from domain.intake import validate_ticket
 from domain.lifecycle import ChangeRecord, ObligationRecord
@@ -110,7 +110,7 @@ def _snapshot_documentation(a: Adapters, change: ChangeRequest) -> None:
         raise ChangeStopped(f"{change.id}: documentation incomplete: " + "; ".join(checked))
     entry = checked.model_dump(mode="json")
     previous = last_of(a, change, EventType.TICKET_SNAPSHOT)
-    if previous is None or previous.payload.get("change") != entry:  # a resumed run
+    if previous is None or payload_of(previous, TicketSnapshot).change != entry:  # resumed
         record(a, change.id, EventType.TICKET_SNAPSHOT, purpose="documentation", change=entry)
 
 
@@ -142,7 +142,7 @@ def _last_sent(a: Adapters, change_id: str) -> dict[tuple[str, Action], datetime
     sent: dict[tuple[str, Action], datetime] = {}
     for event in events_of(a, change_id, EventType.REMINDER_SENT, EventType.ESCALATED):
         action: Action = "reminder" if event.type == EventType.REMINDER_SENT else "escalation"
-        sent[(str(event.payload["obligation"]), action)] = event.at
+        sent[(payload_of(event, FollowUpSent).obligation, action)] = event.at
     return sent
 
 

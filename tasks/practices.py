@@ -32,7 +32,7 @@ from typing import Any
 
 from domain.code_host import Deployment, Review
 from domain.credentials import find_production_credentials
-from domain.events import EventType
+from domain.events import Decided, EventType, payload_of
 from domain.host_gates import host_ci_gate, host_code_review_gate, required_checks
 from domain.models import GateStatus, Notice
 from domain.services import Service
@@ -233,11 +233,14 @@ def shared_approval_findings(a: Adapters) -> list[Finding]:
     roster, found = a.config.roster, []
     for change in a.change_log.changes():
         for event in a.change_log.events(change.change_id):
-            person = roster.get(str(event.payload.get("person_id", "")))
-            if event.type == EventType.APPROVAL_RECORDED and person and person.shared_account:
+            if event.type != EventType.APPROVAL_RECORDED:
+                continue
+            decided = payload_of(event, Decided)
+            person = roster.get(decided.person_id)
+            if person and person.shared_account:
                 found.append(Finding(
                     "shared_account", change.service or "-", f"approval:{event.seq}",
-                    f"{change.change_id}: approval as {event.payload.get('role')} recorded "
+                    f"{change.change_id}: approval as {decided.role} recorded "
                     f"for shared account {person.id}", change.change_id))
     return found
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from domain.calendar import add_business_days
-from domain.events import EventType
+from domain.events import EventType, IncidentOpened, TicketUpdated, payload_of
 from domain.models import ChangeRequest, Notice
 from integrations.factory import Adapters
 from tasks.commands import environment, run_checks, run_command
@@ -46,10 +46,9 @@ def open_incident(a: Adapters, change: ChangeRequest, rollback_ok: bool) -> str:
     """
     existing = events_of(a, change, EventType.INCIDENT_OPENED)
     if existing:
-        incident = str(existing[-1].payload["incident_id"])
-        _file(a, change, incident, str(existing[-1].payload["summary"]),
-              int(existing[-1].payload["priority"]))
-        return incident
+        known = payload_of(existing[-1], IncidentOpened)
+        _file(a, change, known.incident_id, known.summary, known.priority)
+        return known.incident_id
     policy = a.config.policy
     priority = policy.rollback.incident_priority if rollback_ok else 1
     opened = a.now()
@@ -76,7 +75,7 @@ def _file(a: Adapters, change: ChangeRequest, incident: str, summary: str,
           priority: int) -> None:
     """The incident in the ticket system, linked to the change, recorded; once."""
     filed = [e for e in events_of(a, change, EventType.TICKET_UPDATED)
-             if e.payload.get("incident_id") == incident]
+             if payload_of(e, TicketUpdated).incident_id == incident]
     if filed:
         return
     key = file_incident(a, change.id, incident, summary, priority)

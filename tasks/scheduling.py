@@ -8,7 +8,7 @@ from typing import Any
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment
 
-from domain.events import EventType
+from domain.events import ChangeSubmitted, Decided, DeploymentScheduled, EventType, payload_of
 from domain.models import ChangeRequest, Notice
 from domain.schedule import next_slot
 from integrations.factory import Adapters
@@ -20,10 +20,10 @@ def stakeholders(a: Adapters, change: ChangeRequest) -> list[str]:
     """Who is told about the slot: author, approvers, on-call, rollback owner, watchers."""
     people = {change.author, change.rollback_plan.owner or change.author}
     for event in events_of(a, change, EventType.APPROVAL_RECORDED):
-        people.add(event.payload["person_id"])
+        people.add(payload_of(event, Decided).person_id)
     people.update(p.id for p in a.config.roster.holding("on_call"))
     submitted = last_of(a, change, EventType.CHANGE_SUBMITTED)
-    people.update(submitted.payload.get("watchers", []) if submitted else [])
+    people.update(payload_of(submitted, ChangeSubmitted).watchers if submitted else [])
     return sorted(p for p in people if p and a.config.roster.get(p) is not None)
 
 
@@ -37,7 +37,7 @@ def schedule_deployment(a: Adapters, change: ChangeRequest) -> datetime:
     """
     scheduled = last_of(a, change, EventType.DEPLOYMENT_SCHEDULED)
     if scheduled is not None:
-        return datetime.fromisoformat(scheduled.payload["slot"])
+        return datetime.fromisoformat(payload_of(scheduled, DeploymentScheduled).slot)
     now = a.now()
     estimate = change.rollback_plan.time_estimate_minutes or 0
     immediate = a.config.policy.categories[change.category].deploy_at == "immediately"

@@ -33,7 +33,14 @@ from prefect.flow_runs import resume_flow_run
 from prefect.states import Cancelled, Cancelling
 
 from domain.approvals import check_approvals
-from domain.events import EventType
+from domain.events import (
+    ApprovalAttemptFailed,
+    ApprovalRequested,
+    Decided,
+    EventType,
+    RunStarted,
+    payload_of,
+)
 from domain.lifecycle import TRANSITIONS
 from domain.models import Approval, Ticket, TicketApproval
 from integrations.changelog_sql import NewEvent
@@ -148,10 +155,11 @@ def start_lifecycle(a: Adapters, key: str, revision: str) -> str:
 
 def _run_ids(a: Adapters, key: str) -> set[UUID]:
     """Runs that work on this change: started by the sync, or waiting for its decisions."""
-    started = events_of(a, key, EventType.RUN_STARTED)
-    return {UUID(str(e.payload["flow_run_id"])) for e in started} | {
-        UUID(str(e.payload["run_id"])) for e in events_of(a, key, EventType.APPROVAL_REQUESTED)
-        if str(e.payload.get("run_id", "local")) != "local"}
+    started = [payload_of(e, RunStarted).flow_run_id
+               for e in events_of(a, key, EventType.RUN_STARTED)]
+    asked = [payload_of(e, ApprovalRequested).run_id
+             for e in events_of(a, key, EventType.APPROVAL_REQUESTED)]
+    return {UUID(run) for run in [*started, *asked] if run != "local"}
 
 
 @ticket_task("cancel-change")
@@ -207,21 +215,22 @@ def take_ticket_approvals(a: Adapters, key: str) -> tuple[list[str], list[str], 
     Returns:
         The roles recorded, the roles refused, and the runs that asked for them.
     """
-    waiting = [e for e in events_of(a, key, EventType.APPROVAL_REQUESTED)
-               if e.payload.get("channel") == "jira"]
+    waiting = [asked for e in events_of(a, key, EventType.APPROVAL_REQUESTED)
+               if (asked := payload_of(e, ApprovalRequested)).channel == "jira"]
     if not waiting:
         return [], [], set()
-    seen = {e.payload.get("ref") for e in events_of(
-        a, key, EventType.APPROVAL_RECORDED, EventType.APPROVAL_ATTEMPT_FAILED)}
+    seen = {payload_of(e, Decided).ref for e in events_of(a, key, EventType.APPROVAL_RECORDED)}
+    seen |= {payload_of(e, ApprovalAttemptFailed).ref
+             for e in events_of(a, key, EventType.APPROVAL_ATTEMPT_FAILED)}
     change = submit_change(a, key)
     recorded: list[str] = []
     refused: list[str] = []
     woken: set[str] = set()
     for given in read_approvals(a, key):
-        request = next((e for e in reversed(waiting) if e.payload["role"] == given.role), None)
+        request = next((w for w in reversed(waiting) if w.role == given.role), None)
         if given.ref in seen or request is None:
             continue
-        purpose, run_id = str(request.payload["purpose"]), str(request.payload["run_id"])
+        purpose, run_id = request.purpose, request.run_id
         if decision_of(a, change, given.role, purpose) is not None:
             continue
         candidate = Approval(role=given.role, person_id=given.person_id or "unknown",

@@ -13,6 +13,7 @@ from prefect.client.orchestration import get_client
 from flows.change_log_verify import change_log_verify
 from integrations.changelog_sql import SqlChangeLog
 from integrations.ports import ChainBroken
+from tests.support.history import submission
 from tests.support.keys import TEST_KEY_TEXT, TEST_KEYS
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -25,7 +26,7 @@ def change_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SqlChangeLog:
     monkeypatch.setenv("CHANGEFLOW_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("CHANGEFLOW_CHAIN_KEY", TEST_KEY_TEXT)
     log = SqlChangeLog(url, keys=TEST_KEYS)
-    log.append("CHG-1", "change_submitted", "alice", {"category": "normal"}, NOW)
+    log.append("CHG-1", "change_submitted", "alice", submission("CHG-1"), NOW)
     log.append("CHG-1", "note", "alice", {"text": "x"}, NOW)
     return log
 
@@ -52,7 +53,7 @@ def test_a_sound_chain_completes_and_publishes_its_head(change_log: SqlChangeLog
 
 
 def test_a_chain_that_lost_an_anchored_event_fails_the_run(change_log: SqlChangeLog) -> None:
-    change_log.append("CHG-2", "change_submitted", "carol", {"category": "normal"}, NOW)
+    change_log.append("CHG-2", "change_submitted", "carol", submission("CHG-2"), NOW)
     change_log_verify()  # anchors event 3
     with change_log.engine.begin() as conn:  # the tail cut cleanly: the chain still verifies
         conn.exec_driver_sql("DROP TRIGGER change_events_retention")

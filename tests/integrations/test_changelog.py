@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from domain.events import EventType
 from domain.lifecycle import IllegalTransition
 from integrations import changelog_sql
 from integrations.chain_keys import ChainKeys
@@ -25,6 +26,7 @@ from integrations.changelog_sql import (
     SqlChangeLog,
     Verification,
 )
+from tests.support.history import submission
 from tests.support.keys import OTHER_KEYS, TEST_KEYS
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -32,13 +34,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def submitted(change_id: str, at: datetime = NOW) -> NewEvent:
-    return NewEvent(change_id, "change_submitted", "alice",
-                    {"summary": f"change {change_id}", "category": "normal",
-                     "service": "sample", "version": "1.0.0", "author": "alice"}, at)
+    return NewEvent(change_id, "change_submitted", "alice", submission(change_id), at)
 
 
 def note(change_id: str, i: int, at: datetime = NOW) -> NewEvent:
-    return NewEvent(change_id, "note", "alice", {"i": i}, at)
+    return NewEvent(change_id, "note", "alice", {"text": f"note {i}"}, at)
 
 
 # Worker processes even for a handful of events, in ranges of two: every range boundary
@@ -112,7 +112,8 @@ def test_append_projects_the_change_record(log: SqlChangeLog) -> None:
     log.append_many([
         submitted("CHG-1"),
         NewEvent("CHG-1", "approval_recorded", "erin",
-                 {"role": "engineering_lead", "person_id": "erin", "decision": "approve"}, NOW),
+                 {"role": "engineering_lead", "person_id": "erin", "decision": "approve",
+                  "purpose": "review"}, NOW),
     ])
     record = log.record("CHG-1")
     assert record is not None
@@ -139,7 +140,7 @@ def test_illegal_event_is_refused_and_nothing_is_written(log: SqlChangeLog) -> N
     head = log.head()
     with pytest.raises(IllegalTransition, match="'deployment_succeeded' cannot follow"):
         log.append_many([note("CHG-1", 9), NewEvent("CHG-1", "deployment_succeeded", "alice",
-                                                     {}, NOW)])
+                                                     {"version": "1.0.1"}, NOW)])
     assert log.head() == head
     assert len(log.events("CHG-1")) == 3
     assert log.record("CHG-1").state == "submitted"  # type: ignore[union-attr]
@@ -152,6 +153,15 @@ def test_illegal_event_is_refused_and_nothing_is_written(log: SqlChangeLog) -> N
     (NewEvent("CHG-1", "note", "alice", {"x": object()}, NOW), "payload of 'note'"),
     (NewEvent("CHG-1", "note", "alice", {"x": float("nan")}, NOW), "is not JSON"),
     (NewEvent("CHG-1", "note", "alice", {}, NOW.replace(tzinfo=None)), "timezone-aware"),
+    (NewEvent("CHG-1", "note", "alice", {}, NOW), "CHG-1: the payload of 'note' is not a Note: "
+                                                  "text: Field required"),
+    (NewEvent("CHG-1", "note", "alice", {"text": "t", "txet": "t"}, NOW),
+     "txet: Extra inputs are not permitted"),
+    (NewEvent("CHG-1", "approval_recorded", "erin", {"role": "qa", "person_id": "quinn",
+                                                     "purpose": "review", "decision": "yes"},
+              NOW), "decision: Input should be 'approve' or 'decline'"),
+    (NewEvent("CHG-1", "change_closed", "alice", {"outcome": ["succeeded"]}, NOW),
+     "outcome: Input should be a valid string"),
 ])
 def test_malformed_event_is_refused_before_writing(log: SqlChangeLog, event: NewEvent,
                                                    message: str) -> None:
@@ -166,14 +176,16 @@ APPENDER = textwrap.dedent("""
     import sys
     from datetime import UTC, datetime
     from integrations.changelog_sql import NewEvent, SqlChangeLog
-    from tests.support.keys import OTHER_KEYS, TEST_KEYS
+    from tests.support.history import submission
+    from tests.support.keys import TEST_KEYS
     url, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
     log = SqlChangeLog(url, keys=TEST_KEYS)
     now = datetime.now(UTC)
     for i in range(rounds):
         cid = f"{name}-{i}"
-        log.append(cid, "change_submitted", "alice", {"category": "normal"}, now)
-        log.append_many([NewEvent(cid, "note", "alice", {"i": j}, now) for j in range(3)])
+        log.append(cid, "change_submitted", "alice", submission(cid), now)
+        log.append_many([NewEvent(cid, "note", "alice", {"text": str(j)}, now)
+                         for j in range(3)])
 """)
 
 
@@ -389,14 +401,15 @@ CRASH_MID_APPEND = textwrap.dedent("""
     from datetime import UTC, datetime
     from integrations import changelog_sql
     from integrations.changelog_sql import NewEvent, SqlChangeLog
-    from tests.support.keys import OTHER_KEYS, TEST_KEYS
+    from tests.support.history import submission
+    from tests.support.keys import TEST_KEYS
     def crash(*args, **kwargs):
         os.kill(os.getpid(), 9)   # the events are inserted, the transaction is not committed
     changelog_sql.SqlChangeLog._save_records = staticmethod(crash)
     log = SqlChangeLog(sys.argv[1], keys=TEST_KEYS)
     now = datetime.now(UTC)
-    log.append_many([NewEvent("CHG-9", "change_submitted", "alice", {}, now),
-                     NewEvent("CHG-9", "note", "alice", {}, now)])
+    log.append_many([NewEvent("CHG-9", "change_submitted", "alice", submission("CHG-9"), now),
+                     NewEvent("CHG-9", "note", "alice", {"text": "n"}, now)])
 """)
 
 
@@ -410,7 +423,7 @@ def test_a_crash_mid_append_leaves_no_half_written_event(log: SqlChangeLog,
     assert log.head() == head
     assert log.events("CHG-9") == [] and log.record("CHG-9") is None
     assert log.verify().ok
-    log.append("CHG-9", "change_submitted", "alice", {}, NOW)  # and the log still works
+    log.append("CHG-9", "change_submitted", "alice", submission("CHG-9"), NOW)  # still works
     assert log.verify().ok
 
 
@@ -418,7 +431,7 @@ CRASH_AFTER_INTENT = textwrap.dedent("""
     import os, sys
     from datetime import UTC, datetime
     from integrations.changelog_sql import SqlChangeLog
-    from tests.support.keys import OTHER_KEYS, TEST_KEYS
+    from tests.support.keys import TEST_KEYS
     log = SqlChangeLog(sys.argv[1], keys=TEST_KEYS)
     log.record_intent("CHG-1", "deploy", "alice", {"version": "1.0.0"}, datetime.now(UTC))
     os.kill(os.getpid(), 9)   # the deploy would have run here
@@ -441,7 +454,9 @@ def test_a_crash_between_intent_and_outcome_is_visible(log: SqlChangeLog,
 def test_queries_keep_emergencies_apart(log: SqlChangeLog) -> None:
     log.append_many([submitted("CHG-1"),
                      NewEvent("CHG-2", "change_submitted", "carol",
-                              {"category": "emergency", "summary": "hotfix"}, NOW)])
+                              submission("CHG-2", "emergency", "carol",
+                                         emergency_trigger="p1_incident",
+                                         incident_ref="INC-1"), NOW)])
     assert [c.change_id for c in log.changes(emergency=True)] == ["CHG-2"]
     assert [c.change_id for c in log.changes(emergency=False)] == ["CHG-1"]
     assert [c.change_id for c in log.changes(category="normal")] == ["CHG-1"]
@@ -452,7 +467,7 @@ def test_queries_keep_emergencies_apart(log: SqlChangeLog) -> None:
 
 def test_schema_creation_is_idempotent(database_url: str) -> None:
     first = SqlChangeLog(database_url, keys=TEST_KEYS)
-    first.append("CHG-1", "change_submitted", "alice", {}, NOW)
+    first.append("CHG-1", "change_submitted", "alice", submission("CHG-1"), NOW)
     second = SqlChangeLog(database_url, keys=TEST_KEYS)
     assert second.verify().ok and second.count() == 1
     first.close()
@@ -466,10 +481,11 @@ def test_an_event_forged_through_the_adapter_without_the_key_is_named(
     forger = SqlChangeLog(database_url, keys=OTHER_KEYS)  # write access, not the key
     with pytest.raises(RecordTampered, match="CHG-1: its cached record's MAC does not hold"):
         forger.append("CHG-1", "approval_recorded", "mallory", {"role": "engineering_lead",
-                      "person_id": "erin", "decision": "approve"}, NOW)
+                      "person_id": "erin", "decision": "approve", "purpose": "review"}, NOW)
     forger.append_many([submitted("CHG-9"), NewEvent(
         "CHG-9", "approval_recorded", "mallory",
-        {"role": "engineering_lead", "person_id": "erin", "decision": "approve"}, NOW)])
+        {"role": "engineering_lead", "person_id": "erin", "decision": "approve",
+         "purpose": "review"}, NOW)])
     forger.close()
     result = verified(log, workers_log)
     assert (result.ok, result.bad_seq) == (False, 10)
@@ -494,7 +510,7 @@ def test_a_rewrite_with_recomputed_hashes_is_named_at_its_first_event(
 def test_the_clock_going_back_never_dates_an_event_before_its_predecessor(
         log: SqlChangeLog) -> None:
     log.append_many([submitted("CHG-1")])
-    late = log.append("CHG-1", "note", "alice", {"i": 1}, NOW - timedelta(hours=2))
+    late = log.append("CHG-1", "note", "alice", {"text": "late"}, NOW - timedelta(hours=2))
     assert late.at == NOW
     assert late.payload[CLOCK_BEHIND] == "2026-11-26T07:00:00.000000Z"
     assert log.verify().ok
@@ -534,9 +550,17 @@ def test_a_projection_replaced_by_an_older_row_of_its_change_is_named(
     seeded(log, changes=1, notes=0)
     with log.engine.connect() as conn:
         old = conn.exec_driver_sql("SELECT record, mac FROM changes").one()
-    log.append("CHG-1", "change_cancelled", "alice", {}, NOW)
+    log.append("CHG-1", "change_cancelled", "alice", {"reason": "withdrawn"}, NOW)
     tamper(log, f"UPDATE changes SET record = '{old.record}', mac = '{old.mac}', "
                 "state = 'submitted'")
     (problem,) = log.check_change("CHG-1")
     assert "as of event 1 but its last event is 2" in problem
     assert log.verify(fold_changes=True).mismatches
+
+
+def test_an_event_type_is_stored_as_its_plain_name(log: SqlChangeLog) -> None:
+    log.append_many([submitted("CHG-1"),
+                     NewEvent("CHG-1", EventType.NOTE, "alice", {"text": "n"}, NOW)])
+    (_, stored) = list(log.export(2))
+    assert stored["type"] == "note" and type(stored["type"]) is str
+    assert log.verify().ok

@@ -17,6 +17,7 @@ from config.settings import PROJECT_ROOT
 from domain.models import Category
 from integrations.chain_keys import ChainKeys
 from integrations.changelog_sql import SqlChangeLog
+from tests.support.history import submission
 from tests.support.keys import TEST_KEY_TEXT, TEST_KEYS
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -105,10 +106,11 @@ def test_prepare_server_needs_a_server_to_prepare(workspace: dict[str, str]) -> 
 def _seed(url: str) -> SqlChangeLog:
     log = SqlChangeLog(url, keys=TEST_KEYS)
     log.append("CHG-1", "change_submitted", "alice",
-               {"summary": "Paginate orders", "category": "normal", "author": "alice"}, NOW)
+               submission("CHG-1", summary="Paginate orders"), NOW)
     log.append("CHG-1", "note", "alice", {"text": "hello"}, NOW)
     log.append("CHG-2", "change_submitted", "carol",
-               {"summary": "Hotfix", "category": "emergency"}, NOW)
+               submission("CHG-2", "emergency", "carol", summary="Hotfix",
+                          emergency_trigger="p1_incident", incident_ref="INC-1"), NOW)
     return log
 
 

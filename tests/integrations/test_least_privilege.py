@@ -19,6 +19,7 @@ from config.loader import load_config
 from config.settings import PROJECT_ROOT, Settings
 from integrations.changelog_sql import SchemaMissing, SqlChangeLog
 from integrations.factory import migrate_change_log
+from tests.support.history import submission
 from tests.support.keys import TEST_KEY_TEXT, TEST_KEYS
 from tests.support.postgres import PostgresServer
 
@@ -75,8 +76,8 @@ def test_the_flows_role_appends_but_cannot_rewrite(roles: tuple[str, str],
     assert migrate_change_log(_settings(owner_url, app_url), CONFIG) == \
         sa.make_url(app_url).username
     log = SqlChangeLog(app_url, keys=TEST_KEYS)
-    log.append("CHG-1", "change_submitted", "alice", {"category": "normal"}, NOW)
-    log.append("CHG-1", "note", "alice", {"i": 1}, NOW)
+    log.append("CHG-1", "change_submitted", "alice", submission("CHG-1"), NOW)
+    log.append("CHG-1", "note", "alice", {"text": "n"}, NOW)
     with pytest.raises(sa.exc.ProgrammingError) as refused, log.engine.begin() as conn:
         conn.exec_driver_sql(statement)
     assert isinstance(refused.value.orig, psycopg.errors.InsufficientPrivilege)
@@ -91,7 +92,7 @@ def test_migrate_is_idempotent_and_the_log_works_as_the_flows_role(
     migrate_change_log(settings, CONFIG)
     migrate_change_log(settings, CONFIG)
     log = SqlChangeLog(app_url, keys=TEST_KEYS)
-    log.append("CHG-1", "change_submitted", "alice", {"category": "normal"}, NOW)
+    log.append("CHG-1", "change_submitted", "alice", submission("CHG-1"), NOW)
     assert [r.change_id for r in log.changes()] == ["CHG-1"]
     with log.change_lock("CHG-1"):
         assert log.check_change("CHG-1") == []

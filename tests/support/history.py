@@ -12,21 +12,28 @@ ALL_GATES = ["code_review", "automated_tests", "security_scan", "staging_validat
              "rollback_plan", "approval"]
 
 
+def submission(cid: str, category: str = "normal", author: str = "alice",
+               **change: Any) -> dict[str, Any]:
+    """A `change_submitted` payload for a valid change `cid` (with `change` overrides)."""
+    values: dict[str, Any] = {
+        "id": cid, "summary": f"{cid} summary", "description": f"{cid} does a thing",
+        "scope": "sample", "risk_assessment": "low", "testing_plan": "tests",
+        "rollback_plan": RollbackPlan(trigger="t", steps="s", owner=author, verification="v",
+                                      time_estimate_minutes=10),
+        "category": category, "service": "sample", "version": "1.0.1", "author": author}
+    request = ChangeRequest(**(values | change))
+    return {"summary": request.summary, "description": request.description,
+            "category": category, "service": request.service, "version": request.version,
+            "author": author, "change": request.model_dump(mode="json")}
+
+
 class History:
     """Writes one change's events with explicit times, as the flows would have."""
 
     def __init__(self, log: SqlChangeLog, cid: str, category: str, at: datetime,
                  author: str = "alice", **change: Any) -> None:
         self.log, self.cid, self.at = log, cid, at
-        request = ChangeRequest(
-            id=cid, summary=f"{cid} summary", description=f"{cid} does a thing",
-            scope="sample", risk_assessment="low", testing_plan="tests",
-            rollback_plan=RollbackPlan(trigger="t", steps="s", owner=author, verification="v",
-                                       time_estimate_minutes=10),
-            category=category, service="sample", version="1.0.1", author=author, **change)
-        self.add("change_submitted", author, summary=request.summary,
-                 description=request.description, category=category, service="sample",
-                 version="1.0.1", author=author, change=request.model_dump(mode="json"))
+        self.add("change_submitted", author, **submission(cid, category, author, **change))
 
     def add(self, type_: str, actor: str = "changeflow", at: datetime | None = None,
             **payload: Any) -> History:

@@ -57,8 +57,11 @@ def test_a_bypassed_gate_does_not_block() -> None:
 def history(change: ChangeRequest, *steps: tuple[str, dict[str, Any]]) -> list[ChangeEvent]:
     """The events of `change`: its submission, then `steps` (type, payload), a minute apart."""
     at = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
-    found = [("change_submitted", {"category": change.category.value,
-                                   "change": change.model_dump(mode="json")}), *steps]
+    found = [("change_submitted", {
+        "summary": change.summary, "description": change.description,
+        "category": change.category.value, "service": change.service,
+        "version": change.version, "author": change.author,
+        "change": change.model_dump(mode="json")}), *steps]
     return [ChangeEvent(seq=n, change_id=change.id, type=t, at=at + timedelta(minutes=n),
                         actor="changeflow", payload=p, prev_hash="", hash="")
             for n, (t, p) in enumerate(found, 1)]
