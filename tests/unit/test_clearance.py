@@ -99,7 +99,11 @@ def test_the_change_acted_on_must_be_the_recorded_one(config: Config) -> None:
 
 def test_paths_the_code_host_reported_later_ask_for_their_review(config: Config) -> None:
     change = make_change()
-    events = ready(change, ("code_host_read", {"changed_paths": ["src/auth/login.py"]}))
+    events = ready(change, ("code_host_read", {
+        "pull_request": "acme/sample#7", "url": "https://github.example/acme/sample/pull/7",
+        "head_sha": "b" * 40, "author": "alice", "reviews": [], "required_checks": None,
+        "required_from": "branch protection", "checks": [], "scan": "code scanning",
+        "analysed": True, "open_alerts": [], "changed_paths": ["src/auth/login.py"]}))
     problems = record_clearance(Action.DEPLOY, events, change, config.policy, config.roster)
     assert any("security" in p for p in problems)
 
