@@ -23,7 +23,7 @@ pandas alone, measured in the same run, and under 2 GiB.
    - rejected in review (7 %): never deployed.
    About 13 events per change on average (1.3 million events at 100,000 changes). The
    build is timed but is not part of the goal.
-2. **Baseline: the pandas load alone**, `change_records` + `change_events` (what
+2. **Baseline: the pandas load alone**, `change_frames` (what
    `build_report` reads), best of 3, on a freshly opened log.
 3. **The report.** `build_report` on those frames; then the whole chain: the real
    `tasks.reporting.produce_report`, in a fresh process of its own, each stage timed
@@ -88,7 +88,7 @@ from domain.emergency import confirmation_obligation, emergency_obligations
 from domain.models import ChangeRequest, RollbackPlan
 from domain.schedule import slot_allowed
 from domain.standard import required_gates
-from integrations.changelog_frames import change_events, change_records
+from integrations.changelog_frames import change_frames
 from integrations.changelog_sql import NewEvent, SqlChangeLog
 from integrations.factory import Adapters
 from reporting.model import Quarter
@@ -585,8 +585,7 @@ def pandas_load(log: SqlChangeLog, start: datetime, end: datetime,
         gc.collect()
         reset_peak_rss()
         started = time.perf_counter()
-        records = change_records(log, start, end)
-        events = change_events(log, start, end)
+        records, events = change_frames(log, start, end)
         times.append(time.perf_counter() - started)
         first_peak = first_peak or status_mib("VmHWM")
     assert records is not None and events is not None
@@ -866,7 +865,7 @@ def run_report_benchmark(changes: int | None = None) -> dict[str, Any]:
 NOTES = (
     "SQLite change log in a temp folder, 2026Q4 Europe/Berlin, built with append_many in "
     "time order (batches of 5,000 events; normal 70 %, rolled back 5 %, standard 15 %, "
-    "emergency 3 %, rejected 7 %). Baseline: change_records + change_events (no hashes), "
+    "emergency 3 %, rejected 7 %). Baseline: change_frames (no hashes), "
     "best of 3, same process, freshly opened log. build_report timed once on those frames. "
     "Whole: the real produce_report in a fresh process, its stages (load_quarter with "
     "hashes, verify on every core, build_report, write_report, change_evidence, "
@@ -907,7 +906,7 @@ def print_summary(results: dict[str, Any]) -> None:
           f"database {b.get('database_mib')} MiB")
     print(f"   build the log: {b['build_s']} s{reused} ({b['events_per_s']:,} events/s, "
           f"batches of {b['batch_events']:,}); mix {b['mix']}")
-    print(f"   pandas load (change_records + change_events): best {load['best_s']:.2f} s of "
+    print(f"   pandas load (change_frames): best {load['best_s']:.2f} s of "
           f"{load['runs_s']}; {load['records']:,} records, {load['events']:,} events, frames "
           f"{load['frames_mib']} MiB; peak RSS of the first load "
           f"{load['first_run_peak_rss_mib']} MiB")

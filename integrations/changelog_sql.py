@@ -624,26 +624,71 @@ class SqlChangeLog:
 
         Records that are not changes (prohibited-practice findings, the audit's runs) are
         left out. They come from the cache, each row checked (its MAC, and that it is as of
-        its change's last event).
+        its change's last event), and chosen by what the checked record says: no column of
+        the table decides what is listed, so an edited column cannot hide a change.
 
         Raises:
-            RecordTampered: a cached record was edited or replaced; the message names it.
+            RecordTampered: a cached record was edited, replaced or deleted; the message
+                names it.
         """
         query = sa.select(changes_table.c.change_id, changes_table.c.record,
-                          changes_table.c.key_id, changes_table.c.mac).where(
-            changes_table.c.state.notin_(NOT_CHANGES)).order_by(changes_table.c.opened_at,
-                                                                changes_table.c.change_id)
-        if category is not None:
-            query = query.where(changes_table.c.category == category)
-        if emergency is True:
-            query = query.where(changes_table.c.category == "emergency")
-        elif emergency is False:
-            query = query.where(sa.or_(changes_table.c.category.is_(None),
-                                       changes_table.c.category != "emergency"))
+                          changes_table.c.key_id, changes_table.c.mac)
         with self._snapshot() as conn, conn.begin():  # rows and last events of one moment
             rows = conn.execute(query).all()
             last = self._last_seqs(conn, None)
-        return [self._checked_record(row, last) for row in rows]
+        missing = sorted(set(last) - {str(r.change_id) for r in rows})
+        if missing:
+            raise RecordTampered(missing[0], "it has events but no cached record: the row "
+                                             "was deleted")
+        found = [self._checked_record(row, last) for row in rows]
+        wanted = [r for r in found if r.state not in NOT_CHANGES
+                  and (category is None or r.category == category)
+                  and (emergency is None or r.emergency is emergency)]
+        return sorted(wanted, key=lambda r: (r.opened_at, r.change_id))
+
+    def active(self, start: datetime, end: datetime,
+               hashes: bool = False) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
+        """The records and events of the changes active in [start, end), for a report.
+
+        A change is active when its first event is before `end` and its last at or after
+        `start`, as its events say. Each cached record is checked; one that does not hold
+        (edited, replaced, deleted) is not used: the change's record is folded from its
+        checked events instead (`verify` names the row).
+
+        Returns:
+            (change_id, record JSON) oldest first; and every event of those changes as
+            (seq, change_id, type, at, actor, payload[, hash]) in chain order.
+
+        Raises:
+            RecordTampered: an event of a change whose row does not hold does not hold.
+        """
+        e = events_table
+        spans = (sa.select(e.c.change_id, sa.func.min(e.c.at).label("first"),
+                           sa.func.max(e.c.seq).label("last"))
+                 .group_by(e.c.change_id)
+                 .having(sa.and_(sa.func.min(e.c.at) < format_time(end),
+                                 sa.func.max(e.c.at) >= format_time(start))))
+        ids = sa.select(spans.subquery().c.change_id)
+        columns = [e.c.seq, e.c.change_id, e.c.type, e.c.at, e.c.actor, e.c.payload]
+        columns += [e.c.hash] if hashes else []
+        with self._snapshot() as conn, conn.begin():
+            found = conn.execute(spans).all()
+            rows = {str(r.change_id): r for r in conn.execute(
+                sa.select(changes_table.c.change_id, changes_table.c.record,
+                          changes_table.c.key_id, changes_table.c.mac)
+                .where(changes_table.c.change_id.in_(ids)))}
+            events = [tuple(r) for r in conn.execute(
+                sa.select(*columns).where(e.c.change_id.in_(ids)).order_by(e.c.seq))]
+        last = {str(s.change_id): int(s.last) for s in found}
+        records = []
+        for span in sorted(found, key=lambda s: (s.first, s.change_id)):
+            cid = str(span.change_id)
+            row = rows.get(cid)
+            if row is not None and self._row_problem(row, last) is None:
+                records.append((cid, str(row.record)))
+            else:
+                records.append((cid, fold(self.events(cid)).model_dump_json()))
+        return records, events
 
     def head(self) -> tuple[int, str]:
         """The last sequence number and hash of the chain."""

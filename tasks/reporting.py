@@ -23,7 +23,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from integrations.anchors import signed_anchor
-from integrations.changelog_frames import change_events, change_records
+from integrations.changelog_frames import change_frames
 from integrations.factory import Adapters
 from reporting.evidence import PackChain, sample_changes, write_evidence_pack, write_sample
 from reporting.files import write_report
@@ -44,15 +44,15 @@ class QuarterData:
 def load_quarter(a: Adapters, quarter: Quarter, hashes: bool = False) -> QuarterData:
     """The records and events of the changes active in the quarter."""
     start, end = quarter.bounds(a.config.policy.schedule.zone)
-    return QuarterData(quarter, change_records(a.change_log, start, end),
-                       change_events(a.change_log, start, end, hashes=hashes))
+    return QuarterData(quarter, *change_frames(a.change_log, start, end, hashes=hashes))
 
 
 def compute_report(a: Adapters, data: QuarterData) -> QuarterlyReport:
     """The report, with the whole chain verified now (its head printed in the report)."""
     verified = a.change_log.verify()
     chain = {"ok": verified.ok, "checked": verified.checked, "head_seq": verified.head_seq,
-             "head_hash": verified.head_hash, "problem": verified.problem}
+             "head_hash": verified.head_hash,
+             "problem": verified.problem or "; ".join(verified.mismatches) or None}
     return build_report(data.quarter, data.records, data.events, a.config.policy,
                         a.config.roster, chain, datetime.now(UTC))
 

@@ -21,7 +21,7 @@ from changeflow.stack import Stack
 from config.loader import load_config
 from flows.change_request import change_request
 from flows.practices_audit import practices_audit
-from integrations.changelog_frames import change_events, change_records
+from integrations.changelog_frames import change_frames
 from integrations.changelog_schema import events_table
 from integrations.factory import installed
 from integrations.outbox import read_outbox
@@ -221,8 +221,7 @@ def test_the_audit_finds_each_planted_practice_once(stack: Stack, github: FakeGi
     quarter = Quarter.containing(stack.adapters.now(), stack.adapters.config.policy.schedule.zone)
     start, end = quarter.bounds(stack.adapters.config.policy.schedule.zone)
     log = stack.adapters.change_log
-    report = build_report(quarter, change_records(log, start, end),
-                          change_events(log, start, end), stack.adapters.config.policy,
+    report = build_report(quarter, *change_frames(log, start, end), stack.adapters.config.policy,
                           stack.adapters.config.roster, {"ok": True},
                           stack.adapters.now() + timedelta(seconds=1))
     assert len(report.findings) == first["findings"] and report.findings_note == ""

@@ -9,6 +9,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -16,6 +17,7 @@ from domain.events import EventType
 from domain.lifecycle import IllegalTransition
 from integrations import changelog_sql
 from integrations.chain_keys import ChainKeys
+from integrations.changelog_frames import change_frames
 from integrations.changelog_schema import event_hash
 from integrations.changelog_sql import (
     CLOCK_BEHIND,
@@ -26,7 +28,7 @@ from integrations.changelog_sql import (
     SqlChangeLog,
     Verification,
 )
-from tests.support.history import submission
+from tests.support.history import History, submission
 from tests.support.keys import OTHER_KEYS, TEST_KEYS
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -564,3 +566,43 @@ def test_an_event_type_is_stored_as_its_plain_name(log: SqlChangeLog) -> None:
     (_, stored) = list(log.export(2))
     assert stored["type"] == "note" and type(stored["type"]) is str
     assert log.verify().ok
+
+
+def test_an_edited_column_of_the_cache_hides_no_change(log: SqlChangeLog) -> None:
+    """Listings and reports choose changes by the checked record and the events, never by
+    a column someone could edit without touching the MAC'd record."""
+    log.append_many([submitted("CHG-1"), NewEvent(
+        "CHG-2", "change_submitted", "carol",
+        submission("CHG-2", "emergency", "carol", emergency_trigger="p1_incident",
+                   incident_ref="INC-1"), NOW)])
+    tamper(log, "UPDATE changes SET state = 'finding' WHERE change_id = 'CHG-1'",
+           "UPDATE changes SET category = 'normal', opened_at = '2001-01-01T00:00:00.000000Z', "
+           "updated_at = '2001-01-01T00:00:00.000000Z' WHERE change_id = 'CHG-2'")
+    assert [c.change_id for c in log.changes()] == ["CHG-1", "CHG-2"]
+    assert [c.change_id for c in log.changes(emergency=True)] == ["CHG-2"]
+    records, events = log.active(NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert [cid for cid, _ in records] == ["CHG-1", "CHG-2"] and len(events) == 2
+
+
+def test_a_deleted_row_of_the_cache_is_named(log: SqlChangeLog) -> None:
+    seeded(log, changes=2, notes=0)
+    tamper(log, "DELETE FROM changes WHERE change_id = 'CHG-2'")
+    with pytest.raises(RecordTampered, match="CHG-2: it has events but no cached record"):
+        log.changes()
+    records, _ = log.active(NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert [cid for cid, _ in records] == ["CHG-1", "CHG-2"]  # CHG-2 folded from its events
+    assert "CHG-2: it has events but no cached record" in log.verify().mismatches
+
+
+def test_a_report_reads_the_fold_where_the_cache_was_edited(log: SqlChangeLog) -> None:
+    """A rollback edited into a success in the cache is still a rollback in the report."""
+    History(log, "CHG-1", "normal", NOW - timedelta(hours=5)) \
+        .approve("engineering_lead", "erin").add("approval_granted").gates() \
+        .deploy(NOW - timedelta(hours=3), NOW - timedelta(hours=4), ok=False) \
+        .roll_back(4, incident=False).close("rolled_back")
+    tamper(log, "UPDATE changes SET outcome = 'succeeded', record = replace(record, "
+                "'\"outcome\":\"rolled_back\"', '\"outcome\":\"succeeded\"')")
+    records, frame = change_frames(log, NOW - timedelta(days=1), NOW + timedelta(days=1))
+    (record,) = [orjson.loads(text) for text in records["record"]]
+    assert record["outcome"] == "rolled_back" and len(frame) > 5
+    assert any(m.startswith("CHG-1: its cached record's MAC") for m in log.verify().mismatches)

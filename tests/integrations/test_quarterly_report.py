@@ -13,7 +13,7 @@ import pytest
 
 from config.loader import Config, load_config
 from config.settings import PROJECT_ROOT
-from integrations.changelog_frames import change_events, change_records
+from integrations.changelog_frames import change_frames
 from integrations.changelog_sql import SqlChangeLog
 from reporting.model import Quarter, QuarterlyReport
 from reporting.quarterly import build_report
@@ -92,7 +92,7 @@ def report(tmp_path: Path) -> Iterator[QuarterlyReport]:
         emergency.add("obligation_responded", person, at=at, purpose=kind, person_id=person,
                       decision="approve", role="x")
     start, end = Q4.bounds(BERLIN)
-    built = build_report(Q4, change_records(log, start, end), change_events(log, start, end),
+    built = build_report(Q4, *change_frames(log, start, end),
                          CONFIG.policy, CONFIG.roster,
                          {"ok": True, "checked": log.count(), "head_seq": log.count(),
                           "head_hash": "h", "problem": None}, NOW)
@@ -196,7 +196,7 @@ def test_findings_are_empty_and_say_why(report: QuarterlyReport) -> None:
 def test_a_quarter_without_changes_is_a_report_saying_so(tmp_path: Path) -> None:
     log = SqlChangeLog(f"sqlite:///{tmp_path / 'log.db'}", keys=TEST_KEYS)
     start, end = Q4.bounds(BERLIN)
-    empty = build_report(Q4, change_records(log, start, end), change_events(log, start, end),
+    empty = build_report(Q4, *change_frames(log, start, end),
                          CONFIG.policy, CONFIG.roster, {"ok": True, "checked": 0, "head_seq": 0,
                                                         "head_hash": "0" * 64, "problem": None},
                          NOW)
