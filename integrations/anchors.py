@@ -81,6 +81,17 @@ def parse_anchor(text: str, public_keys: dict[str, str], where: str) -> Anchor:
     return anchor
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append one line to `path` (made if missing) with O_APPEND, synced to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FileAnchors:
     """An append-only file of anchors, one signed JSON line each."""
 
@@ -91,13 +102,7 @@ class FileAnchors:
 
     def publish(self, anchor: Anchor) -> str:
         """Append `anchor`, synced to disk; returns where it went."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (anchor.line() + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.path, anchor.line())
         return str(self.path)
 
     def read(self, public_keys: dict[str, str]) -> list[Anchor]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import requests
 
-from integrations.anchors import Anchor, AnchorError, parse_anchor
+from integrations.anchors import Anchor, AnchorError, append_line, parse_anchor
 from integrations.changelog_schema import parse_time
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -72,13 +71,7 @@ class TimestampAnchors:
         self.stamped_at(line, answer.content, anchor, f"the reply of {self.url}")
         entry = json.dumps({"anchor": line, "timestamp": base64.b64encode(answer.content)
                             .decode()}, sort_keys=True, separators=(",", ":"))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (entry + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.path, entry)
         return self.where
 
     def read(self, public_keys: dict[str, str]) -> list[Anchor]:
