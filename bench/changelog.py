@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from domain.events import NewEvent
 from domain.lifecycle import project
 from integrations.changelog_schema import (
     SEP,
@@ -24,7 +25,8 @@ from integrations.changelog_schema import (
     parse_time,
     record_digest,
 )
-from integrations.changelog_sql import NewEvent, ParallelVerify, SqlChangeLog
+from integrations.changelog_sql import SqlChangeLog
+from integrations.changelog_verify import ParallelVerify
 from tests.support.history import submission
 from tests.support.keys import TEST_KEYS
 

@@ -46,8 +46,8 @@ from changeflow.approver import ScriptedApprover
 from changeflow.prefect_server import local_prefect_server
 from changeflow.stack import SAMPLE_PORT, write_config
 from changeflow.up import prepare_server
-from integrations.changelog_sql import SqlChangeLog
 from integrations.factory import installed
+from integrations.ports import ChangeLog
 from tests.support.postgres import PostgresServer, running_postgres
 
 POLL_SECONDS = 5.0
@@ -79,7 +79,7 @@ def write_tickets(folder: Path, services: list[str], changes: int) -> list[str]:
     return keys
 
 
-def overlaps(log: SqlChangeLog, keys: list[str]) -> list[str]:
+def overlaps(log: ChangeLog, keys: list[str]) -> list[str]:
     """Pairs of changes to one service whose deploy-to-verify spans overlap."""
     spans: dict[str, list[tuple[datetime, datetime, str]]] = defaultdict(list)
     for key in keys:

@@ -85,11 +85,12 @@ import tasks.reporting as reporting_tasks
 from config.loader import Config, load_config
 from config.settings import PROJECT_ROOT
 from domain.emergency import confirmation_obligation, emergency_obligations
+from domain.events import NewEvent
 from domain.models import ChangeRequest, RollbackPlan
 from domain.schedule import slot_allowed
 from domain.standard import required_gates
 from integrations.changelog_frames import change_frames
-from integrations.changelog_sql import NewEvent, SqlChangeLog
+from integrations.changelog_sql import SqlChangeLog
 from integrations.factory import Adapters
 from reporting.model import Quarter
 from reporting.quarterly import build_report

@@ -23,7 +23,8 @@ from config.loader import ConfigError, check_config, load_config
 from config.settings import Settings
 from integrations.anchors import FileAnchors
 from integrations.chain_keys import ChainKeyError, new_key
-from integrations.changelog_sql import RetentionError, SqlChangeLog
+from integrations.changelog_retention import RetentionError
+from integrations.changelog_sql import SqlChangeLog
 from integrations.factory import (
     Adapters,
     anchor_targets,

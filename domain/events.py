@@ -10,6 +10,8 @@ not its type's (`check_payload`), and code reads a recorded payload through its 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -477,6 +479,18 @@ PAYLOADS: dict[EventType, type[Payload]] = {
 """Each event type's payload model."""
 
 P = TypeVar("P", bound=Payload)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append."""
+
+    change_id: str
+    type: str
+    actor: str
+    payload: dict[str, Any]
+    at: datetime
+
 
 
 class PayloadError(ValueError):

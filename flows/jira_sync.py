@@ -20,8 +20,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from integrations.factory import open_adapters
-from integrations.sync_state import SyncState
+from integrations.factory import open_adapters, sync_state
 from tasks.sync import WATERMARK, SyncCounts, fetch_page, jira_of, process_page
 
 PROGRESS_EVERY_SECONDS = 2.0
@@ -37,7 +36,7 @@ def jira_sync(full: bool = False) -> dict[str, Any]:
     """
     with open_adapters() as a:
         jira = jira_of(a)
-        state = SyncState(a.change_log.engine)
+        state = sync_state(a)
         mark = None if full else state.get([WATERMARK]).get(WATERMARK)
         overlap = jira.mapping.sync_overlap_seconds * 1000
         since = max(0, int(mark) - overlap) if mark is not None else 0

@@ -13,12 +13,12 @@ from datetime import datetime
 
 import pandas as pd
 
-from integrations.changelog_sql import SqlChangeLog
+from integrations.ports import ChangeLog
 
 EVENT_COLUMNS = ["seq", "change_id", "type", "at", "actor", "payload"]
 
 
-def change_frames(log: SqlChangeLog, start: datetime, end: datetime,
+def change_frames(log: ChangeLog, start: datetime, end: datetime,
                   hashes: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The records and the events of the changes active in [start, end), read at once.
 

@@ -27,20 +27,15 @@ import fcntl
 import hashlib
 import json
 import os
-import select
-import subprocess
-import sys
 import tempfile
 import threading
 import urllib.parse
 import uuid
-from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -50,6 +45,7 @@ from domain.events import (
     EffectFinished,
     EffectStarted,
     EventType,
+    NewEvent,
     PayloadError,
     check_payload,
     payload_of,
@@ -57,7 +53,8 @@ from domain.events import (
 from domain.lifecycle import EVENT_TYPES, NOT_CHANGES, ChangeRecord, fold, project
 from domain.models import IDENTIFIER, ChangeEvent
 from integrations.chain_keys import ChainKeyError, ChainKeys
-from integrations.chain_worker import check_ranges, prepare
+from integrations.chain_worker import prepare
+from integrations.changelog_retention import purge
 from integrations.changelog_schema import (
     GENESIS,
     SEP,
@@ -75,7 +72,16 @@ from integrations.changelog_schema import (
     schema_ready,
     sqlite_engine,
 )
-from integrations.ports import ChainBroken, ChangeLogUnavailable
+from integrations.changelog_verify import (
+    ParallelVerify,
+    Ranges,
+    Workers,
+    check_here,
+    diagnose,
+    joined,
+    not_verified,
+)
+from integrations.ports import ChainBroken, ChangeLogUnavailable, Verification
 
 
 class RecordTampered(ChainBroken):
@@ -105,68 +111,6 @@ class SchemaMissing(Exception):
 
 class ChangeBusy(Exception):
     """Another run holds the change's lock: it is taking the change through its steps."""
-
-
-class RetentionError(Exception):
-    """A deletion the retention policy forbids."""
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    """An event to append."""
-
-    change_id: str
-    type: str
-    actor: str
-    payload: dict[str, Any]
-    at: datetime
-
-
-@dataclass(frozen=True)
-class Verification:
-    """The outcome of checking the hash chain.
-
-    Attributes:
-        ok: the chain holds from its start (or last checkpoint) to the head.
-        checked: how many events were checked.
-        head_seq: the last sequence number checked.
-        head_hash: the hash of the last event checked; print it to detect a later rewrite.
-        bad_seq: the first event that breaks the chain, when it does not hold.
-        problem: what is wrong with that event.
-        mismatches: changes whose cached record does not hold against their events, each
-            named with what is wrong; any makes `ok` False.
-    """
-
-    ok: bool
-    checked: int
-    head_seq: int
-    head_hash: str
-    bad_seq: int | None = None
-    problem: str | None = None
-    mismatches: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ParallelVerify:
-    """How `verify` spreads the chain over processes.
-
-    Attributes:
-        min_events: a log with fewer events (since its checkpoint) is checked in this
-            process alone.
-        processes: processes in all, this one included; None: one per available core, at
-            most 8.
-        range_events: the most events in one range handed to a process. Ranges shrink
-            toward the end of the chain, so that the processes finish together.
-        min_range_events: the fewest events in one range.
-        worker_timeout_s: the longest wait for a worker's answer on one range; past it the
-            worker is killed and verification fails closed.
-    """
-
-    min_events: int = 100_000
-    processes: int | None = None
-    range_events: int = 100_000
-    min_range_events: int = 5_000
-    worker_timeout_s: float = 120.0
 
 
 class SqlChangeLog:
@@ -233,7 +177,7 @@ class SqlChangeLog:
             integrations.ports.ChangeLogUnavailable: the database refused the write or
                 could not be reached (read-only, full, down); the message names the events.
         """
-        prepared = [self._prepare(e) for e in new]
+        prepared = [prepare_event(e) for e in new]
         try:
             return self._append(prepared)
         except sa.exc.DBAPIError as exc:
@@ -276,26 +220,6 @@ class SqlChangeLog:
                 conn.execute(head_table.update().where(head_table.c.id == 1)
                              .values(seq=seq, hash=prev, at=prev_at))
         return written
-
-    @staticmethod
-    def _prepare(e: NewEvent) -> tuple[NewEvent, str, str]:
-        e = dataclasses.replace(e, type=str(e.type))  # an EventType stored as its plain name
-        for name, value in (("change id", e.change_id), ("actor", e.actor)):
-            if not IDENTIFIER.match(value):
-                raise ValueError(f"{name} {value!r} is malformed: use letters, digits and "
-                                 "._:@+- (no spaces), at most 128 characters")
-        at_text = format_time(e.at)
-        try:
-            payload_text = canonical_payload(e.payload)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"payload of {e.type!r} for {e.change_id} is not JSON: {exc}") \
-                from None
-        if e.type in EVENT_TYPES:  # an unknown type is the state machine's to refuse
-            try:
-                check_payload(e.type, e.payload)
-            except PayloadError as exc:
-                raise PayloadError(f"{e.change_id}: {exc}") from None
-        return e, at_text, payload_text
 
     def _lock_head(self, conn: Connection) -> tuple[int, str, str]:
         query = sa.select(head_table.c.seq, head_table.c.hash, head_table.c.at).where(
@@ -479,15 +403,9 @@ class SqlChangeLog:
             events_table.c.type.in_((EventType.EFFECT_STARTED, EventType.EFFECT_FINISHED)))
         if change_id is not None:
             query = query.where(events_table.c.change_id == change_id)
-        started: dict[str, ChangeEvent] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(query.order_by(events_table.c.seq)):
-                event = _to_event(row)
-                if event.type == EventType.EFFECT_STARTED:
-                    started[payload_of(event, EffectStarted).effect_id] = event
-                else:
-                    started.pop(payload_of(event, EffectFinished).effect_id, None)
-        return list(started.values())
+            return open_effects(_to_event(row)
+                                for row in conn.execute(query.order_by(events_table.c.seq)))
 
     # -- reading ---------------------------------------------------------------------
 
@@ -813,8 +731,8 @@ class SqlChangeLog:
             if any(r["problem"] is not None for r in results):
                 return self._trace(conn, start_seq, start_hash, head_seq, head_hash)
             if error is not None:
-                return _not_verified(results, start_seq, start_hash, head_seq, error)
-            if (_joined(results, start_seq, start_hash) == (head_seq, head_hash)
+                return not_verified(results, start_seq, start_hash, head_seq, error)
+            if (joined(results, start_seq, start_hash) == (head_seq, head_hash)
                     and self._nothing_outside(conn, start_seq, head_seq)):
                 return Verification(True, head_seq - start_seq, head_seq, head_hash)
             return self._trace(conn, start_seq, start_hash, head_seq, head_hash)
@@ -824,19 +742,19 @@ class SqlChangeLog:
         """Check events start_seq+1..head_seq in ranges: results, and why not all ran."""
         processes = self._processes(head_seq - start_seq)
         p = self.parallel
-        ranges = _Ranges(start_seq + 1, head_seq, processes, p.min_range_events,
+        ranges = Ranges(start_seq + 1, head_seq, processes, p.min_range_events,
                          p.range_events)
         dbapi = conn.connection.driver_connection
         prepare(dbapi, self.dialect)  # for the diagnosis pass too
         results: list[dict[str, Any]] = []
         mac_keys = {k: bytes.fromhex(v) for k, v in self.keys.mac_keys().items()}
         if processes == 1:
-            _check_here(dbapi, self.dialect, mac_keys, ranges, results)
+            check_here(dbapi, self.dialect, mac_keys, ranges, results)
             return results, None
-        workers = _Workers(self._worker_spec(conn), processes - 1, ranges,
+        workers = Workers(self._worker_spec(conn), processes - 1, ranges,
                            p.worker_timeout_s)
         try:
-            _check_here(dbapi, self.dialect, mac_keys, ranges, results)
+            check_here(dbapi, self.dialect, mac_keys, ranges, results)
         except BaseException:
             workers.kill()
             workers.finish(results)
@@ -900,7 +818,7 @@ class SqlChangeLog:
                 problem = None
                 if (seq != expected or seq > head_seq or prev_hash != prev
                         or sha256(body.encode("utf-8")).hexdigest() != stored):
-                    bad, problem = _diagnose(seq, expected, head_seq, prev_hash, prev)
+                    bad, problem = diagnose(seq, expected, head_seq, prev_hash, prev)
                 elif at < prev_at:
                     bad, problem = seq, (f"it is dated {at}, before the event before it "
                                          f"({prev_at}): times in the log may not go back")
@@ -977,288 +895,49 @@ class SqlChangeLog:
     def purge(self, cutoff: datetime, now: datetime, actor: str) -> int:
         """Delete events older than `cutoff`, recording a checkpoint to verify from.
 
-        Only a prefix of the chain is removed, up to the first event of a change that has
-        an event at or after `cutoff`: what remains is still one chain, and every change in
-        it is whole.
+        See `integrations.changelog_retention.purge`.
 
         Raises:
             RetentionError: `cutoff` is inside the retention period.
         """
-        try:
-            limit = now.replace(year=now.year - self.retention_years)
-        except ValueError:  # 29 February
-            limit = now.replace(year=now.year - self.retention_years, day=28)
-        if cutoff > limit:
-            raise RetentionError(
-                f"events younger than {self.retention_years} years (before {limit:%Y-%m-%d}) "
-                f"must be kept; refusing to purge up to {cutoff:%Y-%m-%d}")
-        cutoff_text = format_time(cutoff)
-        with self._write() as conn:
-            self._lock_head(conn)
-            # A change that goes on past the cutoff is kept whole, so that its record
-            # still folds from its events: the cut is before its first event.
-            going_on = sa.select(events_table.c.change_id).where(
-                events_table.c.at >= cutoff_text)
-            first_kept = conn.execute(sa.select(sa.func.min(events_table.c.seq)).where(
-                events_table.c.change_id.in_(going_on))).scalar()
-            query = sa.select(events_table.c.seq, events_table.c.hash)
-            if first_kept is not None:
-                query = query.where(events_table.c.seq < first_kept)
-            last = conn.execute(query.order_by(events_table.c.seq.desc()).limit(1)).first()
-            if last is None:
-                return 0
-            deleted = conn.execute(events_table.delete()
-                                   .where(events_table.c.seq <= last.seq)).rowcount
-            conn.execute(checkpoints_table.insert().values(
-                seq=last.seq, hash=last.hash, cutoff=cutoff_text, purged_events=deleted,
-                at=format_time(now), actor=actor))
-            gone = sa.select(events_table.c.change_id).where(
-                events_table.c.change_id == changes_table.c.change_id).exists()
-            conn.execute(changes_table.delete().where(~gone))
-        return int(deleted)
+        return purge(self, cutoff, now, actor)
 
 
-def _check_here(dbapi: Any, dialect: str, mac_keys: dict[str, bytes], ranges: _Ranges,
-                results: list[dict[str, Any]]) -> None:
-    """Check ranges in this process until none is left or one does not hold."""
-    with closing(check_ranges(dbapi, dialect, mac_keys, iter(ranges.take, None))) as checked:
-        for result in checked:
-            results.append(result)
-            if result["problem"] is not None:
-                ranges.stop()
-                break
+def prepare_event(e: NewEvent) -> tuple[NewEvent, str, str]:
+    """An event checked and encoded for the chain: (event, time text, payload text).
 
-
-def _joined(results: list[dict[str, Any]], start_seq: int,
-            start_hash: str) -> tuple[int, str]:
-    """The last event and hash reached through ranges that hold and join, from the start."""
-    last, prev, prev_at = start_seq, start_hash, ""
-    for r in sorted(results, key=lambda r: int(r["lo"])):
-        if (r["lo"] != last + 1 or r["problem"] is not None or r["first_prev"] != prev
-                or str(r["first_at"]) < prev_at):
-            break
-        last, prev, prev_at = int(r["hi"]), str(r["last_hash"]), str(r["last_at"])
-    return last, prev
-
-
-def _not_verified(results: list[dict[str, Any]], start_seq: int, start_hash: str,
-                  head_seq: int, error: str) -> Verification:
-    """Fail closed: what did verify, and why the rest could not be checked."""
-    last, prev = _joined(results, start_seq, start_hash)
-    return Verification(False, last - start_seq, last, prev, None,
-                        f"the chain could not be verified: {error}; events {last + 1} to "
-                        f"{head_seq} were not all checked")
-
-
-WORKER_COMMAND = [sys.executable, "-P", "-m", "integrations.chain_worker"]
-"""How a worker process starts. `-P` keeps the working directory off `sys.path`, so the
-worker imports this package (through PYTHONPATH) wherever `verify` runs."""
-
-
-class _Ranges:
-    """Ranges of sequence numbers handed out in order, smaller toward the end."""
-
-    def __init__(self, lo: int, hi: int, processes: int, smallest: int, largest: int) -> None:
-        self.next, self.hi = lo, hi
-        self.processes, self.smallest, self.largest = processes, smallest, largest
-        self.lock = threading.Lock()
-
-    def take(self) -> tuple[int, int] | None:
-        """The next range, or None when there is none left or checking stopped."""
-        with self.lock:
-            if self.next > self.hi:
-                return None
-            remaining = self.hi - self.next + 1
-            size = max(self.smallest, min(self.largest, remaining // (4 * self.processes)))
-            lo = self.next
-            self.next = min(self.hi, lo + size - 1) + 1
-            return lo, self.next - 1
-
-    def stop(self) -> None:
-        """Hand out nothing more."""
-        with self.lock:
-            self.next = self.hi + 1
-
-
-class _Workers:
-    """Worker processes (`python -m integrations.chain_worker`), each fed by a thread.
-
-    Each worker has up to two ranges in flight, so it never waits for the next one. The
-    connection details go to the worker on stdin, never in argv.
+    Raises:
+        ValueError: a malformed id or actor, a naive time, a payload that is not JSON.
+        domain.events.PayloadError: a payload that is not its type's.
     """
-
-    IN_FLIGHT = 2
-
-    def __init__(self, spec: dict[str, Any], count: int, ranges: _Ranges,
-                 timeout_s: float) -> None:
-        self.ranges, self.timeout_s = ranges, timeout_s
-        self.secret = str(spec.get("connect", {}).get("password") or "")
-        self.results: list[dict[str, Any]] = []
-        self.errors: list[str] = []
-        self.lock = threading.Lock()
-        self.threads: list[threading.Thread] = []
-        self.procs: list[subprocess.Popen[bytes]] = []
-        root = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        header = (json.dumps(spec) + "\n").encode()
-        for _ in range(count):
-            try:
-                proc = subprocess.Popen(WORKER_COMMAND, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        env=env)
-            except OSError as exc:
-                self._fail(f"a worker process could not start: {exc}")
-                break
-            self.procs.append(proc)
-            # The first ranges are handed out here, before this process takes any.
-            in_flight: deque[tuple[int, int]] = deque()
-            try:
-                assert proc.stdin is not None
-                proc.stdin.write(header)
-                self._top_up(proc, in_flight)
-            except OSError as exc:
-                self._fail(f"a worker process failed: {exc}" + _ending(proc, kill=True))
-                break
-            thread = threading.Thread(target=self._serve, args=(proc, in_flight), daemon=True)
-            self.threads.append(thread)
-            thread.start()
-
-    def _top_up(self, proc: subprocess.Popen[bytes], in_flight: deque[tuple[int, int]]) -> None:
-        """Keep the worker's ranges in flight; end its input as soon as none is left."""
-        assert proc.stdin is not None
-        if proc.stdin.closed:
-            return
-        while len(in_flight) < self.IN_FLIGHT:
-            span = self.ranges.take()
-            if span is None:
-                proc.stdin.close()
-                return
-            in_flight.append(span)
-            proc.stdin.write(f"{span[0]} {span[1]}\n".encode())
-        proc.stdin.flush()
-
-    def _fail(self, message: str) -> None:
-        with self.lock:
-            self.errors.append(message.replace(self.secret, "***") if self.secret else message)
-        self.ranges.stop()
-
-    def _serve(self, proc: subprocess.Popen[bytes], in_flight: deque[tuple[int, int]]) -> None:
-        """Collect one worker's answers and feed it ranges, until none is left."""
-        assert proc.stdin is not None and proc.stdout is not None
-        reader = _LineReader(proc.stdout, self.timeout_s)
-        try:
-            while in_flight:
-                lo, hi = in_flight.popleft()
-                answer = reader.answer(lo, hi)
-                if "error" in answer:
-                    raise _WorkerFailed(f"the worker checking events {lo} to {hi} failed: "
-                                        f"{answer['error']}")
-                with self.lock:
-                    self.results.append(answer)
-                if answer["problem"] is not None:
-                    self.ranges.stop()
-                self._top_up(proc, in_flight)
-        except _WorkerSilent as exc:
-            self._fail(str(exc) + _ending(proc, kill=True))
-        except _WorkerFailed as exc:
-            self._fail(str(exc) + _ending(proc, kill=False))
-        except (OSError, ValueError) as exc:  # a broken pipe, an answer that is not JSON
-            self._fail(f"a worker process failed: {exc}" + _ending(proc, kill=True))
-        finally:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
-
-    def kill(self) -> None:
-        """Stop every worker now; its ranges go unchecked."""
-        self.ranges.stop()
-        for proc in self.procs:
-            proc.kill()
-
-    def finish(self, results: list[dict[str, Any]]) -> str | None:
-        """Wait for every worker; add their answers to `results`; the first failure."""
-        for thread in self.threads:
-            thread.join()
-        for proc in self.procs:
-            _ending(proc, kill=False)
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
-        results.extend(self.results)
-        return self.errors[0] if self.errors else None
-
-
-class _WorkerFailed(Exception):
-    """A worker answered with an error, or exited without answering."""
-
-
-class _WorkerSilent(_WorkerFailed):
-    """A worker did not answer in time."""
-
-
-class _LineReader:
-    """A worker's answers, one JSON line per range, each within a timeout."""
-
-    def __init__(self, stream: IO[bytes], timeout_s: float) -> None:
-        self.fd, self.timeout_s, self.buffer = stream.fileno(), timeout_s, b""
-
-    def answer(self, lo: int, hi: int) -> dict[str, Any]:
-        """The answer for range lo..hi."""
-        while b"\n" not in self.buffer:
-            ready, _, _ = select.select([self.fd], [], [], self.timeout_s)
-            if not ready:
-                raise _WorkerSilent(f"the worker checking events {lo} to {hi} did not answer "
-                                    f"within {self.timeout_s:g} s")
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                raise _WorkerFailed(f"the worker checking events {lo} to {hi} exited "
-                                    "without answering")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        answer = json.loads(line)
-        if not isinstance(answer, dict) or not ("error" in answer or _ANSWER <= answer.keys()):
-            raise ValueError(f"unexpected answer {line[:100]!r}")
-        if "error" not in answer and (answer["lo"], answer["hi"]) != (lo, hi):
-            raise ValueError(f"answer for events {answer['lo']} to {answer['hi']}, "
-                             f"expected {lo} to {hi}")
-        return answer
-
-
-_ANSWER = {"lo", "hi", "checked", "first_prev", "last_hash", "first_at", "last_at", "problem"}
-
-
-def _ending(proc: subprocess.Popen[bytes], kill: bool) -> str:
-    """Reap a worker (killing it first, or after 10 s): how it ended, its last stderr line."""
-    if kill:
-        proc.kill()
+    e = dataclasses.replace(e, type=str(e.type))  # an EventType stored as its plain name
+    for name, value in (("change id", e.change_id), ("actor", e.actor)):
+        if not IDENTIFIER.match(value):
+            raise ValueError(f"{name} {value!r} is malformed: use letters, digits and "
+                             "._:@+- (no spaces), at most 128 characters")
+    at_text = format_time(e.at)
     try:
-        code = proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        code = proc.wait()
-    err = ""
-    if proc.stderr is not None and not proc.stderr.closed:
-        err = proc.stderr.read().decode(errors="replace").strip()
-    how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-    last = err.splitlines()[-1][:300] if err else ""
-    return f" ({how}{': ' + last if last else ''})"
+        payload_text = canonical_payload(e.payload)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"payload of {e.type!r} for {e.change_id} is not JSON: {exc}") \
+            from None
+    if e.type in EVENT_TYPES:  # an unknown type is the state machine's to refuse
+        try:
+            check_payload(e.type, e.payload)
+        except PayloadError as exc:
+            raise PayloadError(f"{e.change_id}: {exc}") from None
+    return e, at_text, payload_text
 
 
-def _diagnose(seq: int, expected: int, head_seq: int, prev_hash: str,
-              prev: str) -> tuple[int, str]:
-    """Which event breaks the chain, and how, for a row that failed the fast check."""
-    if seq > head_seq:
-        return seq, (f"the chain head ends at event {head_seq}: this event was added "
-                     "behind the log's back")
-    if seq != expected:
-        return expected, (f"missing (the next event found is {seq}): it was deleted or "
-                          "renumbered")
-    if prev_hash != prev:
-        return seq, ("its previous-hash does not match the event before it: an event was "
-                     "inserted, removed or reordered here")
-    return seq, "its content does not match its hash: the event was edited"
+def open_effects(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
+    """The intents among `events` (in order) that no outcome followed."""
+    started: dict[str, ChangeEvent] = {}
+    for event in events:
+        if event.type == EventType.EFFECT_STARTED:
+            started[payload_of(event, EffectStarted).effect_id] = event
+        elif event.type == EventType.EFFECT_FINISHED:
+            started.pop(payload_of(event, EffectFinished).effect_id, None)
+    return list(started.values())
 
 
 def _to_event(row: Any) -> ChangeEvent:

@@ -27,7 +27,16 @@ from integrations.http_checks import HttpChecks
 from integrations.jira_tickets import JiraChangeTickets
 from integrations.local_tickets import LocalChangeTickets
 from integrations.outbox import OutboxNotifier
-from integrations.ports import Anchors, ChangeTickets, Checks, CodeHost, CommandRunner, Notifier
+from integrations.ports import (
+    Anchors,
+    ChangeLog,
+    ChangeTickets,
+    Checks,
+    CodeHost,
+    CommandRunner,
+    Notifier,
+)
+from integrations.sync_state import SyncState
 from integrations.timestamps import TimestampAnchors
 
 
@@ -39,7 +48,7 @@ class Adapters:
     object is passed as it is.
     """
 
-    def __init__(self, config: Config, change_log: SqlChangeLog, tickets: ChangeTickets,
+    def __init__(self, config: Config, change_log: ChangeLog, tickets: ChangeTickets,
                  runner: CommandRunner, checks: Checks, notifier: Notifier,
                  settings: Settings | None = None,
                  clock: Callable[[], datetime] | None = None,
@@ -236,6 +245,13 @@ def anchor_targets(settings: Settings, tickets: ChangeTickets | None) -> list[An
         targets.append(TimestampAnchors(settings.stamped_anchor_file, settings.anchor_tsa_url,
                                         settings.anchor_tsa_ca_file))
     return targets
+
+
+def sync_state(a: Adapters) -> SyncState:
+    """The syncs' operational state, kept beside the change log in its database."""
+    if not isinstance(a.change_log, SqlChangeLog):
+        raise TypeError("the syncs keep their state in the SQL change log's database")
+    return SyncState(a.change_log.engine)
 
 
 _installed: Adapters | None = None

@@ -6,18 +6,22 @@ them. A raw `jira` object, `requests.Response` or SQL row never crosses a port.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from domain.code_host import CheckRun, CodeScan, Deployment, PullRequest
+from domain.events import NewEvent
 from domain.lifecycle import ChangeRecord
 from domain.models import ChangeEvent, CheckResult, CommandResult, Notice, Ticket
 from domain.services import HttpCheck
 
 if TYPE_CHECKING:
     from integrations.anchors import Anchor
+    from integrations.chain_keys import ChainKeys
 
 
 class TicketNotFound(LookupError):
@@ -113,24 +117,136 @@ class ChangeLogUnavailable(Exception):
     """
 
 
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of checking the hash chain.
+
+    Attributes:
+        ok: the chain holds from its start (or last checkpoint) to the head.
+        checked: how many events were checked.
+        head_seq: the last sequence number checked.
+        head_hash: the hash of the last event checked; print it to detect a later rewrite.
+        bad_seq: the first event that breaks the chain, when it does not hold.
+        problem: what is wrong with that event.
+        mismatches: changes whose cached record does not hold against their events, each
+            named with what is wrong; any makes `ok` False.
+    """
+
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    bad_seq: int | None = None
+    problem: str | None = None
+    mismatches: tuple[str, ...] = ()
+
+
 class ChangeLog(Protocol):
-    """The append-only, hash-chained record of every decision (policy section 7)."""
+    """The append-only, hash-chained and keyed record of every decision (policy section 7).
+
+    What the flows, tasks, reports and commands use; `SqlChangeLog` is its adapter.
+
+    Attributes:
+        keys: the chain keys it MACs and signs with.
+    """
+
+    keys: ChainKeys
 
     def append(self, change_id: str, type: str, actor: str, payload: dict[str, Any],
                at: datetime) -> ChangeEvent:
         """Append one event (all or nothing) and return it with its place in the chain."""
         ...
 
+    def append_many(self, new: Sequence[NewEvent]) -> list[ChangeEvent]:
+        """Append events in one transaction, in order: all are written or none."""
+        ...
+
     def events(self, change_id: str) -> list[ChangeEvent]:
-        """A change's events in order."""
+        """A change's events in order, each checked; raises `ChainBroken` if one does not hold."""
+        ...
+
+    def checked_events(self, change_id: str) -> tuple[list[ChangeEvent], list[str]]:
+        """A change's events and every problem with its record (see `check_change`)."""
+        ...
+
+    def check_change(self, change_id: str) -> list[str]:
+        """Whether a change's record holds (events, their places, cache); [] when it does."""
         ...
 
     def record(self, change_id: str) -> ChangeRecord | None:
-        """A change's current record, or None if the log has never heard of it."""
+        """A change's record folded from its events, or None if it has none."""
         ...
 
-    def changes(self) -> list[ChangeRecord]:
-        """Every change's current record, oldest first."""
+    def changes(self, category: str | None = None,
+                emergency: bool | None = None) -> list[ChangeRecord]:
+        """Every change's current record, oldest first, each checked."""
+        ...
+
+    def active(self, start: datetime, end: datetime,
+               hashes: bool = False) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
+        """The records (id, JSON) and events of the changes active in [start, end)."""
+        ...
+
+    def events_between(self, start: datetime, end: datetime) -> Iterator[ChangeEvent]:
+        """Events with start <= at < end, in chain order."""
+        ...
+
+    def change_lock(self, change_id: str) -> AbstractContextManager[None]:
+        """Hold the change for one run; raises `ChangeBusy` if another run holds it."""
+        ...
+
+    def record_intent(self, change_id: str, action: str, actor: str, details: dict[str, Any],
+                      at: datetime) -> str:
+        """Record that a side effect is about to happen; returns its effect id."""
+        ...
+
+    def record_outcome(self, change_id: str, effect_id: str, actor: str, ok: bool,
+                       result: dict[str, Any], at: datetime) -> None:
+        """Record a side effect's outcome."""
+        ...
+
+    def unfinished_effects(self, change_id: str | None = None) -> list[ChangeEvent]:
+        """Intents with no recorded outcome."""
+        ...
+
+    def head(self) -> tuple[int, str]:
+        """The chain's last sequence number and hash."""
+        ...
+
+    def head_with_time(self) -> tuple[int, str, str]:
+        """The chain's last sequence number, hash and time text."""
+        ...
+
+    def count(self) -> int:
+        """How many events the log holds."""
+        ...
+
+    def anchor_problem(self, seq: int, hash_: str) -> str | None:
+        """Why the chain no longer holds event `seq` with hash `hash_`; None if it does."""
+        ...
+
+    def chain_start(self) -> tuple[int, str]:
+        """Where the kept chain starts: (0, genesis), or the last purge's checkpoint."""
+        ...
+
+    def export(self, upto: int) -> Iterator[dict[str, Any]]:
+        """Every event up to `upto`, exactly as stored and hashed."""
+        ...
+
+    def event_time(self, seq: int) -> str:
+        """The stored time text of event `seq`."""
+        ...
+
+    def verify(self, fold_changes: bool = False) -> Verification:
+        """Check the whole log: the chain, and every cached record."""
+        ...
+
+    def purge(self, cutoff: datetime, now: datetime, actor: str) -> int:
+        """Delete events older than `cutoff` (retention), recording a checkpoint."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
         ...
 
 

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from integrations.anchors import Anchor, AnchorError, signed_anchor
-from integrations.changelog_sql import SqlChangeLog
-from integrations.ports import Anchors
+from integrations.ports import Anchors, ChangeLog
 
 
 @dataclass(frozen=True)
@@ -23,7 +22,7 @@ class AnchorCheck:
     problem: str | None = None
 
 
-def check_heads(log: SqlChangeLog, heads: list[tuple[str, int, str]]) -> AnchorCheck:
+def check_heads(log: ChangeLog, heads: list[tuple[str, int, str]]) -> AnchorCheck:
     """Check (where, seq, hash) heads in order; stop at the first the chain does not hold."""
     for n, (where, seq, hash_) in enumerate(heads):
         problem = log.anchor_problem(seq, hash_)
@@ -32,7 +31,7 @@ def check_heads(log: SqlChangeLog, heads: list[tuple[str, int, str]]) -> AnchorC
     return AnchorCheck(len(heads))
 
 
-def check_anchors(log: SqlChangeLog, targets: Sequence[Anchors]) -> AnchorCheck:
+def check_anchors(log: ChangeLog, targets: Sequence[Anchors]) -> AnchorCheck:
     """Check every anchor in every target: its signature, and that the chain still holds it."""
     checked = 0
     for target in targets:
@@ -48,7 +47,7 @@ def check_anchors(log: SqlChangeLog, targets: Sequence[Anchors]) -> AnchorCheck:
     return AnchorCheck(checked)
 
 
-def publish_head(log: SqlChangeLog, targets: Sequence[Anchors]) -> Anchor:
+def publish_head(log: ChangeLog, targets: Sequence[Anchors]) -> Anchor:
     """Sign the chain's head and keep it in every target."""
     anchor = signed_anchor(log.keys, *log.head_with_time())
     for target in targets:

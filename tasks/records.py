@@ -10,15 +10,15 @@ from domain.events import EventType
 from domain.lifecycle import ChangeRecord
 from domain.models import ChangeEvent, ChangeRequest
 from integrations.anchors import Anchor
-from integrations.changelog_sql import SqlChangeLog, Verification
 from integrations.factory import Adapters
+from integrations.ports import ChangeLog, Verification
 from tasks.anchoring import AnchorCheck
 from tasks.common import record, step
 from tasks.tickets import comment_once, link_evidence, move_ticket
 
 
 @task(name="verify-chain")
-def verify_chain(change_log: SqlChangeLog) -> Verification:
+def verify_chain(change_log: ChangeLog) -> Verification:
     """Check the chain and fold every change again; the result names what does not hold."""
     return change_log.verify(fold_changes=True)
 

@@ -38,12 +38,12 @@ from domain.events import (
     ApprovalRequested,
     Decided,
     EventType,
+    NewEvent,
     RunStarted,
     payload_of,
 )
 from domain.lifecycle import TRANSITIONS
 from domain.models import Approval, Ticket, TicketApproval
-from integrations.changelog_sql import NewEvent
 from integrations.factory import Adapters
 from integrations.jira_tickets import JiraChangeTickets, dump
 from integrations.sync_state import SyncState

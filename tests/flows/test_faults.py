@@ -34,10 +34,11 @@ import tasks.tickets
 from changeflow.approver import ScriptedApprover
 from changeflow.stack import Stack, embedded_stack
 from config.loader import load_config
+from domain.events import NewEvent
 from domain.models import ChangeEvent
 from flows.change_request import change_request
 from integrations.chain_keys import ChainKeys
-from integrations.changelog_sql import NewEvent, SqlChangeLog
+from integrations.changelog_sql import SqlChangeLog
 from integrations.factory import change_log_url
 from integrations.outbox import read_outbox
 from integrations.ports import ChangeLogUnavailable

@@ -13,21 +13,20 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from domain.events import EventType
+from domain.events import EventType, NewEvent
 from domain.lifecycle import IllegalTransition
-from integrations import changelog_sql
+from integrations import changelog_verify
 from integrations.chain_keys import ChainKeys
 from integrations.changelog_frames import change_frames
+from integrations.changelog_retention import RetentionError
 from integrations.changelog_schema import event_hash
 from integrations.changelog_sql import (
     CLOCK_BEHIND,
-    NewEvent,
-    ParallelVerify,
     RecordTampered,
-    RetentionError,
     SqlChangeLog,
-    Verification,
 )
+from integrations.changelog_verify import ParallelVerify
+from integrations.ports import Verification
 from tests.support.history import History, submission
 from tests.support.keys import OTHER_KEYS, TEST_KEYS
 
@@ -177,7 +176,8 @@ def test_malformed_event_is_refused_before_writing(log: SqlChangeLog, event: New
 APPENDER = textwrap.dedent("""
     import sys
     from datetime import UTC, datetime
-    from integrations.changelog_sql import NewEvent, SqlChangeLog
+    from domain.events import NewEvent
+    from integrations.changelog_sql import SqlChangeLog
     from tests.support.history import submission
     from tests.support.keys import TEST_KEYS
     url, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -265,7 +265,7 @@ def test_verify_hands_ranges_to_a_worker_process(log: SqlChangeLog,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     seeded(log)
     here: list[tuple[int, int]] = []
-    check_ranges = changelog_sql.check_ranges
+    check_ranges = changelog_verify.check_ranges
 
     def spy(conn, dialect, mac_keys, spans):
         def recorded():
@@ -274,7 +274,7 @@ def test_verify_hands_ranges_to_a_worker_process(log: SqlChangeLog,
                 yield span
         return check_ranges(conn, dialect, mac_keys, recorded())
 
-    monkeypatch.setattr(changelog_sql, "check_ranges", spy)
+    monkeypatch.setattr(changelog_verify, "check_ranges", spy)
     assert workers_log.verify() == Verification(True, 9, 9, log.head()[1])
     assert here and not {(1, 2), (3, 4)} & set(here)  # the worker's first two ranges
     assert sum(hi - lo + 1 for lo, hi in here) < 9
@@ -315,14 +315,14 @@ def test_the_database_password_never_reaches_argv_or_the_problem(
     log = SqlChangeLog(url, keys=TEST_KEYS, parallel=WORKERS)  # the server trusts local ones
     seeded(log)
     argv: list[list[str]] = []
-    popen = changelog_sql.subprocess.Popen
+    popen = changelog_verify.subprocess.Popen
 
     def spy(args, **kwargs):
         argv.append(list(args))
         assert all("pw-s3cret" not in v for v in kwargs.get("env", {}).values())
         return popen(args, **kwargs)
 
-    monkeypatch.setattr(changelog_sql.subprocess, "Popen", spy)
+    monkeypatch.setattr(changelog_verify.subprocess, "Popen", spy)
     assert log.verify().ok
     unreachable_worker(monkeypatch)  # the error names the database: the password
     result = log.verify()
@@ -341,7 +341,7 @@ def test_a_worker_that_dies_or_hangs_fails_verification_closed(
         log: SqlChangeLog, database_url: str, monkeypatch: pytest.MonkeyPatch, command: str,
         timeout_s: float, words: str) -> None:
     seeded(log)
-    monkeypatch.setattr(changelog_sql, "WORKER_COMMAND", [sys.executable, "-c", command])
+    monkeypatch.setattr(changelog_verify, "WORKER_COMMAND", [sys.executable, "-c", command])
     slow = SqlChangeLog(database_url, keys=TEST_KEYS, parallel=ParallelVerify(
         min_events=1, processes=2, range_events=2, min_range_events=2,
         worker_timeout_s=timeout_s))
@@ -401,8 +401,9 @@ def test_purge_keeps_a_chain_that_verifies_from_its_checkpoint(
 CRASH_MID_APPEND = textwrap.dedent("""
     import os, sys
     from datetime import UTC, datetime
-    from integrations import changelog_sql
-    from integrations.changelog_sql import NewEvent, SqlChangeLog
+    from integrations import changelog_sql, changelog_verify
+    from domain.events import NewEvent
+    from integrations.changelog_sql import SqlChangeLog
     from tests.support.history import submission
     from tests.support.keys import TEST_KEYS
     def crash(*args, **kwargs):

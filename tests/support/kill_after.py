@@ -16,9 +16,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from domain.events import NewEvent
 from domain.models import ChangeEvent
 from integrations.chain_keys import ChainKeys
-from integrations.changelog_sql import NewEvent, SqlChangeLog
+from integrations.changelog_sql import SqlChangeLog
 from integrations.factory import build, change_log_url, installed
 
 
