@@ -83,7 +83,7 @@ import reporting.evidence as evidence_module
 import reporting.files as files_module
 import tasks.reporting as reporting_tasks
 from config.loader import Config, load_config
-from config.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT, Settings
 from domain.emergency import confirmation_obligation, emergency_obligations
 from domain.events import NewEvent
 from domain.models import ChangeRequest, RollbackPlan
@@ -570,9 +570,14 @@ def replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
         setattr(owner, name, original)
 
 
-def _adapters(log: SqlChangeLog, config: Config) -> Adapters:
-    """What `load_quarter` reads of the adapters: the config and the change log."""
-    return cast(Adapters, SimpleNamespace(config=config, change_log=log))
+def _adapters(log: SqlChangeLog, config: Config, var_dir: Path | None = None) -> Adapters:
+    """What the report reads of the adapters: the config, the change log and settings.
+
+    The settings say where the configuration files and anchors the evidence pack holds are.
+    """
+    settings = Settings(config_dir=PROJECT_ROOT / "config",
+                        var_dir=var_dir or Path(tempfile.gettempdir()))
+    return cast(Adapters, SimpleNamespace(config=config, change_log=log, settings=settings))
 
 
 # --- the measurements --------------------------------------------------------------------
@@ -612,7 +617,7 @@ def whole_chain(database: Path, out_dir: Path, traced: bool = False) -> dict[str
     """
     config = load_config(PROJECT_ROOT / "config")
     log = SqlChangeLog(f"sqlite:///{database}", keys=TEST_KEYS)
-    a = _adapters(log, config)
+    a = _adapters(log, config, out_dir)
     stages = Stages()
     results: dict[str, Any] = {}
 

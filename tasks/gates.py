@@ -18,7 +18,7 @@ def evidence_now(a: Adapters, change: ChangeRequest) -> ChangeRequest:
     staged = events_of(a, change, EventType.STAGING_PASSED, EventType.STAGING_FAILED)
     passed = staged[-1].type == EventType.STAGING_PASSED if staged else None
     return change.model_copy(update={"evidence": change.evidence.model_copy(
-        update={EventType.STAGING_PASSED: passed})})
+        update={"staging_passed": passed})})
 
 
 def preview_gates(a: Adapters, change: ChangeRequest,
