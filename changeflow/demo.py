@@ -32,7 +32,7 @@ from changeflow.sample_service import deploy
 from changeflow.stack import SAMPLE_PORT, Stack, embedded_stack
 from config.loader import check_config
 from config.settings import PROJECT_ROOT
-from domain.events import EventType, PracticeFinding, payload_of
+from domain.events import PAYLOADS, EventType, PracticeFinding, payload_of
 from domain.models import ChangeEvent
 from integrations.anchors import FileAnchors
 from integrations.factory import installed
@@ -62,54 +62,53 @@ APPROVAL_TIMEOUT_HOURS = 0.05
 """Three minutes: if the scripted approver cannot answer, the demo ends instead of waiting."""
 
 
+E = EventType
+
+LINES: dict[EventType, Callable[[Any], str]] = {
+    E.VALIDATION_FAILED: lambda p: "refused at submit: " + "; ".join(p.problems),
+    E.CHANGE_SUBMITTED: lambda p: f"submitted by {p.author}: {p.summary}",
+    E.APPROVAL_RECORDED: lambda p: (
+        f"approved verbally by {p.person_id} as {p.role} ({p.via}), recorded by "
+        f"{p.recorded_by} with their code" if p.channel == "verbal" else
+        f"{p.decision}d as {p.role} ({p.purpose}) by {p.person_id}, code checked"),
+    E.PROCEDURE_CHECKED: lambda p: (
+        f"fits standard procedure {p.procedure}" if p.fits
+        else "does NOT fit its standard procedure: " + "; ".join(p.reasons)),
+    E.CHANGE_RECLASSIFIED: lambda p: f"handled as a {p.to} change",
+    E.GATE_BYPASSED: lambda p: f"gate {p.gate} bypassed (emergency, recorded)",
+    E.OBLIGATION_OPENED: lambda p: (f"owes {p.obligation} by {p.due[:16]} UTC "
+                                    f"({', '.join(p.owners)})"),
+    E.OBLIGATION_RESPONDED: lambda p: (
+        f"{p.purpose} {'done' if p.decision == 'approve' else 'REFUSED'} by {p.person_id}, "
+        "code checked"),
+    E.REMINDER_SENT: lambda p: f"reminder: {p.obligation} {p.status} -> {', '.join(p.to)}",
+    E.ESCALATED: lambda p: f"ESCALATED: {p.obligation} {p.status} -> {', '.join(p.to)}",
+    E.APPROVAL_ATTEMPT_FAILED: lambda p: f"refused a decision: {p.reason}",
+    E.STAGING_PASSED: lambda p: "staging deploy and tests passed",
+    E.STAGING_FAILED: lambda p: "staging FAILED",
+    E.GATES_PASSED: lambda p: "gates passed: " + ", ".join(g.gate for g in p.gates),
+    E.GATES_BLOCKED: lambda p: "BLOCKED by gates",
+    E.DEPLOYMENT_SCHEDULED: lambda p: (f"scheduled for {p.slot[:19]} UTC; told "
+                                       f"{', '.join(p.notified)}"),
+    E.AVAILABILITY_CONFIRMED: lambda p: f"{p.person_id} confirmed availability as {p.role}",
+    E.DEPLOYMENT_SUCCEEDED: lambda p: f"deployed {p.version} to production",
+    E.VERIFICATION_PASSED: lambda p: "verified: smoke checks and monitors pass",
+    E.VERIFICATION_FAILED: lambda p: "verification FAILED: " + ", ".join(
+        c.name for c in p.checks if not c.passed),
+    E.ROLLBACK_SUCCEEDED: lambda p: (f"rolled back to {p.to_version} in "
+                                     f"{p.minutes * 60:.1f} s (plan: {p.estimate_minutes} min)"),
+    E.INCIDENT_OPENED: lambda p: (f"incident {p.incident_id} opened as P{p.priority}, review "
+                                  f"due {p.review_due[:10]}"),
+    E.CHANGE_CLOSED: lambda p: f"closed: {p.outcome}",
+}
+"""A readable line for each event worth showing, from its payload model."""
+
+
 def describe(event: ChangeEvent) -> str | None:
     """One readable line for an event worth showing, or None."""
-    p = event.payload
-    lines: dict[str, Callable[[], str]] = {
-        EventType.VALIDATION_FAILED: lambda: "refused at submit: " + "; ".join(p["problems"]),
-        EventType.CHANGE_SUBMITTED: lambda: f"submitted by {p['author']}: {p['summary']}",
-        EventType.APPROVAL_RECORDED: lambda: (
-            f"approved verbally by {p['person_id']} as {p['role']} ({p['via']}), recorded by "
-            f"{p['recorded_by']} with their code" if p.get("channel") == "verbal" else
-            f"{p['decision']}d as {p['role']} ({p['purpose']}) by {p['person_id']}, "
-            "code checked"),
-        EventType.PROCEDURE_CHECKED: lambda: (
-            f"fits standard procedure {p['procedure']}" if p["fits"]
-            else "does NOT fit its standard procedure: " + "; ".join(p["reasons"])),
-        EventType.CHANGE_RECLASSIFIED: lambda: f"handled as a {p['to']} change",
-        EventType.GATE_BYPASSED: lambda: f"gate {p['gate']} bypassed (emergency, recorded)",
-        EventType.OBLIGATION_OPENED: lambda: (f"owes {p['obligation']} by {p['due'][:16]} UTC "
-                                      f"({', '.join(p['owners'])})"),
-        EventType.OBLIGATION_RESPONDED: lambda: (f"{p['purpose']} "
-                                         f"{'done' if p['decision'] == 'approve' else 'REFUSED'}"
-                                         f" by {p['person_id']}, code checked"),
-        EventType.REMINDER_SENT: lambda: f"reminder: {p['obligation']} {p['status']} -> "
-                                 f"{', '.join(p['to'])}",
-        EventType.ESCALATED: lambda: f"ESCALATED: {p['obligation']} {p['status']} -> "
-                             f"{', '.join(p['to'])}",
-        EventType.APPROVAL_ATTEMPT_FAILED: lambda: f"refused a decision: {p['reason']}",
-        EventType.STAGING_PASSED: lambda: "staging deploy and tests passed",
-        EventType.STAGING_FAILED: lambda: "staging FAILED",
-        EventType.GATES_PASSED: lambda: "gates passed: " + ", ".join(g["gate"] for g in p["gates"]),
-        EventType.GATES_BLOCKED: lambda: "BLOCKED by gates",
-        EventType.DEPLOYMENT_SCHEDULED: lambda: (f"scheduled for {p['slot'][:19]} UTC; told "
-                                         f"{', '.join(p['notified'])}"),
-        EventType.AVAILABILITY_CONFIRMED: lambda: (f"{p['person_id']} confirmed availability as "
-                                           f"{p['role']}"),
-        EventType.DEPLOYMENT_SUCCEEDED: lambda: f"deployed {p['version']} to production",
-        EventType.VERIFICATION_PASSED: lambda: "verified: smoke checks and monitors pass",
-        EventType.VERIFICATION_FAILED: lambda: "verification FAILED: "
-        + ", ".join(c["name"] for c in p["checks"] if not c["passed"]),
-        EventType.ROLLBACK_SUCCEEDED: lambda: (f"rolled back to {p['to_version']} in "
-                                       f"{p['minutes'] * 60:.1f} s (plan: "
-                                       f"{p['estimate_minutes']} min)"),
-        EventType.INCIDENT_OPENED: lambda: (
-            f"incident {p['incident_id']} opened as P{p['priority']}, review due "
-            f"{p['review_due'][:10]}"),
-        EventType.CHANGE_CLOSED: lambda: f"closed: {p['outcome']}",
-    }
-    line = lines.get(event.type)
-    return line() if line else None
+    kind = EventType(event.type)
+    line = LINES.get(kind)
+    return None if line is None else line(payload_of(event, PAYLOADS[kind]))
 
 
 def show(stack: Stack, key: str, since: int = 0) -> int:

@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from domain.models import Category, ChangeEvent, ChangeRequest, Decision, GateResult
+from domain.models import (
+    Category,
+    ChangeEvent,
+    ChangeRequest,
+    CheckResult,
+    Decision,
+    GateResult,
+)
 
 
 class EventType(StrEnum):
@@ -236,7 +243,7 @@ class DeploymentFinished(Payload):
 class Verified(Payload):
     """The checks after deploying (passed or failed)."""
 
-    checks: list[dict[str, Any]]
+    checks: list[CheckResult]
 
 
 class RollbackStarted(Payload):
@@ -253,7 +260,7 @@ class RollbackFinished(Payload):
     minutes: float
     estimate_minutes: int
     exit_code: int | None = None
-    checks: list[dict[str, Any]] = []
+    checks: list[CheckResult] = []
 
 
 class ChangeCancelled(Payload):
