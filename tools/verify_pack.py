@@ -206,7 +206,10 @@ def check_manifest(pack: zipfile.ZipFile, keys: dict[str, bytes]) -> dict[str, o
 def check_events(pack: zipfile.ZipFile, head: dict[str, object]) -> dict[int, str]:
     """Every event's hash, link and time; the chain's hashes by seq."""
     start = _json(pack, "chain/start.json")
-    seq, prev, at = int(str(start["seq"])), str(start["hash"]), ""
+    try:
+        seq, prev, at = int(str(start["seq"])), str(start["hash"]), ""
+    except (KeyError, ValueError):
+        raise NotVerified("chain/start.json names no start (seq and hash)") from None
     hashes: dict[int, str] = {}
     with pack.open("chain/events.jsonl") as stream:
         for n, raw in enumerate(stream, 1):
