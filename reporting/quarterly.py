@@ -22,7 +22,13 @@ import pandas as pd
 
 from domain.approvals import check_approvals
 from domain.emergency import Obligation, obligation_status
-from domain.events import EventType
+from domain.events import (
+    PAYLOADS,
+    ChangeSubmitted,
+    EventType,
+    GatesJudged,
+    PracticeFinding,
+)
 from domain.lifecycle import NOT_CHANGES
 from domain.models import Approval, Category, ChangeRequest, Decision, Roster
 from domain.policy import Policy
@@ -52,10 +58,10 @@ def _findings(events: pd.DataFrame, quarter: Quarter, start: datetime,
     rows = []
     findings = during.loc[during["type"] == EventType.PRACTICE_FINDING]
     for at, text in zip(findings["at"].tolist(), findings["payload"].tolist(), strict=True):
-        p = orjson.loads(text)
-        rows.append({"practice": p.get("practice"), "change_id": p.get("related_change") or "-",
-                     "detail": p.get("detail"), "found_at": at,
-                     "finding_id": p.get("finding_id"), "service": p.get("service")})
+        p = PracticeFinding.model_validate_json(text)
+        rows.append({"practice": p.practice, "change_id": p.related_change or "-",
+                     "detail": p.detail, "found_at": at, "finding_id": p.finding_id,
+                     "service": p.service})
     frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
     return frame, "" if audits or rows else FINDINGS_NOTE
 
@@ -71,28 +77,18 @@ def _records(records: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-APPROVAL_KEYS = ("role", "person_id", "decision", "purpose", "channel", "via",
-                 "fallback_reason", "recorded_by")
+def _slim(type_: str, text: str) -> Any:
+    """What the report reads of a payload, through its model; a quarter's are held at once.
 
-
-def _slim(type_: str, text: str) -> dict[str, Any]:
-    """What the report reads of a payload; a quarter's payloads are held at once.
-
-    A submitted change keeps its JSON text (already in memory) and the few fields read
-    often; it is parsed in full only when its approvals are judged.
+    A gate evaluation is kept as {gate: status}; a submitted change as its JSON text,
+    parsed (`_submitted`) only where the report needs the change; any other payload as
+    its model.
     """
-    payload: dict[str, Any] = orjson.loads(text)
     if type_ in (EventType.GATES_PASSED, EventType.GATES_BLOCKED):
-        return {"gates": {g["gate"]: g["status"] for g in payload.get("gates", [])}}
-    if type_ == EventType.APPROVAL_RECORDED:
-        return {k: payload.get(k) for k in APPROVAL_KEYS}
-    if type_ == EventType.DEPLOYMENT_SCHEDULED:
-        return {"notified_at": payload.get("notified_at")}
+        return {g.gate: g.status.value for g in GatesJudged.model_validate_json(text).gates}
     if type_ == EventType.CHANGE_SUBMITTED:
-        change = payload.get("change") or {}
-        return {"text": text, **{k: change.get(k) for k in (
-            "emergency_trigger", "incident_ref", "standard_procedure")}}
-    return payload
+        return text
+    return PAYLOADS[EventType(type_)].model_validate_json(text)
 
 
 class _Facts:
@@ -103,7 +99,7 @@ class _Facts:
             str(r["change_id"]): {str(k): v for k, v in r.items()}
             for r in records.to_dict("records")}
         wanted = events[events["type"].isin(PARSED)]
-        self.by_type: dict[str, dict[str, list[tuple[datetime, str, dict[str, Any]]]]] = {}
+        self.by_type: dict[str, dict[str, list[tuple[datetime, str, Any]]]] = {}
         times = list(wanted["at"].dt.to_pydatetime()) if len(wanted) else []
         for change_id, type_, at, actor, payload in zip(
                 wanted["change_id"].tolist(), wanted["type"].tolist(), times,
@@ -125,12 +121,19 @@ class _Facts:
         value = self.records[change_id].get("category")
         return Category(value) if value else None
 
-    def of(self, type_: str, change_id: str) -> list[tuple[datetime, str, dict[str, Any]]]:
+    def of(self, type_: str, change_id: str) -> list[tuple[datetime, str, Any]]:
+        """The change's events of `type_`: (time, actor, what `_slim` kept of the payload)."""
         return self.by_type.get(type_, {}).get(change_id, [])
 
-    def last(self, type_: str, change_id: str) -> tuple[datetime, str, dict[str, Any]] | None:
+    def last(self, type_: str, change_id: str) -> tuple[datetime, str, Any] | None:
+        """The change's last event of `type_` (see `of`), or None."""
         found = self.of(type_, change_id)
         return found[-1] if found else None
+
+    def submitted(self, change_id: str) -> ChangeRequest | None:
+        """The change as its submission recorded it (parsed now, not kept), or None."""
+        found = self.last(EventType.CHANGE_SUBMITTED, change_id)
+        return None if found is None else ChangeSubmitted.model_validate_json(found[2]).change
 
 
 @contextmanager
@@ -296,10 +299,9 @@ def _record_gaps(record: dict[str, Any]) -> str | None:
 
 
 def _change(facts: _Facts, cid: str) -> ChangeRequest | None:
-    submitted = facts.last(EventType.CHANGE_SUBMITTED, cid)
-    if submitted is None:
+    change = facts.submitted(cid)
+    if change is None:
         return None
-    change = ChangeRequest.model_validate(orjson.loads(submitted[2]["text"])["change"])
     category = facts.category(cid)
     return change.model_copy(update={"category": category}) if category else change
 
@@ -311,13 +313,11 @@ def _approvals(facts: _Facts, cid: str) -> list[Approval]:
 
 
 def _read_approvals(facts: _Facts, cid: str) -> list[Approval]:
-    return [Approval(role=p["role"], person_id=p["person_id"],
-                     decision=Decision(p["decision"]), at=at, channel=p.get("channel", ""),
-                     fallback_reason=p.get("fallback_reason"),
-                     recorded_by=p.get("recorded_by"))
+    return [Approval(role=p.role, person_id=p.person_id, decision=p.decision, at=at,
+                     channel=p.channel, fallback_reason=p.fallback_reason,
+                     recorded_by=p.recorded_by)
             for at, _, p in facts.of(EventType.APPROVAL_RECORDED, cid)
-            if p.get("purpose") in ("review", "self-approval", "verbal-approval",
-                                    "staging-sign-off")]
+            if p.purpose in ("review", "self-approval", "verbal-approval", "staging-sign-off")]
 
 
 def _approval_gaps(facts: _Facts, cid: str, policy: Policy, roster: Roster) -> str | None:
@@ -354,11 +354,11 @@ def _gate_gaps(facts: _Facts, cid: str, policy: Policy) -> str | None:
     passed = [g for g in facts.of(EventType.GATES_PASSED, cid) if g[0] <= started]
     if not passed:
         return "no gates_passed before the deployment started"
-    recorded: dict[str, str] = passed[-1][2]["gates"]
+    recorded: dict[str, str] = passed[-1][2]
     category = facts.category(cid)
-    submitted = facts.last(EventType.CHANGE_SUBMITTED, cid)
-    needed = (gates_for(category, submitted[2]["standard_procedure"] if submitted else None,
-                        policy) if category else list(recorded))
+    change = facts.submitted(cid) if category is Category.STANDARD else None
+    needed = (gates_for(category, change.standard_procedure if change else None, policy)
+              if category else list(recorded))
     bypassable = set(policy.categories[category].bypassable_gates) if category else set()
     bad = [f"{g}: {recorded.get(g, 'not evaluated')}" for g in needed
            if not (recorded.get(g) == "passed"
@@ -371,7 +371,7 @@ def _notice_gap(facts: _Facts, cid: str, policy: Policy) -> str | None:
     started = facts.started_at(cid)
     if scheduled is None:
         return "no deployment_scheduled: stakeholders were not told"
-    told = datetime.fromisoformat(scheduled[2]["notified_at"])
+    told = datetime.fromisoformat(scheduled[2].notified_at)
     ahead = started - told
     if ahead < timedelta(hours=policy.schedule.notice_hours):
         return f"told {ahead.total_seconds() / 3600:.1f} h ahead"
@@ -388,7 +388,7 @@ def _incident_gap(facts: _Facts, cid: str, policy: Policy) -> str | None:
     incidents = facts.of(EventType.INCIDENT_OPENED, cid)
     if not incidents:
         return "rolled back without an incident"
-    worst = min(int(p["priority"]) for _, _, p in incidents)
+    worst = min(p.priority for _, _, p in incidents)
     if worst > policy.rollback.incident_priority:
         return f"incident P{worst} is milder than P{policy.rollback.incident_priority}"
     return None
@@ -412,20 +412,22 @@ def _emergencies(scope: pd.DataFrame, facts: _Facts, policy: Policy,
     for _, rec in scope[scope["category"] == Category.EMERGENCY.value].iterrows():
         cid = rec["change_id"]
         verbal = next((p for _, _, p in facts.of(EventType.APPROVAL_RECORDED, cid)
-                       if p.get("channel") == "verbal"), {})
-        submitted = facts.last(EventType.CHANGE_SUBMITTED, cid)
-        change = submitted[2] if submitted else {}
+                       if p.channel == "verbal"), None)
+        change = facts.submitted(cid)
         obligations = rec["obligations"] or {}
         status = {k: _obligation(obligations.get(k), now) for k in (
             "approval_confirmation", "documentation", "post_hoc_review", "ciso_signoff")}
         open_items = [k for k, s in status.items() if not s.startswith(("met", "late"))]
         rows.append({
             "change_id": cid, "summary": rec["summary"],
-            "trigger": change.get("emergency_trigger"),
-            "incident_ref": change.get("incident_ref"), "deployed_at": rec["deployed_at"],
-            "verbal_approver": verbal.get("person_id"), "approver_role": verbal.get("role"),
-            "channel": verbal.get("via"), "recorded_by": verbal.get("recorded_by"),
-            "fallback_reason": verbal.get("fallback_reason"),
+            "trigger": change.emergency_trigger if change else None,
+            "incident_ref": change.incident_ref if change else None,
+            "deployed_at": rec["deployed_at"],
+            "verbal_approver": verbal.person_id if verbal else None,
+            "approver_role": verbal.role if verbal else None,
+            "channel": verbal.via if verbal else None,
+            "recorded_by": verbal.recorded_by if verbal else None,
+            "fallback_reason": verbal.fallback_reason if verbal else None,
             "confirmation": status["approval_confirmation"],
             "documentation": status["documentation"],
             "post_hoc_review": status["post_hoc_review"],
@@ -442,18 +444,19 @@ def _rollbacks(scope: pd.DataFrame, facts: _Facts, now: datetime) -> pd.DataFram
         for type_ in (EventType.ROLLBACK_SUCCEEDED, EventType.ROLLBACK_FAILED):
             for at, _, p in facts.of(type_, cid):
                 incident = facts.last(EventType.INCIDENT_OPENED, cid)
-                ip = incident[2] if incident else {}
-                due = pd.Timestamp(ip["review_due"]) if ip.get("review_due") else None
+                ip = incident[2] if incident else None
+                due = pd.Timestamp(ip.review_due) if ip else None
                 reviewed = facts.last(EventType.INCIDENT_REVIEWED, cid)
                 review = ("done" if reviewed else "none: no incident" if not ip
                           else "overdue" if due is not None and now > due else "open")
-                estimate = p.get("estimate_minutes")
-                minutes = float(p.get("minutes") or 0.0)
+                estimate = p.estimate_minutes
+                minutes = float(p.minutes)
                 rows.append({
                     "change_id": cid, "rolled_back_at": at,
                     "rollback_minutes": minutes, "estimate_minutes": estimate,
                     "within_estimate": estimate is not None and minutes <= float(estimate),
-                    "incident": ip.get("incident_id"), "priority": ip.get("priority"),
+                    "incident": ip.incident_id if ip else None,
+                    "priority": ip.priority if ip else None,
                     "review_due": due, "review_status": review})
     return pd.DataFrame(rows, columns=[
         "change_id", "rolled_back_at", "rollback_minutes", "estimate_minutes",
@@ -475,10 +478,10 @@ def _metrics(changes: pd.DataFrame, scope: pd.DataFrame, facts: _Facts,
         fixed = facts.last(EventType.ROLLBACK_SUCCEEDED, cid)
         if broke and fixed:
             recovery.append((fixed[0] - broke[0]).total_seconds() / 60)
-    rework = 0
-    for cid in deployed["change_id"]:
-        submitted = facts.last(EventType.CHANGE_SUBMITTED, cid)
-        if submitted and submitted[2].get("emergency_trigger") == "p1_incident":
+    rework = 0  # only an emergency has a trigger
+    for cid in deployed.loc[deployed["category"] == Category.EMERGENCY.value, "change_id"]:
+        change = facts.submitted(cid)
+        if change is not None and change.emergency_trigger == "p1_incident":
             rework += 1
 
     def median(values: Any) -> float:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from domain.events import EventType
+from domain.events import Decided, EventType, GatesJudged
 
 DEPLOYMENTS = (EventType.DEPLOYMENT_SCHEDULED, EventType.DEPLOYMENT_STARTED,
                EventType.DEPLOYMENT_SUCCEEDED, EventType.DEPLOYMENT_FAILED,
@@ -80,15 +80,18 @@ def _evidence(record: dict[str, Any], events: list[dict[str, Any]]) -> dict[str,
         return [{"at": e["at"], "type": e["type"], "actor": e["actor"], **e["payload"]}
                 for e in events if e["type"] in types]
 
-    approvals = [{"role": p.get("role"), "person_id": p.get("person_id"),
-                  "decision": p.get("decision"), "at": p["at"], "channel": p.get("channel"),
-                  "purpose": p.get("purpose"), "comment": p.get("comment", ""),
-                  "recorded_by": p.get("recorded_by"),
-                  "fallback_reason": p.get("fallback_reason"), "recorded_as": p["actor"]}
-                 for p in of(EventType.APPROVAL_RECORDED)]
-    gates = [dict(g, decided_at=e["at"])
-             for e in of(EventType.GATES_PASSED, EventType.GATES_BLOCKED)
-             for g in e.get("gates", [])]
+    approvals = []
+    for e in events:
+        if e["type"] == EventType.APPROVAL_RECORDED:
+            d = Decided.model_validate(e["payload"])
+            approvals.append({"role": d.role, "person_id": d.person_id,
+                              "decision": d.decision.value, "at": e["at"], "channel": d.channel,
+                              "purpose": d.purpose, "comment": d.comment,
+                              "recorded_by": d.recorded_by, "fallback_reason": d.fallback_reason,
+                              "recorded_as": e["actor"]})
+    gates = [{**g.model_dump(mode="json"), "decided_at": e["at"]} for e in events
+             if e["type"] in (EventType.GATES_PASSED, EventType.GATES_BLOCKED)
+             for g in GatesJudged.model_validate(e["payload"]).gates]
     return {"record": record, "approvals": approvals, "gates": gates,
             "deployments": of(*DEPLOYMENTS), "verifications": of(*VERIFICATIONS),
             "incidents": of(*INCIDENTS), "events": events}

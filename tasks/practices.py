@@ -32,7 +32,15 @@ from typing import Any
 
 from domain.code_host import Deployment, Review
 from domain.credentials import find_production_credentials
-from domain.events import Decided, EventType, payload_of
+from domain.events import (
+    CodeHostRead,
+    Decided,
+    DeploymentStarted,
+    EventType,
+    RollbackFinished,
+    RollbackStarted,
+    payload_of,
+)
 from domain.host_gates import host_ci_gate, host_code_review_gate, required_checks
 from domain.models import GateStatus, Notice
 from domain.services import Service
@@ -109,15 +117,18 @@ def documented(a: Adapters, service: str) -> Documented:
         if change.service != service:
             continue
         for event in a.change_log.events(change.change_id):
-            p = event.payload
             if event.type == EventType.DEPLOYMENT_STARTED:
                 deployed.add(change.change_id)
-                versions.setdefault(str(p["version"]), []).append((event.at, change.change_id))
-            elif event.type in (EventType.ROLLBACK_STARTED, EventType.ROLLBACK_SUCCEEDED):
-                versions.setdefault(str(p["to_version"]), []).append(
-                    (event.at, change.change_id))
+                version = payload_of(event, DeploymentStarted).version
+                versions.setdefault(version, []).append((event.at, change.change_id))
+            elif event.type == EventType.ROLLBACK_STARTED:
+                to = payload_of(event, RollbackStarted).to_version
+                versions.setdefault(to, []).append((event.at, change.change_id))
+            elif event.type == EventType.ROLLBACK_SUCCEEDED:
+                to = payload_of(event, RollbackFinished).to_version
+                versions.setdefault(to, []).append((event.at, change.change_id))
             elif event.type == EventType.CODE_HOST_READ:
-                shas[str(p["head_sha"])] = change.change_id
+                shas[payload_of(event, CodeHostRead).head_sha] = change.change_id
     return Documented(versions, shas, deployed)
 
 
