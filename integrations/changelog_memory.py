@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from domain.events import EventType, NewEvent
+from domain.events import NewEvent
 from domain.lifecycle import NOT_CHANGES, ChangeRecord, fold, project
 from domain.models import ChangeEvent
 from integrations.chain_keys import ChainKeyError, ChainKeys
@@ -35,7 +34,10 @@ from integrations.changelog_sql import (
     EXPORT_FIELDS,
     ChangeBusy,
     RecordTampered,
+    anchor_held,
+    intent,
     open_effects,
+    outcome,
     prepare_event,
 )
 from integrations.ports import Verification
@@ -97,16 +99,14 @@ class MemoryChangeLog:
     def record_intent(self, change_id: str, action: str, actor: str, details: dict[str, Any],
                       at: datetime) -> str:
         """Record that a side effect is about to happen; returns its effect id."""
-        effect_id = uuid.uuid4().hex
-        self.append(change_id, EventType.EFFECT_STARTED, actor,
-                    {"effect_id": effect_id, "action": action, "details": details}, at)
+        effect_id, event = intent(change_id, action, actor, details, at)
+        self.append_many([event])
         return effect_id
 
     def record_outcome(self, change_id: str, effect_id: str, actor: str, ok: bool,
                        result: dict[str, Any], at: datetime) -> None:
         """Record how a side effect ended."""
-        self.append(change_id, EventType.EFFECT_FINISHED, actor,
-                    {"effect_id": effect_id, "ok": ok, "result": result}, at)
+        self.append_many([outcome(change_id, effect_id, actor, ok, result, at)])
 
     @contextmanager
     def change_lock(self, change_id: str) -> Iterator[None]:
@@ -250,23 +250,9 @@ class MemoryChangeLog:
 
     def anchor_problem(self, seq: int, hash_: str) -> str | None:
         """Why the chain no longer holds event `seq` with hash `hash_`; None if it does."""
-        start_seq, start_hash = self._start
-        head_seq, _ = self._head()
-        if seq == start_seq and start_seq:
-            return None if hash_ == start_hash else (
-                f"the checkpoint at event {seq} has hash {start_hash}, not {hash_}")
-        if seq < start_seq:
-            return None
-        if seq > head_seq:
-            return (f"the chain ends at event {head_seq}, before the anchored event {seq}: "
-                    "events at the end were removed")
         stored = self._row(seq)
-        if stored is None:
-            return f"event {seq} is missing: it was deleted"
-        if stored["hash"] != hash_:
-            return (f"event {seq} now has hash {stored['hash']}, not the anchored {hash_}: the "
-                    "chain was rewritten up to it")
-        return None
+        return anchor_held(seq, hash_, self._start, self._head()[0],
+                           None if stored is None else str(stored["hash"]))
 
     def chain_start(self) -> tuple[int, str]:
         """Where the kept chain starts: (0, genesis), or the last purge's checkpoint."""

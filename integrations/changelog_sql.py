@@ -386,16 +386,14 @@ class SqlChangeLog:
         Write the intent before acting and `record_outcome` after: a crash in between
         leaves an intent without an outcome, which `unfinished_effects` shows next time.
         """
-        effect_id = uuid.uuid4().hex
-        self.append(change_id, EventType.EFFECT_STARTED, actor,
-                    {"effect_id": effect_id, "action": action, "details": details}, at)
+        effect_id, event = intent(change_id, action, actor, details, at)
+        self.append_many([event])
         return effect_id
 
     def record_outcome(self, change_id: str, effect_id: str, actor: str, ok: bool,
                        result: dict[str, Any], at: datetime) -> None:
         """Record how a side effect ended."""
-        self.append(change_id, EventType.EFFECT_FINISHED, actor,
-                    {"effect_id": effect_id, "ok": ok, "result": result}, at)
+        self.append_many([outcome(change_id, effect_id, actor, ok, result, at)])
 
     def unfinished_effects(self, change_id: str | None = None) -> list[ChangeEvent]:
         """Intents with no recorded outcome: side effects that may or may not have happened."""
@@ -620,24 +618,11 @@ class SqlChangeLog:
         when it is the checkpoint itself, and is not checkable otherwise: None.
         """
         with self._snapshot() as conn:
-            start_seq, start_hash = self._checkpoint(conn)
+            start = self._checkpoint(conn)
             head_seq, _ = self._head(conn)
             stored = conn.execute(sa.select(events_table.c.hash)
                                   .where(events_table.c.seq == seq)).scalar()
-        if seq == start_seq and start_seq:
-            return None if hash_ == start_hash else (
-                f"the checkpoint at event {seq} has hash {start_hash}, not {hash_}")
-        if seq < start_seq:
-            return None
-        if seq > head_seq:
-            return (f"the chain ends at event {head_seq}, before the anchored event {seq}: "
-                    "events at the end were removed")
-        if stored is None:
-            return f"event {seq} is missing: it was deleted"
-        if stored != hash_:
-            return (f"event {seq} now has hash {stored}, not the anchored {hash_}: the chain "
-                    "was rewritten up to it")
-        return None
+        return anchor_held(seq, hash_, start, head_seq, stored)
 
     def head_with_time(self) -> tuple[int, str, str]:
         """The chain's last sequence number, hash and time text ("" for an empty log)."""
@@ -927,6 +912,46 @@ def prepare_event(e: NewEvent) -> tuple[NewEvent, str, str]:
         except PayloadError as exc:
             raise PayloadError(f"{e.change_id}: {exc}") from None
     return e, at_text, payload_text
+
+
+def anchor_held(seq: int, hash_: str, start: tuple[int, str], head_seq: int,
+                stored: str | None) -> str | None:
+    """Why the chain no longer holds the anchor (`seq`, `hash_`); None if it does.
+
+    The chain runs from `start` (its checkpoint) to `head_seq`, and its event `seq` has
+    the hash `stored` (None: there is no such event). See `SqlChangeLog.anchor_problem`.
+    """
+    start_seq, start_hash = start
+    if seq == start_seq and start_seq:
+        return None if hash_ == start_hash else (
+            f"the checkpoint at event {seq} has hash {start_hash}, not {hash_}")
+    if seq < start_seq:
+        return None
+    if seq > head_seq:
+        return (f"the chain ends at event {head_seq}, before the anchored event {seq}: "
+                "events at the end were removed")
+    if stored is None:
+        return f"event {seq} is missing: it was deleted"
+    if stored != hash_:
+        return (f"event {seq} now has hash {stored}, not the anchored {hash_}: the chain "
+                "was rewritten up to it")
+    return None
+
+
+def intent(change_id: str, action: str, actor: str, details: dict[str, Any],
+           at: datetime) -> tuple[str, NewEvent]:
+    """A side effect's intent, to append before acting: its new effect id and its event."""
+    effect_id = uuid.uuid4().hex
+    return effect_id, NewEvent(change_id, EventType.EFFECT_STARTED, actor,
+                               {"effect_id": effect_id, "action": action, "details": details},
+                               at)
+
+
+def outcome(change_id: str, effect_id: str, actor: str, ok: bool, result: dict[str, Any],
+            at: datetime) -> NewEvent:
+    """A side effect's outcome, to append once it ended."""
+    return NewEvent(change_id, EventType.EFFECT_FINISHED, actor,
+                    {"effect_id": effect_id, "ok": ok, "result": result}, at)
 
 
 def open_effects(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
