@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +16,19 @@ HEADER = ("CHANGE", "CATEGORY", "STATE", "OUTCOME", "INCIDENTS", "SUMMARY")
 OBLIGATION_HEADER = ("CHANGE", "OBLIGATION", "DUE (UTC)", "STATUS", "OWNERS", "DONE BY")
 
 
+def printable(text: str) -> str:
+    r"""`text` safe for a terminal: control, format and bidirectional characters escaped.
+
+    A ticket's ANSI escape, NUL or right-to-left override is shown as `\x1b`, `\x00`,
+    `\u202e`, never acted on by the terminal.
+    """
+    return "".join(c if unicodedata.category(c)[0] != "C" else
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+                   for c in text)
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], indent: str) -> None:
+    rows = [tuple(printable(v) for v in row) for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print(indent + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

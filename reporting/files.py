@@ -101,8 +101,23 @@ def _aware(column: pd.Series) -> bool:
                                    for v in values)
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""How a cell that a spreadsheet would run as a formula begins."""
+
+
+def inert(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: one that could start a formula gets a `'`."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A table as written to CSV: index as columns, lists joined, instants ISO 8601 in UTC."""
+    """A table as written to CSV: index as columns, lists joined, instants ISO 8601 in UTC.
+
+    Text that a spreadsheet would take for a formula (`=HYPERLINK(...)` in a ticket's
+    summary) is written with a leading `'`, so that it opens as text.
+    """
     flat = with_index(frame).copy()
     flat.columns = pd.Index([str(c) for c in flat.columns])
     for name in flat.columns:
@@ -111,8 +126,8 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
             if isinstance(column.dtype, pd.DatetimeTZDtype):
                 column = column.dt.tz_convert("UTC")
             flat[name] = column.astype(object).map(_iso).astype(object)
-        elif pd.api.types.is_object_dtype(column):
-            flat[name] = column.map(_joined).map(_iso).astype(object)
+        elif pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
+            flat[name] = column.map(_joined).map(_iso).map(inert).astype(object)
     return flat
 
 
@@ -150,7 +165,11 @@ def sheet_names(names: list[str]) -> dict[str, str]:
 
 def _write_workbook(tables: dict[str, pd.DataFrame], path: Path) -> None:
     names = sheet_names(list(tables))
-    with pd.ExcelWriter(path, engine="xlsxwriter") as writer:  # several times openpyxl's speed
+    # XlsxWriter (several times openpyxl's speed), with every string written as text: a
+    # ticket's "=HYPERLINK(...)" is never a formula, nor a link.
+    options = {"strings_to_formulas": False, "strings_to_urls": False}
+    with pd.ExcelWriter(path, engine="xlsxwriter",
+                        engine_kwargs={"options": options}) as writer:
         for name, frame in tables.items():
             excel_frame(frame).to_excel(writer, sheet_name=names[name], index=False)
 

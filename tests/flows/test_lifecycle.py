@@ -8,6 +8,7 @@ import pytest
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 
 from changeflow.approver import ScriptedApprover
 from changeflow.stack import Stack, embedded_stack
@@ -81,10 +82,11 @@ def test_a_ticket_without_rollback_plan_is_refused_and_nothing_else_happens(
 def test_the_run_leaves_an_evidence_artifact(stack: Stack, approver: ScriptedApprover) -> None:
     change_request("CHG-101")
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["evidence-chg-101"])))
+        artifacts = client.read_artifacts(  # the session's server may hold older ones
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["evidence-chg-101"])),
+            sort=ArtifactSort.CREATED_DESC)
     assert artifacts, "no evidence artifact"
-    markdown = str(artifacts[-1].data)
+    markdown = str(artifacts[0].data)
     for field in ("| change ID | CHG-101 |", "| author | alice |",
                   "| approvers | engineering_lead:erin, qa:quinn |", "| outcome | succeeded |",
                   "| incidents | none |", "deployment_succeeded"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import zipfile
@@ -342,3 +343,27 @@ def test_a_large_quarter_caps_long_tables_and_draws_a_histogram() -> None:
     assert "The first 1,000 of 1,200 rows; all of them are in changes.csv" in html
     assert "minutes the rollback took" in html  # the histogram's axis, not 60 bars
     assert html.count("<svg") == 3
+
+
+FORMULAS = ['=HYPERLINK("https://evil.example","open me")', "+1+1", "-2+3", "@SUM(A1)",
+            "\tcmd", "\rcmd"]
+
+
+def test_ticket_text_that_looks_like_a_formula_stays_text(tmp_path: Path) -> None:
+    report = make_report()
+    changes = report.changes.copy()
+    changes["summary"] = [FORMULAS[0], FORMULAS[1], "a plain summary"]
+    changes["author"] = [FORMULAS[2], FORMULAS[3], FORMULAS[4]]
+    written = write_report(dataclasses.replace(report, changes=changes), tmp_path)
+    back = pd.read_csv(written["changes.csv"], encoding="utf-8", keep_default_na=False)
+    assert list(back["summary"]) == ["'" + FORMULAS[0], "'+1+1", "a plain summary"]
+    assert list(back["author"]) == ["'-2+3", "'@SUM(A1)", "'\tcmd"]
+    book = openpyxl.load_workbook(written["report.xlsx"])
+    try:
+        sheet = book["changes"]
+        header = [c.value for c in sheet[1]]
+        cells = [sheet.cell(row=r, column=header.index("summary") + 1) for r in (2, 3)]
+        assert [c.value for c in cells] == FORMULAS[:2]
+        assert all(c.data_type == "s" and c.hyperlink is None for c in cells)
+    finally:
+        book.close()
