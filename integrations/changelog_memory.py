@@ -17,24 +17,23 @@ from datetime import datetime
 from typing import Any
 
 from domain.events import NewEvent
-from domain.lifecycle import NOT_CHANGES, ChangeRecord, fold, project
+from domain.lifecycle import NOT_CHANGES, ChangeRecord, fold
 from domain.models import ChangeEvent
 from integrations.chain_keys import ChainKeyError, ChainKeys
 from integrations.changelog_retention import check_retention
 from integrations.changelog_schema import (
     GENESIS,
-    canonical_payload,
     event_hash,
     format_time,
     parse_time,
     record_digest,
 )
 from integrations.changelog_sql import (
-    CLOCK_BEHIND,
     EXPORT_FIELDS,
     ChangeBusy,
     RecordTampered,
     anchor_held,
+    chain_events,
     intent,
     open_effects,
     outcome,
@@ -69,31 +68,14 @@ class MemoryChangeLog:
         """Append events at once, in order: all are kept or none."""
         prepared = [prepare_event(e) for e in new]
         with self._lock:
-            seq, prev = self._head()
-            prev_at = self.rows[-1]["at"] if self.rows else ""
-            records = {cid: self._cached(cid) for cid in {e.change_id for e, _, _ in prepared}}
-            rows, written = [], []
-            for e, at_text, payload_text in prepared:
-                seq += 1
-                if at_text < prev_at:  # the clock is behind the chain: time never goes back
-                    e = NewEvent(e.change_id, e.type, e.actor,
-                                 {**e.payload, CLOCK_BEHIND: at_text}, parse_time(prev_at))
-                    at_text, payload_text = prev_at, canonical_payload(e.payload)
-                records[e.change_id] = project(records.get(e.change_id), e.change_id, e.type,
-                                               e.payload, e.at, seq)
-                digest = event_hash(seq, e.change_id, e.type, at_text, e.actor, payload_text,
-                                    prev)
-                rows.append(dict(zip(EXPORT_FIELDS, (
-                    seq, e.change_id, e.type, at_text, e.actor, payload_text, prev, digest,
-                    self.keys.current.id, self.keys.mac(digest)), strict=True)))
-                written.append(_event(rows[-1]))
-                prev, prev_at = digest, at_text
+            head = (*self._head(), self.rows[-1]["at"] if self.rows else "")
+            records = {cid: found for cid in {e.change_id for e, _, _ in prepared}
+                       if (found := self._cached(cid)) is not None}
+            rows, written = chain_events(prepared, head, records, self.keys)
             self.rows += rows
             for cid, record in records.items():
-                if record is not None:
-                    text = record.model_dump_json()
-                    self.cache[cid] = (text, self.keys.current.id,
-                                       self.keys.mac(record_digest(text)))
+                text = record.model_dump_json()
+                self.cache[cid] = (text, self.keys.current.id, self.keys.mac(record_digest(text)))
         return written
 
     def record_intent(self, change_id: str, action: str, actor: str, details: dict[str, Any],

@@ -189,36 +189,17 @@ class SqlChangeLog:
                                        f"{reason}") from exc
 
     def _append(self, prepared: list[tuple[NewEvent, str, str]]) -> list[ChangeEvent]:
-        key_id = self.keys.current.id
         with self._write() as conn:
-            seq, prev, prev_at = self._lock_head(conn)
+            head = self._lock_head(conn)
             records = self._load_records(conn, {e.change_id for e, _, _ in prepared})
             existing = set(records)
-            rows, written = [], []
-            for e, at_text, payload_text in prepared:
-                seq += 1
-                if at_text < prev_at:  # the clock is behind the chain: time never goes back
-                    e = NewEvent(e.change_id, e.type, e.actor,
-                                 {**e.payload, CLOCK_BEHIND: at_text}, parse_time(prev_at))
-                    at_text, payload_text = prev_at, canonical_payload(e.payload)
-                records[e.change_id] = project(records.get(e.change_id), e.change_id, e.type,
-                                               e.payload, e.at, seq)
-                digest = event_hash(seq, e.change_id, e.type, at_text, e.actor,
-                                    payload_text, prev)
-                mac = self.keys.mac(digest)
-                rows.append({"seq": seq, "change_id": e.change_id, "type": e.type,
-                             "at": at_text, "actor": e.actor, "payload": payload_text,
-                             "prev_hash": prev, "hash": digest, "key_id": key_id,
-                             "mac": mac})
-                written.append(ChangeEvent(seq=seq, change_id=e.change_id, type=e.type,
-                                           at=parse_time(at_text), actor=e.actor,
-                                           payload=e.payload, prev_hash=prev, hash=digest))
-                prev, prev_at = digest, at_text
+            rows, written = chain_events(prepared, head, records, self.keys)
             if rows:
                 conn.execute(events_table.insert(), rows)
                 self._save_records(conn, records, existing)
+                last = rows[-1]
                 conn.execute(head_table.update().where(head_table.c.id == 1)
-                             .values(seq=seq, hash=prev, at=prev_at))
+                             .values(seq=last["seq"], hash=last["hash"], at=last["at"]))
         return written
 
     def _lock_head(self, conn: Connection) -> tuple[int, str, str]:
@@ -912,6 +893,40 @@ def prepare_event(e: NewEvent) -> tuple[NewEvent, str, str]:
         except PayloadError as exc:
             raise PayloadError(f"{e.change_id}: {exc}") from None
     return e, at_text, payload_text
+
+
+def chain_events(prepared: Sequence[tuple[NewEvent, str, str]], head: tuple[int, str, str],
+                 records: dict[str, ChangeRecord], keys: ChainKeys,
+                 ) -> tuple[list[dict[str, Any]], list[ChangeEvent]]:
+    """Chain prepared events after `head` (seq, hash, time): the rows to store and the events.
+
+    Each event is numbered, dated no earlier than the one before it (recording the clock's
+    time in `clock_behind` when it was behind), folded into its change's record in
+    `records` (which the state machine may refuse), hashed and MAC'd with the current key.
+
+    Returns:
+        The rows (`EXPORT_FIELDS`) and the events as appended, in order.
+    """
+    seq, prev, prev_at = head
+    rows: list[dict[str, Any]] = []
+    written: list[ChangeEvent] = []
+    for e, at_text, payload_text in prepared:
+        seq += 1
+        if at_text < prev_at:  # the clock is behind the chain: time never goes back
+            e = NewEvent(e.change_id, e.type, e.actor, {**e.payload, CLOCK_BEHIND: at_text},
+                         parse_time(prev_at))
+            at_text, payload_text = prev_at, canonical_payload(e.payload)
+        records[e.change_id] = project(records.get(e.change_id), e.change_id, e.type,
+                                       e.payload, e.at, seq)
+        digest = event_hash(seq, e.change_id, e.type, at_text, e.actor, payload_text, prev)
+        rows.append(dict(zip(EXPORT_FIELDS, (
+            seq, e.change_id, e.type, at_text, e.actor, payload_text, prev, digest,
+            keys.current.id, keys.mac(digest)), strict=True)))
+        written.append(ChangeEvent(seq=seq, change_id=e.change_id, type=e.type,
+                                   at=parse_time(at_text), actor=e.actor, payload=e.payload,
+                                   prev_hash=prev, hash=digest))
+        prev, prev_at = digest, at_text
+    return rows, written
 
 
 def anchor_held(seq: int, hash_: str, start: tuple[int, str], head_seq: int,
