@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from changeflow.report import obligation_rows, print_changes, print_obligations
 from config.loader import ConfigError, check_config, load_config
 from config.settings import Settings
-from integrations.anchors import FileAnchors
+from integrations.anchors import AnchorError, FileAnchors
 from integrations.chain_keys import ChainKeyError, new_key
 from integrations.changelog_retention import RetentionError
 from integrations.changelog_sql import SqlChangeLog
@@ -175,7 +175,11 @@ def cmd_log_anchor(args: argparse.Namespace) -> int:
             print(f"not anchored: the change log does not hold: "
                   f"{result.problem or '; '.join(result.mismatches)}")
             return EXIT_PROBLEMS
-        anchor = publish_head(log, anchors)
+        try:
+            anchor = publish_head(log, anchors)
+        except AnchorError as exc:
+            print(f"not anchored everywhere: {exc}")
+            return EXIT_PROBLEMS
     print(f"anchored head event {anchor.seq} hash {anchor.hash} (key {anchor.key_id}) to "
           f"{', '.join(t.where for t in anchors)}")
     return 0

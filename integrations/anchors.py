@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from integrations.chain_keys import ChainKeys, check_signature
-from integrations.ports import ChangeTickets
+from integrations.ports import ChangeTickets, TicketNotFound, TicketSystemError
 
 ANCHOR_SEP = "\x1f"
 
@@ -82,14 +82,21 @@ def parse_anchor(text: str, public_keys: dict[str, str], where: str) -> Anchor:
 
 
 def append_line(path: Path, line: str) -> None:
-    """Append one line to `path` (made if missing) with O_APPEND, synced to disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    """Append one line to `path` (made if missing) with O_APPEND, synced to disk.
+
+    Raises:
+        AnchorError: the file cannot be written (the message names it and why).
+    """
     try:
-        os.write(fd, (line + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise AnchorError(f"cannot append to {path}: {exc.strerror or exc}") from None
 
 
 class FileAnchors:
@@ -105,6 +112,24 @@ class FileAnchors:
         append_line(self.path, anchor.line())
         return str(self.path)
 
+    def lines(self, upto: int) -> list[str]:
+        """The file's lines that name an event from 1 to `upto`, unchecked, as written.
+
+        For an evidence pack, whose verifier checks each one; a line that names no event is
+        left out.
+        """
+        if not self.path.exists():
+            return []
+        found = []
+        for line in self.path.read_text().splitlines():
+            try:
+                seq = int(json.loads(line)["seq"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if 0 < seq <= upto:
+                found.append(line)
+        return found
+
     def read(self, public_keys: dict[str, str]) -> list[Anchor]:
         """Every anchor in the file, oldest first, each signature checked.
 
@@ -113,7 +138,10 @@ class FileAnchors:
         """
         if not self.path.exists():
             return []
-        lines = self.path.read_text().splitlines()
+        try:
+            lines = self.path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AnchorError(f"cannot read {self.path}: {exc}") from None
         return [parse_anchor(line, public_keys, f"{self.path} line {n}")
                 for n, line in enumerate(lines, 1) if line.strip()]
 
@@ -137,8 +165,11 @@ class TicketAnchors:
 
     def publish(self, anchor: Anchor) -> str:
         """Add the anchor as a comment; returns where it went."""
-        self.tickets.add_comment(self.key, f"{ANCHOR_COMMENT}\n{{noformat}}{anchor.line()}"
-                                           "{noformat}")
+        try:
+            self.tickets.add_comment(self.key, f"{ANCHOR_COMMENT}\n{{noformat}}"
+                                               f"{anchor.line()}{{noformat}}")
+        except (TicketNotFound, TicketSystemError) as exc:
+            raise AnchorError(f"cannot comment on {self.key}: {exc}") from None
         return self.where
 
     def read(self, public_keys: dict[str, str]) -> list[Anchor]:
@@ -147,8 +178,12 @@ class TicketAnchors:
         Raises:
             AnchorError: an anchor comment is malformed or forged (named by its number).
         """
+        try:
+            bodies = self.tickets.comments(self.key)
+        except (TicketNotFound, TicketSystemError) as exc:
+            raise AnchorError(f"cannot read the comments of {self.key}: {exc}") from None
         found = []
-        for n, body in enumerate(self.tickets.comments(self.key), 1):
+        for n, body in enumerate(bodies, 1):
             if not body.startswith(ANCHOR_COMMENT):
                 continue
             line = _IN_COMMENT.search(body)

@@ -48,8 +48,18 @@ def check_anchors(log: ChangeLog, targets: Sequence[Anchors]) -> AnchorCheck:
 
 
 def publish_head(log: ChangeLog, targets: Sequence[Anchors]) -> Anchor:
-    """Sign the chain's head and keep it in every target."""
+    """Sign the chain's head and keep it in every target.
+
+    Raises:
+        AnchorError: a target refused it; the message says which targets hold it already.
+    """
     anchor = signed_anchor(log.keys, *log.head_with_time())
+    kept: list[str] = []
     for target in targets:
-        target.publish(anchor)
+        try:
+            target.publish(anchor)
+        except AnchorError as exc:
+            raise AnchorError(f"{exc} (event {anchor.seq} is anchored in: "
+                              f"{', '.join(kept) or 'no target'})") from None
+        kept.append(target.where)
     return anchor

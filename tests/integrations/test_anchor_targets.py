@@ -26,7 +26,7 @@ from integrations.anchors import (
 from integrations.changelog_sql import SqlChangeLog
 from integrations.jira_tickets import JiraChangeTickets
 from integrations.local_tickets import LocalChangeTickets
-from integrations.ports import Anchors
+from integrations.ports import Anchors, TicketSystemUnavailable
 from integrations.timestamps import TimestampAnchors
 from tasks.anchoring import check_anchors, publish_head
 from tests.fakes.jira_server import FakeJira
@@ -179,3 +179,48 @@ def test_a_timestamp_authority_needs_its_ca_certificate() -> None:
         Settings(anchor_tsa_url="http://127.0.0.1:1/tsa")
 
 
+
+
+class DownTickets(LocalChangeTickets):
+    """A ticket system that refuses every comment, as Jira does when it is down."""
+
+    def add_comment(self, key: str, body: str) -> None:
+        raise TicketSystemUnavailable("Jira answered 503")
+
+    def comments(self, key: str) -> list[str]:
+        raise TicketSystemUnavailable("Jira answered 503")
+
+
+def test_a_target_that_fails_is_named_with_where_the_head_is_kept(
+        stamped: TimestampAnchors, tmp_path: Path, refused_url: str) -> None:
+    log = SqlChangeLog(f"sqlite:///{tmp_path / 'log.db'}", keys=TEST_KEYS)
+    History(log, "CHG-1", "normal", datetime(2026, 7, 1, tzinfo=UTC))
+    folder = tmp_path / "tickets"
+    folder.mkdir()
+    (folder / "OPS-1.yaml").write_text("summary: anchors\n")
+    down = TicketAnchors(DownTickets(folder), "OPS-1")
+    file = FileAnchors(tmp_path / "anchors.jsonl")
+    with pytest.raises(AnchorError, match=r"cannot comment on OPS-1: Jira answered 503 "
+                                          r"\(event 1 is anchored in: .*anchors.jsonl\)"):
+        publish_head(log, [file, down])
+    assert len(file.read(PUBLIC)) == 1
+    found = check_anchors(log, [file, down])
+    assert found.checked == 1 and "cannot read the comments of OPS-1" in str(found.problem)
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    with pytest.raises(AnchorError, match="cannot append to .*not-a-dir/a.jsonl: File exists"):
+        publish_head(log, [FileAnchors(blocked / "a.jsonl")])
+    with pytest.raises(AnchorError, match="is unreachable.*anchored in: no target"):
+        publish_head(log, [TimestampAnchors(tmp_path / "s.jsonl", refused_url,
+                                            stamped.ca_file)])
+    log.close()
+
+
+@pytest.mark.parametrize("line", ["not json", '{"anchor": "x"}', '["a"]',
+                                  '{"anchor": "x", "timestamp": "***"}'])
+def test_a_malformed_stamped_line_is_named(stamped: TimestampAnchors, line: str) -> None:
+    stamped.publish(signed_anchor(TEST_KEYS, 1, "1" * 64, AT))
+    with stamped.path.open("a") as f:
+        f.write(line + "\n")
+    with pytest.raises(AnchorError, match=r"line 2: not a stamped anchor"):
+        stamped.read(PUBLIC)

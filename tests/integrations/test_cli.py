@@ -306,3 +306,16 @@ def test_public_key_and_new_key(workspace: dict[str, str]) -> None:
     assert done.returncode == 0
     assert ChainKeys.parse(done.stdout, "new-key").current.id == "prod-2"
     assert run("log", "new-key", "bad id", env=workspace).returncode == 2
+
+
+def test_an_anchor_target_that_fails_is_named_not_a_traceback(
+        workspace: dict[str, str], tmp_path: Path, refused_url: str) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not used: the authority cannot be reached\n")
+    env = {**workspace, "CHANGEFLOW_ANCHOR_FILE": str(tmp_path / "anchors.jsonl"),
+           "CHANGEFLOW_ANCHOR_TSA_URL": refused_url, "CHANGEFLOW_ANCHOR_TSA_CA_FILE": str(ca)}
+    _seed(workspace["CHANGEFLOW_DATABASE_URL"])
+    done = run("log", "anchor", env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "not anchored everywhere: timestamp authority" in done.stdout
+    assert "is unreachable" in done.stdout and "anchors.jsonl)" in done.stdout

@@ -229,12 +229,20 @@ def test_the_chain_itself_is_checked_when_the_manifest_is_re_signed(
         forge_approval(m)
         put_events(m, rehashed(events(m)))
 
+    def garbled_line(m: dict[str, bytes]) -> None:
+        m["chain/events.jsonl"] = b'{"seq": 1}\n' + m["chain/events.jsonl"]
+
+    def no_start(m: dict[str, bytes]) -> None:
+        m["chain/start.json"] = b'{"seq": "one"}'
+
     other = f"test-1:{OTHER_KEYS.public_keys()['test-1']}"
     for edit, words in [(forge_approval, "event 2 (approval_recorded, CHG-1): its content "
                                          "does not match its hash"),
                         (time_back, "is dated 2020-01-01T00:00:00.000000Z, before the event"),
                         (drop_middle, "line 4 is event 5, not 4"),
                         (rewrite_before_the_anchor, "the chain was rewritten up to it"),
+                        (garbled_line, "chain/events.jsonl line 1 is not an event"),
+                        (no_start, "chain/start.json names no start"),
                         (foreign_change_event, "changes/CHG-1.json: its event 1 is not the "
                                                "chain's event 1")]:
         done = verify(rewritten(pack, tmp_path / f"{edit.__name__}.zip", keyed(edit)), other)
