@@ -252,6 +252,13 @@ def check_config(config_dir: Path) -> tuple[Config | None, list[Problem]]:
     return Config(policy=policy, roster=roster, services=services, jira=jira), []
 
 
+def config_files(config_dir: Path) -> dict[str, bytes]:
+    """The configuration files in force, as they are on disk (those that exist), by name."""
+    names = (POLICY_FILE, ROSTER_FILE, SERVICES_FILE, JIRA_FILE)
+    return {name: (config_dir / name).read_bytes() for name in names
+            if (config_dir / name).is_file()}
+
+
 def load_config(config_dir: Path) -> Config:
     """Load the configuration or raise `ConfigError` listing every problem."""
     config, problems = check_config(config_dir)

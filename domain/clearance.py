@@ -92,9 +92,9 @@ def record_clearance(action: Action, events: Sequence[ChangeEvent], change: Chan
     if recorded is None:
         return [f"{change.id}: no submission is recorded, so nothing was approved"]
     problems = []
-    if recorded.model_dump(mode="json") != change.model_dump(mode="json"):
-        differ = sorted(k for k, v in recorded.model_dump(mode="json").items()
-                        if change.model_dump(mode="json").get(k) != v)
+    was, now = recorded.model_dump(mode="json"), change.model_dump(mode="json")
+    if was != now:
+        differ = sorted(k for k, v in was.items() if now.get(k) != v)
         problems.append(f"the change about to {action.value} is not the change recorded at "
                         f"submission (it differs in: {', '.join(differ)})")
     read = [p for e in events if e.type == EventType.CODE_HOST_READ

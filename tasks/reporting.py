@@ -7,7 +7,6 @@ artifacts (a markdown summary, tables, a link to the files).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,8 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from integrations.anchors import signed_anchor
+from config.loader import config_files
+from integrations.anchors import FileAnchors, signed_anchor
 from integrations.changelog_frames import change_frames
 from integrations.factory import Adapters
 from reporting.evidence import PackChain, sample_changes, write_evidence_pack, write_sample
@@ -72,10 +72,6 @@ def produce_report(a: Adapters, quarter: Quarter, out_dir: Path) -> tuple[Quarte
     return report, written
 
 
-CONFIG_FILES = ("policy.yaml", "roster.yaml", "services.yaml", "jira.yaml")
-"""The configuration files a pack holds (those that exist), as they are in force."""
-
-
 def pack_chain(a: Adapters, report: QuarterlyReport) -> PackChain:
     """The chain up to the head the report verified, its start, and what vouches for it.
 
@@ -87,23 +83,11 @@ def pack_chain(a: Adapters, report: QuarterlyReport) -> PackChain:
     checkpoint = None
     if report.chain["ok"] and seq:
         checkpoint = signed_anchor(log.keys, seq, hash_, log.event_time(seq)).line()
-    kept = a.settings.resolved_anchor_file
-    lines = kept.read_text().splitlines() if kept.is_file() else []
-    anchors = [line for line in lines if 0 < _anchored_seq(line) <= seq]
-    config_dir = a.settings.config_dir
+    anchors = FileAnchors(a.settings.resolved_anchor_file).lines(upto=seq)
     return PackChain(start=log.chain_start(), events=log.export(seq), head=(seq, hash_),
                      checkpoint=checkpoint, anchors=anchors, public_keys=log.keys.public_keys(),
-                     configs={name: (config_dir / name).read_bytes() for name in CONFIG_FILES
-                              if (config_dir / name).is_file()},
+                     configs=config_files(a.settings.config_dir),
                      sign=log.keys.sign, key_id=log.keys.current.id)
-
-
-def _anchored_seq(line: str) -> int:
-    """The event an anchor line names; 0 for a line that is not an anchor."""
-    try:
-        return int(json.loads(line)["seq"])
-    except (ValueError, KeyError, TypeError):
-        return 0
 
 
 def produce_sample(a: Adapters, quarter: Quarter, size: int, out_dir: Path,
