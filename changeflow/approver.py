@@ -110,7 +110,8 @@ class ScriptedApprover:
             if read_flow_run_input(keyset["schema"], flow_run_id=run.id) is None:
                 continue  # the form is not saved yet
             latest = (mine[-1].role, mine[-1].purpose)
-            pending = [n for n in mine if (n.role, n.purpose) == latest]
+            pending = list({n.to: n for n in mine  # each person's latest code
+                            if (n.role, n.purpose) == latest}.values())
             tries = sum(1 for a in self.answers if (a["run_id"], a["role"], a["purpose"])
                         == (str(run.id), *latest))
             form = self.policy(pending, tries)

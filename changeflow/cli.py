@@ -335,9 +335,12 @@ def cmd_prepare_server(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """A Prefect server and every deployment, until Ctrl-C."""
-    from changeflow.up import run_up
+    from changeflow.up import AuthFileError, run_up
 
-    return run_up(port=args.port, limit=args.limit)
+    try:
+        return run_up(port=args.port, limit=args.limit)
+    except AuthFileError as exc:
+        raise CommandFailed(str(exc)) from None
 
 
 def _date(text: str) -> date:

@@ -21,8 +21,9 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 
 def free_port() -> int:
@@ -43,7 +44,8 @@ def _healthy(url: str) -> bool:
 @contextmanager
 def local_prefect_server(home: Path, port: int = 0, timeout_seconds: float = 90,
                          database_url: str | None = None,
-                         env: Mapping[str, str] | None = None) -> Iterator[str]:
+                         env: Mapping[str, str] | None = None,
+                         auth_string: str | None = None) -> Iterator[str]:
     """Run a Prefect server with its state in `home`; yields its API URL, set as current.
 
     Args:
@@ -53,6 +55,9 @@ def local_prefect_server(home: Path, port: int = 0, timeout_seconds: float = 90,
         database_url: keep the server's state there instead (PostgreSQL with asyncpg:
             `postgresql+asyncpg://user@host:5432/db`).
         env: further environment variables for the server (Prefect settings).
+        auth_string: turn on the API's basic authentication with this `user:password`
+            (`PREFECT_SERVER_API_AUTH_STRING`); this process and the runs it starts send
+            it (`PREFECT_API_AUTH_STRING`).
     """
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -62,6 +67,10 @@ def local_prefect_server(home: Path, port: int = 0, timeout_seconds: float = 90,
                   "PREFECT_LOGGING_LEVEL": "WARNING", **(env or {})}
     if database_url is not None:
         server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    client: dict[Any, Any] = {PREFECT_API_URL: url}
+    if auth_string is not None:
+        server_env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+        client[PREFECT_API_AUTH_STRING] = auth_string
     with open(home / "server.log", "ab") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
@@ -73,7 +82,7 @@ def local_prefect_server(home: Path, port: int = 0, timeout_seconds: float = 90,
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the Prefect server did not start; see {home / 'server.log'}")
             time.sleep(0.2)
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        with temporary_settings(updates=client):
             yield url
     finally:
         stop_process_group(server)

@@ -119,9 +119,54 @@ def _refusal(approval: Approval, req: ApprovalRequirement, fallback: bool,
     if req.verbal and approval.recorded_by in (None, person.id):
         return (f"{who}'s verbal approval as {role!r} must be recorded by someone else, who "
                 "heard it (the approver confirms it afterwards)")
+    if req.verbal and approval.recorded_by == change.author:
+        return (f"{who}'s verbal approval as {role!r} cannot be recorded by the change's "
+                f"author ({change.author}): two people other than the author must take "
+                "part (separation of duties)")
     if fallback and not (approval.fallback_reason or "").strip():
         return (f"{who} approved as {role!r} in place of {req.role!r} without a "
                 f"fallback_reason (why the {req.role} was unavailable)")
+    return None
+
+
+def refusal_of(change: ChangeRequest, candidate: Approval, given: Sequence[Approval],
+               policy: Policy, roster: Roster) -> str | None:
+    """Why `candidate` would not count beside the approvals `given`, or None.
+
+    The judge is `check_approvals`: the reason is what it finds wrong once `candidate` is
+    added (the author, a missing role, a shared account, a second role for one person).
+    """
+    before = check_approvals(change, given, policy, roster).problems
+    after = check_approvals(change, [*given, candidate], policy, roster).problems
+    new = list(after)
+    for problem in before:
+        if problem in new:
+            new.remove(problem)
+    return "; ".join(new) or None
+
+
+def verbal_recorders(change: ChangeRequest, policy: Policy, roster: Roster) -> list[Person]:
+    """Who may record a verbal approval, in id order.
+
+    Holders of the policy's recorder roles, never the author and never a shared account
+    (the approver themselves is refused when the approval is judged).
+    """
+    people = {p.id: p for role in policy.emergency.recorder_roles for p in roster.holding(role)}
+    return [p for _, p in sorted(people.items()) if p.id != change.author]
+
+
+def _recorder_refusal(approval: Approval, policy: Policy, roster: Roster) -> str | None:
+    """Why the recorder of a verbal approval may not record it, or None."""
+    recorder = roster.get(approval.recorded_by or "")
+    who = _who(approval.recorded_by or "", recorder)
+    roles = policy.emergency.recorder_roles
+    if recorder is None:
+        return f"the recorder {who} is not in the roster"
+    if recorder.shared_account:
+        return f"the recorder {who} is a shared account (a recording must be attributable)"
+    if not set(roles) & set(recorder.roles):
+        return (f"the recorder {who} holds none of the recorder roles "
+                f"({', '.join(roles) or 'none configured'}; policy emergency.recorder_roles)")
     return None
 
 
@@ -165,7 +210,8 @@ def check_approvals(change: ChangeRequest, approvals: Sequence[Approval], policy
             problems.append(f"{who} approved as {role!r}, a role this change does not need "
                             f"(needed: {', '.join(r.role for r in required)})")
             continue
-        refused = _refusal(approval, req, fallback, change, person)
+        refused = (_refusal(approval, req, fallback, change, person)
+                   or (_recorder_refusal(approval, policy, roster) if req.verbal else None))
         if refused:
             problems.append(refused)
         elif req.role in filled:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -58,6 +58,7 @@ class EventType(StrEnum):
     PRACTICES_AUDITED = "practices_audited"
     INTEGRITY_ALARM = "integrity_alarm"
     APPROVAL_ATTEMPT_FAILED = "approval_attempt_failed"
+    APPROVAL_CODES_REISSUED = "approval_codes_reissued"
     AVAILABILITY_CONFIRMED = "availability_confirmed"
     CODE_HOST_READ = "code_host_read"
     EFFECT_FINISHED = "effect_finished"
@@ -123,7 +124,10 @@ class ValidationFailed(Payload):
 
 
 class ApprovalRequested(Payload):
-    """A decision asked of a role's people: codes' digests, who may answer, until when."""
+    """A decision asked of a role's people: codes' digests, who may answer, until when.
+
+    `digests` are keyed (`domain.otp`) under the approval-code key of chain key `key_id`.
+    """
 
     role: str
     purpose: str
@@ -132,8 +136,27 @@ class ApprovalRequested(Payload):
     digests: dict[str, str]
     eligible: list[str]
     expires_at: str
+    key_id: str = ""
+    approvers: list[str] = []
     channel: str | None = None
     where: str | None = None
+
+
+class ApprovalCodesReissued(Payload):
+    """New codes for an open request; the codes they replace no longer work.
+
+    `digests` replaces the named people's digests (under `key_id`). `withdrawn` is True
+    when every code of the request was withdrawn (too many wrong codes), else the one
+    person's code was spent by an answer refused for another reason.
+    """
+
+    role: str
+    purpose: str
+    run_id: str
+    digests: dict[str, str]
+    key_id: str
+    reason: str
+    withdrawn: bool = False
 
 
 class Decided(Payload):
@@ -176,6 +199,12 @@ class ApprovalExpired(Payload):
     expired_at: str
 
 
+AttemptKind = Literal["wrong_code", "expired", "not_sent", "refused", "invalid"]
+"""Why an answer was refused: a code that is wrong (a guess, a replay, someone else's),
+expired or was never sent to the person; a right code in an answer the rules refuse
+(the code is then spent); or an answer that does not fit the form."""
+
+
 class ApprovalAttemptFailed(Payload):
     """An answer refused (wrong, expired or another's code; not eligible): not a decision."""
 
@@ -184,6 +213,7 @@ class ApprovalAttemptFailed(Payload):
     run_id: str
     claimed: str
     reason: str
+    kind: AttemptKind = "refused"
     ref: str | None = None
 
 
@@ -464,6 +494,7 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.PRACTICES_AUDITED: PracticesAudited,
     EventType.INTEGRITY_ALARM: IntegrityAlarm,
     EventType.APPROVAL_ATTEMPT_FAILED: ApprovalAttemptFailed,
+    EventType.APPROVAL_CODES_REISSUED: ApprovalCodesReissued,
     EventType.AVAILABILITY_CONFIRMED: Decided,
     EventType.CODE_HOST_READ: CodeHostRead,
     EventType.EFFECT_FINISHED: EffectFinished,

@@ -124,6 +124,17 @@ class EmergencyPolicy(Frozen):
     repeat_notice_hours: int = Field(default=24, ge=1)
 
 
+class ApprovalCodesPolicy(Frozen):
+    """Guessing the one-time codes of a decision form (section 2: attributable approvals).
+
+    After `max_wrong_codes` wrong codes for one request, its codes are withdrawn, new ones
+    sent, and the holders of `alarm_role` told.
+    """
+
+    max_wrong_codes: int = Field(default=5, ge=1)
+    alarm_role: str = "ciso"
+
+
 class Window(Frozen):
     """A recurring period of local time on some weekdays (end after start)."""
 
@@ -213,6 +224,7 @@ class Policy(Frozen):
     gates: GatesPolicy = GatesPolicy()
     rollback: RollbackPolicy = RollbackPolicy()
     emergency: EmergencyPolicy
+    approval_codes: ApprovalCodesPolicy = ApprovalCodesPolicy()
     schedule: SchedulePolicy
     change_log: ChangeLogPolicy = ChangeLogPolicy()
     standard_procedures: dict[str, StandardProcedure] = {}
@@ -255,6 +267,7 @@ class Policy(Frozen):
                 found.append((f"change_log.required_fields[{i}]",
                               f"unknown field {field!r} (known: {', '.join(CHANGE_LOG_FIELDS)})"))
         role("emergency.review_role", self.emergency.review_role)
+        role("approval_codes.alarm_role", self.approval_codes.alarm_role)
         for i, name in enumerate(self.emergency.recorder_roles):
             role(f"emergency.recorder_roles[{i}]", name)
         for name, proc in self.standard_procedures.items():

@@ -14,7 +14,9 @@ from uuid import uuid4
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
+from prefect.input.actions import delete_flow_run_input, read_flow_run_input
 from prefect.runtime import deployment
+from pydantic import ValidationError
 
 from domain.events import EventType
 from domain.models import Approval, ChangeRequest
@@ -24,10 +26,12 @@ from tasks.approvals import (
     ApprovalForm,
     ApprovalRequest,
     decision_of,
+    everyone,
     expire_request,
     failed_attempts,
     form_for,
     judge_decision,
+    refuse_invalid,
     request_decision,
 )
 from tasks.common import ChangeStopped
@@ -52,9 +56,35 @@ def _wait(form: type[Form], seconds: int, key: str, poll: float) -> Form:
     return pause_flow_run(wait_for_input=form, timeout=seconds, key=key, poll_interval=interval)
 
 
+def _response_key(key: str) -> str:
+    """Where Prefect keeps the answer to the form waiting under `key` (its state's name)."""
+    return f"{'suspended' if deployment.id else 'paused'}-{key}-response"
+
+
+def _claimed(a: Adapters, key: str) -> str:
+    """Who an answer that does not fit the form claimed to be, if someone in the roster."""
+    raw = read_flow_run_input(_response_key(key))
+    for field in ("recorder", "approver"):
+        named = raw.get(field) if isinstance(raw, dict) else None
+        if isinstance(named, str) and a.config.roster.get(named) is not None:
+            return named
+    return "unknown"
+
+
+def _invalid(error: ValidationError) -> str:
+    """What is wrong with an answer, by field: never the values (a code may be among them)."""
+    parts = [f"{'.'.join(str(x) for x in e['loc']) or 'the answer'}: {e['msg']}"
+             for e in error.errors(include_input=False, include_url=False)]
+    return "the answer does not fit the form: " + "; ".join(parts)
+
+
 def _answer(a: Adapters, change: ChangeRequest, request: ApprovalRequest, form: type[Form],
             judge: Callable[[Form], str | None]) -> Form:
     """Show `form` until `judge` accepts an answer (returns None), or the wait expires.
+
+    Every answer, accepted or not, is deleted from Prefect once judged, so Prefect's
+    database keeps no code. One that does not fit the form (written through the API, past
+    the UI's checks) is recorded as a failed attempt and the form shown again.
 
     Raises:
         ChangeStopped: the wait expired (recorded as a rejection for an approval).
@@ -64,12 +94,18 @@ def _answer(a: Adapters, change: ChangeRequest, request: ApprovalRequest, form: 
         if remaining <= 0:
             raise expire_request(a, change, request)
         initial = form.with_initial_data(description=describe(a, change, request))
+        key = f"{request.key}-{failed_attempts(a, request)}"
         try:
-            answer = _wait(initial, remaining, f"{request.key}-{failed_attempts(a, request)}",
-                           a.settings.approval_poll_seconds)
+            answer = _wait(initial, remaining, key, a.settings.approval_poll_seconds)
         except FlowPauseTimeout:
             raise expire_request(a, change, request) from None
-        if judge(answer) is None:
+        except ValidationError as error:
+            refuse_invalid(a, request, _claimed(a, key), _invalid(error))
+            delete_flow_run_input(_response_key(key))
+            continue
+        refused = judge(answer)
+        delete_flow_run_input(_response_key(key))
+        if refused is None:
             return answer
 
 
@@ -82,8 +118,8 @@ def decide(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligible
         ChangeStopped: the wait expired (recorded as a rejection for an approval).
     """
     request = request_decision(a, change, role, purpose, eligible, run_id)
-    return _answer(a, change, request, form_for(request.eligible),
-                   lambda answer: judge_decision(a, request, answer, event_type,
+    return _answer(a, change, request, form_for(everyone(a, request.eligible)),
+                   lambda answer: judge_decision(a, change, request, answer, event_type,
                                                  comment_required))
 
 
@@ -150,6 +186,6 @@ def record_verbal(a: Adapters, change: ChangeRequest, requirement: ApprovalRequi
                             f"{requirement.role} or {requirement.fallback_role}")
     request = request_decision(a, change, requirement.role, PURPOSE, recorders(a, change),
                                run_id, approvers=approvers)
-    form = verbal_form_for(approvers, request.eligible)
+    form = verbal_form_for(everyone(a, approvers), everyone(a, request.eligible))
     return _answer(a, change, request, form,
                    lambda answer: judge_verbal(a, change, requirement, request, answer))

@@ -11,7 +11,9 @@ base64. Several keys may be given, most recent first: the first writes, all veri
 key can be rotated without losing the older events' proof. From one secret:
 - the MAC key is HMAC-SHA256(secret, "changeflow-chain-mac");
 - the signing key is the Ed25519 private key whose 32-byte seed is
-  HMAC-SHA256(secret, "changeflow-chain-sign").
+  HMAC-SHA256(secret, "changeflow-chain-sign");
+- the approval-code key (the digests of one-time codes, `domain.otp`) is
+  HMAC-SHA256(secret, "changeflow-approval-code").
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class ChainKey:
     def mac_key(self) -> bytes:
         """The HMAC key of event MACs."""
         return hmac.digest(self.secret, b"changeflow-chain-mac", "sha256")
+
+    @property
+    def code_key(self) -> bytes:
+        """The HMAC key of one-time codes' digests."""
+        return hmac.digest(self.secret, b"changeflow-approval-code", "sha256")
 
     def signing_key(self) -> Ed25519PrivateKey:
         """The Ed25519 key that signs published heads."""
@@ -129,6 +136,18 @@ class ChainKeys:
         except KeyError:
             raise ChainKeyError(f"unknown chain key {key_id!r}") from None
         return hmac.digest(key, event_hash.encode(), "sha256").hex()
+
+    def code_key(self, key_id: str | None = None) -> tuple[str, bytes]:
+        """The id and approval-code key of `key_id` (default: the current key).
+
+        Raises:
+            ChainKeyError: `key_id` is not one of these keys (a request made under a
+                retired key cannot be answered: its codes are reissued).
+        """
+        key = self.keys.get(key_id or self.current.id)
+        if key is None:
+            raise ChainKeyError(f"unknown chain key {key_id!r}")
+        return key.id, key.code_key
 
     def mac_keys(self) -> dict[str, str]:
         """Every MAC key by id, hex: for a verifying worker process (on its stdin only)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -37,6 +38,23 @@ MAX_RETRY_AFTER = 300.0
 """A longer `Retry-After` is capped: the task's own retry budget decides beyond that."""
 
 T = TypeVar("T")
+
+
+ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,254}-[1-9][0-9]{0,17}\Z")
+"""A Jira issue key: the project key (a letter, then letters, digits or `_`), a dash, a
+number. Nothing else may reach a request path (`../`, `?`, `#`, `/` or spaces)."""
+
+
+def issue_key(key: str) -> str:
+    """`key` if it is a Jira issue key.
+
+    Raises:
+        TicketNotFound: it is not one; no request is made.
+    """
+    if not isinstance(key, str) or not ISSUE_KEY.match(key):
+        raise TicketNotFound(f"{str(key)[:80]!r} is not a Jira issue key (write it like "
+                             "CHG-123: the project key, a dash, the issue number)")
+    return key
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
@@ -180,6 +198,7 @@ class JiraChangeTickets:
 
     def get(self, key: str) -> Ticket:
         """The ticket with this key; raises `TicketNotFound`."""
+        key = issue_key(key)
         raw = self._call(f"reading {key}", lambda: self.client.issue(
             key, fields=",".join(self.jira_fields())).raw)
         return self.to_ticket(raw)
@@ -251,11 +270,13 @@ class JiraChangeTickets:
 
         A ticket created in that status has revision "created".
         """
+        key = issue_key(key)
         moves = [str(h.get("id")) for h, to in self._status_moves(key) if to == status]
         return moves[-1] if moves else "created"
 
     def approvals(self, key: str) -> list[TicketApproval]:
         """Decided approvals from Jira's own record, per `jira.yaml`'s `approvals.mode`."""
+        key = issue_key(key)
         mode = self.mapping.approvals.mode
         roles = {name: role for role, name in self.mapping.approvals.names.items()}
         if mode == "transition":
@@ -371,10 +392,12 @@ class JiraChangeTickets:
 
     def add_comment(self, key: str, body: str) -> None:
         """Add a comment to the ticket."""
+        key = issue_key(key)
         self._call(f"commenting on {key}", lambda: self.client.add_comment(key, body))
 
     def comments(self, key: str) -> list[str]:
         """The ticket's comments, oldest first."""
+        key = issue_key(key)
         found = self._call(f"reading comments of {key}", lambda: self.client.comments(key))
         return [str(c.body) for c in found]
 
@@ -384,6 +407,7 @@ class JiraChangeTickets:
         Nothing happens when the ticket is already there. A status with no configured
         target, or no transition open to it, is an error naming what is available.
         """
+        key = issue_key(key)
         target = self.mapping.transitions.target(status) or status
         current = self.get(key).status
         if current == target:
@@ -402,6 +426,7 @@ class JiraChangeTickets:
 
     def add_link(self, key: str, url: str, title: str) -> None:
         """Attach an evidence link (CI run, pull request, flow run), once per URL."""
+        key = issue_key(key)
         existing = self._call(f"reading links of {key}", lambda: self.client.remote_links(key))
         if any(getattr(link.object, "url", None) == url for link in existing):
             return
@@ -415,6 +440,7 @@ class JiraChangeTickets:
         Creation is looked up first (by the label carrying `incident_id`), because a
         create whose answer was lost may have happened.
         """
+        change_key = issue_key(change_key)
         label = f"changeflow-{incident_id}"
         spec = self.mapping.incidents
         jql = f'project = "{spec.project}" AND labels = "{label}"'

@@ -10,18 +10,33 @@ domain rules.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from prefect.input import RunInput
 from pydantic import Field, create_model
 
-from domain.approvals import ApprovalVerdict, check_approvals, required_approvals
-from domain.events import ApprovalAttemptFailed, ApprovalRequested, Decided, EventType, payload_of
+from domain.approvals import (
+    ApprovalVerdict,
+    check_approvals,
+    refusal_of,
+    required_approvals,
+)
+from domain.events import (
+    ApprovalAttemptFailed,
+    ApprovalCodesReissued,
+    ApprovalRequested,
+    AttemptKind,
+    Decided,
+    EventType,
+    payload_of,
+)
 from domain.history import approvals_of
-from domain.models import Approval, ChangeEvent, ChangeRequest, Notice
+from domain.models import Approval, ChangeEvent, ChangeRequest, Decision, Notice
 from domain.otp import CODE_ALPHABET, CODE_LENGTH, code_digest, code_problem
+from integrations.chain_keys import ChainKeyError
 from integrations.factory import Adapters
 from tasks.common import ChangeStopped, events_of, record, step
 from tasks.tickets import tell
@@ -35,7 +50,7 @@ follow-up obligations) only stop the run that asked."""
 
 
 class ApprovalForm(RunInput):
-    """The resume form shown in the Prefect UI. `approver` becomes a list of the eligible."""
+    """The resume form shown in the Prefect UI. `approver` becomes a list of the roster."""
 
     decision: Literal["approve", "decline"] = Field(description="Your decision")
     approver: str = Field(description="Who you are")
@@ -59,15 +74,29 @@ def dropdown(options: list[str], description: str) -> tuple[Any, Any]:
     return choice, Field(description=description, json_schema_extra=_as_enum)
 
 
-def form_for(eligible: list[str]) -> type[ApprovalForm]:
-    """The form with `approver` restricted to the people who were sent a code."""
+def everyone(a: Adapters, first: list[str]) -> list[str]:
+    """Every roster id, `first` (the people asked) leading.
+
+    The form lists everyone so that an attempt by anyone (the author, someone without the
+    role, a shared account) reaches changeflow and is recorded with its reason, instead of
+    being refused by the form before changeflow sees it.
+    """
+    return list(dict.fromkeys([*first, *sorted(a.config.roster.people)]))
+
+
+def form_for(people: list[str]) -> type[ApprovalForm]:
+    """The form with `approver` a dropdown of `people` (see `everyone`)."""
     return create_model("ApprovalForm", __base__=ApprovalForm,
-                        approver=dropdown(eligible, "Who you are"))
+                        approver=dropdown(people, "Who you are"))
 
 
 @dataclass(frozen=True)
 class ApprovalRequest:
-    """An open request for one decision: what was asked, of whom, until when."""
+    """An open request for one decision: what was asked, of whom, until when.
+
+    `digests` are those of the codes in force (later reissues applied); `wrong_codes`
+    counts the wrong codes since every code was last issued.
+    """
 
     change_id: str
     role: str
@@ -77,11 +106,19 @@ class ApprovalRequest:
     digests: dict[str, str]
     eligible: list[str]
     expires_at: datetime
+    key_id: str = ""
+    approvers: tuple[str, ...] = ()
+    wrong_codes: int = 0
 
     @property
     def key(self) -> str:
         """Identifies the request within its run (Prefect keys: lowercase, digits, dashes)."""
         return f"{self.purpose}-{self.role}".lower().replace("_", "-")
+
+    def about(self, p: ApprovalRequested | ApprovalCodesReissued | ApprovalAttemptFailed
+              ) -> bool:
+        """Whether a payload belongs to this request (run, role and purpose)."""
+        return (p.run_id, p.role, p.purpose) == (self.run_id, self.role, self.purpose)
 
 
 def _new_code() -> str:
@@ -92,16 +129,59 @@ def _new_code() -> str:
 def _request(event: ChangeEvent) -> ApprovalRequest:
     p = payload_of(event, ApprovalRequested)
     return ApprovalRequest(event.change_id, p.role, p.purpose, p.run_id, p.salt, p.digests,
-                           p.eligible, datetime.fromisoformat(p.expires_at))
+                           p.eligible, datetime.fromisoformat(p.expires_at), p.key_id,
+                           tuple(p.approvers))
 
 
 def _open_request(a: Adapters, change_id: str, role: str, purpose: str,
                   run_id: str) -> ApprovalRequest | None:
-    for event in reversed(events_of(a, change_id, EventType.APPROVAL_REQUESTED)):
-        request = _request(event)
-        if (request.role, request.purpose, request.run_id) == (role, purpose, run_id):
-            return request
-    return None
+    """The latest request of the run for `role` and `purpose`, its reissues applied."""
+    events = events_of(a, change_id, EventType.APPROVAL_REQUESTED,
+                       EventType.APPROVAL_CODES_REISSUED, EventType.APPROVAL_ATTEMPT_FAILED)
+    found: ApprovalRequest | None = None
+    for event in events:
+        if event.type == EventType.APPROVAL_REQUESTED:
+            p = payload_of(event, ApprovalRequested)
+            if (p.role, p.purpose, p.run_id) == (role, purpose, run_id):
+                found = _request(event)
+        elif found is not None and event.type == EventType.APPROVAL_CODES_REISSUED:
+            r = payload_of(event, ApprovalCodesReissued)
+            if found.about(r):
+                found = replace(found, digests={**found.digests, **r.digests}, key_id=r.key_id,
+                                wrong_codes=0 if r.withdrawn else found.wrong_codes)
+        elif found is not None:
+            f = payload_of(event, ApprovalAttemptFailed)
+            if found.about(f) and f.kind == "wrong_code":
+                found = replace(found, wrong_codes=found.wrong_codes + 1)
+    return found
+
+
+def current(a: Adapters, request: ApprovalRequest) -> ApprovalRequest:
+    """`request` as the change log holds it now (codes reissued, wrong codes counted)."""
+    found = _open_request(a, request.change_id, request.role, request.purpose, request.run_id)
+    return found or request
+
+
+def _send_codes(a: Adapters, request: ApprovalRequest, people: list[str], subject: str,
+                intro: str) -> tuple[str, dict[str, str]]:
+    """Send each of `people` a new code for `request`; the key id and their digests."""
+    key_id, key = a.change_log.keys.code_key()
+    heard = f"\napprovers: {', '.join(request.approvers)}" if request.approvers else ""
+    digests = {}
+    for person_id in people:
+        code = _new_code()
+        digests[person_id] = code_digest(code, key=key, run_id=request.run_id,
+                                         role=request.role, person_id=person_id,
+                                         salt=request.salt)
+        a.notifier.notify(Notice(
+            to=person_id, kind="approval-code", change_id=request.change_id,
+            subject=subject,
+            body=(f"{intro}\nOpen flow run {request.run_id} in Prefect, choose Resume, and "
+                  f"enter this code with your decision.\ncode: {code}\n"
+                  f"run: {request.run_id}\nrole: {request.role}\n"
+                  f"purpose: {request.purpose}\nexpires: {request.expires_at.isoformat()}"
+                  f"{heard}")))
+    return key_id, digests
 
 
 @step("request-decision")
@@ -126,30 +206,19 @@ def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str
         raise ChangeStopped(f"nobody in the roster may decide as {role!r} for {change.id} "
                             "(the author, shared accounts and who approved in another role are "
                             "excluded)")
-    salt = secrets.token_hex(16)
     expires_at = a.now() + timedelta(hours=a.settings.approval_timeout_hours)
     if in_ticket_system is not None:
         return _request_in_ticket_system(a, change, role, purpose, eligible, run_id,
                                          expires_at, in_ticket_system)
-    digests = {}
+    request = ApprovalRequest(change.id, role, purpose, run_id, secrets.token_hex(16), {},
+                              eligible, expires_at, approvers=tuple(approvers or ()))
     ask = (f"your {purpose} decision as {role} is needed" if approvers is None else
            f"record the verbal approval you heard from {' or '.join(approvers)}")
-    heard = "" if approvers is None else f"\napprovers: {', '.join(approvers)}"
-    for person_id in eligible:
-        code = _new_code()
-        digests[person_id] = code_digest(code, run_id=run_id, role=role, person_id=person_id,
-                                         salt=salt)
-        a.notifier.notify(Notice(
-            to=person_id, kind="approval-code", change_id=change.id,
-            subject=f"{change.id}: {ask}",
-            body=(f"{change.summary}\nOpen flow run {run_id} in Prefect, choose Resume, and "
-                  f"enter this code with your decision.\ncode: {code}\nrun: {run_id}\n"
-                  f"role: {role}\npurpose: {purpose}\nexpires: {expires_at.isoformat()}"
-                  f"{heard}")))
+    key_id, digests = _send_codes(a, request, eligible, f"{change.id}: {ask}", change.summary)
     record(a, change.id, EventType.APPROVAL_REQUESTED, role=role, purpose=purpose, run_id=run_id,
-           salt=salt, digests=digests, eligible=eligible, expires_at=expires_at.isoformat())
-    return ApprovalRequest(change.id, role, purpose, run_id, salt, digests, eligible,
-                           expires_at)
+           salt=request.salt, digests=digests, eligible=eligible,
+           expires_at=expires_at.isoformat(), key_id=key_id, approvers=list(approvers or ()))
+    return replace(request, digests=digests, key_id=key_id)
 
 
 def _request_in_ticket_system(a: Adapters, change: ChangeRequest, role: str, purpose: str,
@@ -167,49 +236,139 @@ def _request_in_ticket_system(a: Adapters, change: ChangeRequest, role: str, pur
     return ApprovalRequest(change.id, role, purpose, run_id, "", {}, eligible, expires_at)
 
 
-def refuse_attempt(a: Adapters, request: ApprovalRequest, claimed: str,
-                   problem: str | None) -> str | None:
-    """Record a refused form answer as a failed attempt; passes `problem` through."""
-    if problem is not None:
-        record(a, request.change_id, EventType.APPROVAL_ATTEMPT_FAILED, role=request.role,
-               purpose=request.purpose, run_id=request.run_id, claimed=claimed,
-               reason=problem)
-    return problem
+def refuse_attempt(a: Adapters, request: ApprovalRequest, claimed: str, reason: str,
+                   kind: AttemptKind) -> str:
+    """Record a refused answer as a failed attempt; returns `reason`."""
+    record(a, request.change_id, EventType.APPROVAL_ATTEMPT_FAILED, role=request.role,
+           purpose=request.purpose, run_id=request.run_id, claimed=claimed, reason=reason,
+           kind=kind)
+    return reason
 
 
-def check_code(a: Adapters, request: ApprovalRequest, person_id: str, code: str) -> str | None:
-    """Why `code` does not let `person_id` answer `request` now, or None."""
-    return code_problem(code, person_id=person_id, run_id=request.run_id, role=request.role,
-                        salt=request.salt, digests=request.digests,
-                        expires_at=request.expires_at, now=a.now())
+def _reissue(a: Adapters, request: ApprovalRequest, people: list[str], reason: str,
+             withdrawn: bool) -> None:
+    """New codes for `people` (every eligible person when `withdrawn`), recorded first."""
+    subject = (f"{request.change_id}: a new code for your {request.purpose} decision as "
+               f"{request.role}")
+    key_id, digests = _send_codes(a, request, people, subject,
+                                  f"Your earlier code no longer works: {reason}.")
+    record(a, request.change_id, EventType.APPROVAL_CODES_REISSUED, role=request.role,
+           purpose=request.purpose, run_id=request.run_id, digests=digests, key_id=key_id,
+           reason=reason, withdrawn=withdrawn)
+
+
+def _withdraw_on_guessing(a: Adapters, request: ApprovalRequest) -> None:
+    """After too many wrong codes, withdraw every code, send new ones, tell the alarm role."""
+    limits = a.config.policy.approval_codes
+    if request.wrong_codes < limits.max_wrong_codes:
+        return
+    why = (f"{request.wrong_codes} wrong codes were entered for the {request.purpose} "
+           f"decision as {request.role} on {request.change_id}")
+    _reissue(a, request, request.eligible, why, withdrawn=True)
+    told = [p.id for p in a.config.roster.holding(limits.alarm_role)]
+    for person_id in told:
+        a.notifier.notify(Notice(
+            to=person_id, kind="integrity-alarm", change_id=request.change_id,
+            subject=f"{request.change_id}: codes withdrawn after repeated wrong codes",
+            body=(f"{why} (flow run {request.run_id}). Every code of the request was "
+                  "withdrawn and new ones sent to the people asked. Someone may be guessing; "
+                  "the failed attempts and who they claimed to be are in the change log.")))
+    record(a, request.change_id, EventType.NOTIFICATION_SENT, to=told, about=why)
+
+
+def judge_answer(a: Adapters, request: ApprovalRequest, claimed: str, code: str,
+                 not_asked: Callable[[], str | None],
+                 rules: Callable[[], str | None]) -> str | None:
+    """Whether an answer with `code`, claiming to be `claimed`, may be recorded.
+
+    A wrong, expired or never-sent code is a failed attempt (`not_asked` says why
+    `claimed` was not asked, with the domain's reason); wrong codes count towards the
+    policy's cap, after which every code is withdrawn and new ones sent. A right code in
+    an answer that `rules` refuse is spent: the attempt is recorded and the person sent a
+    new code. Returns why the answer was refused, or None: the caller records it.
+    """
+    request = current(a, request)
+    try:
+        _, key = a.change_log.keys.code_key(request.key_id)
+    except ChainKeyError:
+        refused = refuse_attempt(a, request, claimed, f"the request's codes were issued under "
+                                 f"chain key {request.key_id!r}, which is no longer configured; "
+                                 "new codes were sent", "wrong_code")
+        _reissue(a, request, request.eligible, "the chain key was rotated", withdrawn=True)
+        return refused
+    refusal = code_problem(code, key=key, person_id=claimed, run_id=request.run_id,
+                           role=request.role, salt=request.salt, digests=request.digests,
+                           expires_at=request.expires_at, now=a.now())
+    if refusal is not None:
+        reason = (not_asked() or refusal.reason) if refusal.kind == "not_sent" else refusal.reason
+        refuse_attempt(a, request, claimed, reason, refusal.kind)
+        if refusal.kind == "wrong_code":
+            _withdraw_on_guessing(a, current(a, request))
+        return reason
+    problem = rules()
+    if problem is None:
+        return None
+    reason = f"{problem}; the code is spent and a new one was sent"
+    refuse_attempt(a, request, claimed, reason, "refused")
+    _reissue(a, request, [claimed], problem, withdrawn=False)
+    return reason
+
+
+def not_asked_reason(a: Adapters, change: ChangeRequest, request: ApprovalRequest,
+                     claimed: str) -> str | None:
+    """Why `claimed` was not asked for `request`.
+
+    For an approval, the domain's judgement of one by them; else who was asked.
+    """
+    if request.purpose in APPROVAL_PURPOSES:
+        candidate = Approval(role=request.role, person_id=claimed, decision=Decision.APPROVE,
+                             at=a.now(), channel=UI_CHANNEL)
+        why = refusal_of(change, candidate, approvals_of(events_of(a, change)),
+                         a.config.policy, a.config.roster)
+        if why:
+            return why
+    return (f"{claimed!r} was not asked for this {request.purpose} decision as "
+            f"{request.role} (asked: {', '.join(request.eligible)})")
 
 
 @step("judge-decision")
-def judge_decision(a: Adapters, request: ApprovalRequest, answer: ApprovalForm,
-                   event_type: str = EventType.APPROVAL_RECORDED,
+def judge_decision(a: Adapters, change: ChangeRequest, request: ApprovalRequest,
+                   answer: ApprovalForm, event_type: str = EventType.APPROVAL_RECORDED,
                    comment_required: str | None = None) -> str | None:
     """Record a decision typed into the form, or refuse it; returns why it was refused.
 
-    A wrong, expired or someone else's code is recorded as a failed attempt, with the
-    person the form claimed to be and the reason, and is not a decision; so is a blank
-    comment when `comment_required` names what the comment must hold.
+    See `judge_answer`; a blank comment when `comment_required` names what the comment
+    must hold is refused by the rules.
     """
-    problem = check_code(a, request, answer.approver, answer.code)
-    if problem is None and comment_required and not answer.comment.strip():
-        problem = f"the comment is empty; it must hold {comment_required}"
-    if refuse_attempt(a, request, answer.approver, problem):
-        return problem
+    def rules() -> str | None:
+        if comment_required and not answer.comment.strip():
+            return f"the comment is empty; it must hold {comment_required}"
+        return None
+
+    refused = judge_answer(a, request, answer.approver, answer.code,
+                           lambda: not_asked_reason(a, change, request, answer.approver), rules)
+    if refused is not None:
+        return refused
     record(a, request.change_id, event_type, answer.approver, role=request.role,
            purpose=request.purpose, person_id=answer.approver, decision=answer.decision,
            channel=UI_CHANNEL, comment=answer.comment, run_id=request.run_id)
     return None
 
 
+@step("refuse-invalid-answer")
+def refuse_invalid(a: Adapters, request: ApprovalRequest, claimed: str, reason: str) -> str:
+    """Record an answer that does not fit the form as a failed attempt.
+
+    Such an answer is written through the API, past the UI's checks; the form is then
+    shown again.
+    """
+    return refuse_attempt(a, request, claimed, reason, "invalid")
+
+
 def failed_attempts(a: Adapters, request: ApprovalRequest) -> int:
     """How many refused attempts this request has seen (keys the next form)."""
     return sum(1 for e in events_of(a, request.change_id, EventType.APPROVAL_ATTEMPT_FAILED)
-               if (p := payload_of(e, ApprovalAttemptFailed)).role == request.role
-               and (p.purpose, p.run_id) == (request.purpose, request.run_id))
+               if request.about(payload_of(e, ApprovalAttemptFailed)))
 
 
 def verdict(a: Adapters, change: ChangeRequest) -> ApprovalVerdict:

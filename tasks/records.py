@@ -14,6 +14,7 @@ from integrations.factory import Adapters
 from integrations.ports import ChangeLog, Verification
 from tasks.anchoring import AnchorCheck
 from tasks.common import record, step
+from tasks.markdown import plain
 from tasks.tickets import comment_once, link_evidence, move_ticket
 
 
@@ -86,19 +87,20 @@ def evidence_links(change: ChangeRequest) -> list[tuple[str, str]]:
 
 def evidence_markdown(rec: ChangeRecord, events: list[ChangeEvent]) -> str:
     """The change's record (policy section 7) and its event trail, as markdown."""
-    lines = [f"# {rec.change_id}: {rec.summary}", "",
+    lines = [f"# {rec.change_id}: {plain(rec.summary)}", "",
              "| field | value |", "|---|---|",
              f"| change ID | {rec.change_id} |",
              f"| category | {rec.category.value if rec.category else '-'} |",
-             f"| description | {' '.join(rec.description.split())[:300]} |",
-             f"| author | {rec.author} |",
-             f"| approvers | {', '.join(rec.approvers) or '-'} |",
+             f"| description | {plain(rec.description, limit=300)} |",
+             f"| author | {plain(rec.author)} |",
+             f"| approvers | {plain(', '.join(rec.approvers)) or '-'} |",
              f"| deployment date | {rec.deployed_at.isoformat() if rec.deployed_at else '-'} |",
              f"| outcome | {rec.outcome or rec.state} |",
-             f"| incidents | {', '.join(rec.incidents) or 'none'} |",
-             f"| service, version | {rec.service} {rec.version} |", "",
+             f"| incidents | {plain(', '.join(rec.incidents)) or 'none'} |",
+             f"| service, version | {plain(rec.service)} {plain(rec.version)} |", "",
              "## Event trail", "", "| # | time (UTC) | event | actor |", "|---|---|---|---|"]
-    lines += [f"| {e.seq} | {e.at:%Y-%m-%d %H:%M:%S} | {e.type} | {e.actor} |" for e in events]
+    lines += [f"| {e.seq} | {e.at:%Y-%m-%d %H:%M:%S} | {e.type} | {plain(e.actor)} |"
+              for e in events]
     lines += ["", f"Last event hash: `{events[-1].hash if events else '-'}`; check the whole "
               "chain with `changeflow log verify`."]
     return "\n".join(lines)

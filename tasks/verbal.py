@@ -3,8 +3,8 @@
 The CISO (or the Engineering Lead, with the reason the CISO was unavailable) approves by
 phone or in person; the person who heard it records it in the Prefect UI with their own
 one-time code: who approved, when, over which channel. The domain rules judge it before
-it is recorded, so a refused one (no reason for the fallback, the approver recording
-their own word) is a failed attempt and the form is shown again. The approver is then
+it is recorded, so a refused one (no reason for the fallback, the approver or the change's
+author recording it) is a failed attempt and the form is shown again. The approver is then
 asked to confirm; until they do, the approval is an open item of the change.
 """
 
@@ -16,13 +16,18 @@ from typing import Literal
 from prefect.input import RunInput
 from pydantic import Field, create_model
 
-from domain.approvals import VERBAL_CHANNEL, check_approvals, eligible_approvers
+from domain.approvals import (
+    VERBAL_CHANNEL,
+    check_approvals,
+    eligible_approvers,
+    verbal_recorders,
+)
 from domain.emergency import confirmation_obligation
 from domain.events import EventType
 from domain.models import Approval, ChangeRequest, Decision, Notice
 from domain.policy import ApprovalRequirement
 from integrations.factory import Adapters
-from tasks.approvals import ApprovalRequest, check_code, dropdown, refuse_attempt
+from tasks.approvals import ApprovalRequest, dropdown, judge_answer
 from tasks.common import record, step
 
 PURPOSE = "verbal-approval"
@@ -31,7 +36,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 
 class VerbalApprovalForm(RunInput):
-    """The resume form for recording a verbal approval. Dropdowns list who may be named."""
+    """The resume form for recording a verbal approval. Dropdowns list the roster."""
 
     approver: str = Field(description="Who gave the approval")
     recorder: str = Field(description="Who you are: you heard the approval")
@@ -46,7 +51,7 @@ class VerbalApprovalForm(RunInput):
 
 
 def verbal_form_for(approvers: list[str], recorders: list[str]) -> type[VerbalApprovalForm]:
-    """The form with `approver` and `recorder` as dropdowns of who may be named."""
+    """The form with `approver` and `recorder` as dropdowns (see `everyone`)."""
     return create_model("VerbalApprovalForm", __base__=VerbalApprovalForm,
                         approver=dropdown(approvers, "Who gave the approval"),
                         recorder=dropdown(recorders, "Who you are: you heard it"))
@@ -62,11 +67,8 @@ def verbal_approvers(a: Adapters, change: ChangeRequest,
 
 
 def recorders(a: Adapters, change: ChangeRequest) -> list[str]:
-    """Who may record a verbal approval: the author and the policy's recorder roles."""
-    roster = a.config.roster
-    people = [change.author] + [p.id for role in a.config.policy.emergency.recorder_roles
-                                for p in roster.holding(role)]
-    return list(dict.fromkeys(people))
+    """Who may record a verbal approval (the policy's recorder roles, never the author)."""
+    return [p.id for p in verbal_recorders(change, a.config.policy, a.config.roster)]
 
 
 def _role(a: Adapters, requirement: ApprovalRequirement, approver: str) -> str:
@@ -79,23 +81,33 @@ def _role(a: Adapters, requirement: ApprovalRequirement, approver: str) -> str:
 @step("judge-verbal-approval")
 def judge_verbal(a: Adapters, change: ChangeRequest, requirement: ApprovalRequirement,
                  request: ApprovalRequest, answer: VerbalApprovalForm) -> str | None:
-    """Record a verbal approval, or refuse it as a failed attempt; returns why refused."""
+    """Record a verbal approval, or refuse it as a failed attempt; returns why refused.
+
+    The recorder's code is judged as any decision's (`judge_answer`); the domain then
+    judges the approval with its recorder, so a refused one spends the code.
+    """
     now = a.now()
     given = answer.given_at or now
     given = given.replace(tzinfo=UTC) if given.tzinfo is None else given
-    problem = check_code(a, request, answer.recorder, answer.code)
-    if problem is None and given > now + CLOCK_SKEW:
-        problem = f"given_at {given.isoformat()} is in the future"
     candidate = Approval(role=_role(a, requirement, answer.approver),
                          person_id=answer.approver, decision=Decision.APPROVE, at=now,
                          channel=VERBAL_CHANNEL, comment=answer.comment,
                          fallback_reason=answer.fallback_reason.strip() or None,
                          recorded_by=answer.recorder)
-    if problem is None:
+
+    def rules() -> str | None:
+        if given > now + CLOCK_SKEW:
+            return f"given_at {given.isoformat()} is in the future"
         judged = check_approvals(change, [candidate], a.config.policy, a.config.roster)
-        problem = "; ".join(judged.problems) if judged.problems else None
-    if refuse_attempt(a, request, answer.recorder, problem):
-        return problem
+        return "; ".join(judged.problems) if judged.problems else None
+
+    def not_asked() -> str | None:
+        return rules() or (f"{answer.recorder!r} may not record this verbal approval "
+                           f"(recorders: {', '.join(request.eligible)})")
+
+    refused = judge_answer(a, request, answer.recorder, answer.code, not_asked, rules)
+    if refused is not None:
+        return refused
     record(a, change.id, EventType.APPROVAL_RECORDED, answer.recorder, role=candidate.role,
            requested_role=request.role, purpose=PURPOSE, person_id=answer.approver,
            decision="approve", channel=VERBAL_CHANNEL, via=answer.channel,

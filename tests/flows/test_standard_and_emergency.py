@@ -77,11 +77,11 @@ def test_an_emergency_is_approved_verbally_deployed_at_once_and_owes_its_follow_
     assert result["outcome"] == "succeeded"
     events = stack.adapters.change_log.events("CHG-201")
     (verbal,) = [e for e in events if e.type == "approval_recorded"]
-    assert verbal.actor == "alice"  # the recorder, with her own code
+    assert verbal.actor == "erin"  # the recorder (never the author), with her own code
     assert {k: verbal.payload[k] for k in ("person_id", "role", "channel", "via",
                                            "recorded_by")} == {
         "person_id": "carol", "role": "ciso", "channel": "verbal", "via": "phone",
-        "recorded_by": "alice"}
+        "recorded_by": "erin"}
     bypassed = [e.payload["gate"] for e in events if e.type == "gate_bypassed"]
     assert bypassed == ["code_review", "staging_validation"]
     gates = next(e for e in events if e.type == "gates_passed").payload["gates"]
@@ -103,8 +103,8 @@ def test_an_emergency_is_approved_verbally_deployed_at_once_and_owes_its_follow_
 
 
 def lead_without_reason_first(notices: list[CodeNotice], attempt: int) -> dict[str, Any]:
-    first = notices[0]
-    form = {"approver": "erin", "recorder": first.to, "code": first.code, "channel": "phone"}
+    oscar = next(n for n in notices if n.to == "oscar")  # erin may not record her own word
+    form = {"approver": "erin", "recorder": oscar.to, "code": oscar.code, "channel": "phone"}
     if attempt > 0:
         form["fallback_reason"] = "the CISO is on a flight until 18:00"
     return form
@@ -118,7 +118,8 @@ def test_a_verbal_approval_by_the_lead_without_a_reason_is_refused(stack: Stack)
     (refused,) = [e for e in events if e.type == "approval_attempt_failed"]
     assert refused.payload["reason"] == (
         "Erin Lead (erin) approved as 'engineering_lead' in place of 'ciso' without a "
-        "fallback_reason (why the ciso was unavailable)")
+        "fallback_reason (why the ciso was unavailable); the code is spent and a new one "
+        "was sent")
     (accepted,) = [e for e in events if e.type == "approval_recorded"]
     assert accepted.payload["role"] == "engineering_lead"
     assert accepted.payload["fallback_reason"] == "the CISO is on a flight until 18:00"

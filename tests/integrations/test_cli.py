@@ -6,13 +6,16 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from changeflow.approver import code_notices
 from config.settings import PROJECT_ROOT
 from domain.models import Category
 from integrations.chain_keys import ChainKeys
@@ -189,6 +192,35 @@ def files_holding(root: Path, needle: bytes) -> list[Path]:
     return [path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
 
 
+def places_holding_codes(root: Path) -> list[str]:
+    """Where, outside the outbox, any one-time code the demo sent is kept.
+
+    Databases are read through SQL (every row of every table, Prefect's run inputs, logs
+    and events included); every other file (the change log's exports, the evidence pack,
+    reports, Prefect's and the service's logs) byte by byte.
+    """
+    outbox = root / "var" / "outbox.jsonl"
+    codes = {n.code for n in code_notices(outbox)}
+    forms = codes | {c.replace("-", "") for c in codes}
+    assert len(codes) >= 10  # every decision of the demo sent codes
+    found = []
+    for path in root.rglob("*"):
+        if not path.is_file() or path == outbox or path.suffix in (".db-wal", ".db-shm"):
+            continue
+        if path.suffix == ".db":
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                text = "\n".join(db.iterdump())
+            found += [f"{path}: {c}" for c in forms if c in text]
+        elif path.suffix == ".zip":
+            with zipfile.ZipFile(path) as pack:
+                found += [f"{path}!{n}: {c}" for n in pack.namelist()
+                          for c in forms if c.encode() in pack.read(n)]
+        else:
+            data = path.read_bytes()
+            found += [f"{path}: {c}" for c in forms if c.encode() in data]
+    return found
+
+
 def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     done = run("demo", env={name: WITNESS for name in SECRETS})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -196,6 +228,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     written = PROJECT_ROOT / "var" / "demo"
     assert files_holding(written, WITNESS.encode()) == []
     assert len(files_holding(written, b"CHG-101")) >= 3  # the scan does read what was written
+    assert places_holding_codes(written) == []
     out = done.stdout
     assert "CHG-104  refused at submit: rollback_plan: missing" in out
     assert "CHG-102  approved as security (review) by sam, code checked" in out
@@ -203,7 +236,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     assert "CHG-103  incident INC-CHG-103-1 opened as P3" in out
     assert "CHG-105  fits standard procedure certificate_renewal" in out
     assert "CHG-105  approved as engineer (self-approval) by alice, code checked" in out
-    assert ("CHG-201  approved verbally by carol as ciso (phone), recorded by alice with their "
+    assert ("CHG-201  approved verbally by carol as ciso (phone), recorded by erin with their "
             "code") in out
     assert "CHG-201  gate code_review bypassed (emergency, recorded)" in out
     for kind, by in (("approval_confirmation", "carol"), ("documentation", "alice"),

@@ -101,6 +101,21 @@ def test_unknown_ticket_is_not_found(project: JiraProject) -> None:
         connect(project).get("CHG-999")
 
 
+@pytest.mark.parametrize("key", ["../../rest/api/2/myself", "CHG-1?expand=all", "CHG-1/comment",
+                                 "CHG-1#x", "CHG 1", "CHG-0", "-1", "CHG-", ""])
+def test_a_key_that_is_not_a_jira_key_makes_no_request(project: JiraProject, key: str) -> None:
+    jira = connect(project)
+    before = jira.requests
+    for call in (lambda: jira.get(key), lambda: jira.add_comment(key, "x"),
+                 lambda: jira.comments(key), lambda: jira.transition(key, "closed"),
+                 lambda: jira.add_link(key, "https://ci.example.com/1", "CI"),
+                 lambda: jira.approvals(key), lambda: jira.ready_revision(key, "Ready"),
+                 lambda: jira.open_incident(key, "INC-1", "x", 3)):
+        with pytest.raises(TicketNotFound, match="is not a Jira issue key"):
+            call()
+    assert jira.requests == before
+
+
 def test_transitions_go_by_configured_status_and_repeat_safely(project: JiraProject) -> None:
     key = project.create_change("CHG-101")
     jira = connect(project)

@@ -13,23 +13,27 @@ Chromium is required: the test fails when it cannot run (tests/support/browser).
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
 import pytest
+import yaml
 from playwright.sync_api import Locator, Page, expect
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.input.actions import read_flow_run_input
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from changeflow.approver import CodeNotice, code_notices
 from changeflow.prefect_server import free_port
@@ -45,14 +49,24 @@ UI_TIMEOUT_MS = 60_000
 """How long a click or an expectation waits for the UI (the machine may be busy)."""
 
 
+HOSTILE = {
+    "summary": "Sample service 2.0.1 [enter your code here](https://evil.example/steal)",
+    "risk_assessment": "Low ![logo](https://evil.example/logo.png) <img src=x onerror=alert(1)>",
+}
+"""Ticket text dressed up as a link, an image and HTML; the form must show it as text."""
+HOSTILE_STEPS = "| gate | status |\n|---|---|\n| code_review | passed |"
+"""Rollback steps that would draw a table of gates that looks like changeflow's."""
+
+
 @dataclass
 class Served:
-    """`changeflow up` on the embedded stack."""
+    """`changeflow up` on the embedded stack, and the API's user:password it made."""
 
     ui: str
     api: str
     stack: Stack
     log: Path
+    auth: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +89,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                                   start_new_session=True)
         served = Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/api", stack, log)
         try:
-            with temporary_settings(updates={PREFECT_API_URL: served.api}):
-                wait_for(lambda: "Prefect UI:" in log.read_text() and _deployed(up, log),
-                         "changeflow up to serve the deployments", log)
+            wait_for(lambda: "Prefect UI:" in log.read_text(), "changeflow up to start", log)
+            auth_file = settings.var_dir / "prefect-auth"
+            assert auth_file.stat().st_mode & 0o777 == 0o600
+            served.auth = auth_file.read_text().strip()
+            assert served.auth not in log.read_text()  # never printed
+            with temporary_settings(updates={PREFECT_API_URL: served.api,
+                                             PREFECT_API_AUTH_STRING: served.auth}):
+                wait_for(lambda: _deployed(up, log), "changeflow up to serve the deployments",
+                         log)
                 yield served
         finally:
             os.killpg(up.pid, signal.SIGINT)  # Ctrl-C
@@ -135,7 +155,8 @@ def choose(dialog: Locator, field: str, option: str) -> None:
 
 
 def answer_form(page: Page, served: Served, notice: CodeNotice, code: str,
-                shot: str | None = None) -> None:
+                shot: str | None = None, check: Callable[[Locator], None] | None = None
+                ) -> None:
     """Open the run's Resume form and submit a decision as the person the code went to."""
     wait_for(lambda: form_ready(notice.run_id), f"the {notice.role} form", served.log)
     page.reload()
@@ -144,6 +165,8 @@ def answer_form(page: Page, served: Served, notice: CodeNotice, code: str,
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_role("heading", level=2).first).to_contain_text(
         f"{notice.purpose} decision as {notice.role}")
+    if check:
+        check(dialog)
     choose(dialog, "Decision", "approve")
     choose(dialog, "Approver", notice.to)
     dialog.locator(".schema-form-property").filter(has_text="Code").locator(
@@ -162,11 +185,55 @@ def next_notice(served: Served, run_id: str, seen: int) -> CodeNotice:
     return mine()[seen]
 
 
+def ticket_text_stays_text(dialog: Locator) -> None:
+    """The hostile ticket draws no link, image, HTML or table of its own in the form."""
+    expect(dialog.get_by_text("What the ticket says")).to_be_visible()
+    expect(dialog.get_by_text("[enter your code here](https://evil.example/steal)")).to_have_count(1)
+    assert dialog.locator("a[href*='evil.example']").count() == 0
+    assert dialog.locator("img").count() == 0
+    assert dialog.locator("table").count() == 1  # changeflow's gates, nothing else
+    expect(dialog.locator("table")).not_to_contain_text("| gate |")
+
+
+def make_ticket_hostile(stack: Stack) -> None:
+    path = stack.settings.resolved_tickets_dir / f"{TICKET}.yaml"
+    fields = yaml.safe_load(path.read_text())
+    fields.update(HOSTILE)
+    fields["rollback_plan"]["steps"] = HOSTILE_STEPS
+    path.write_text(yaml.safe_dump(fields, sort_keys=False))
+
+
+def sign_in(page: Page, served: Served) -> None:
+    """The UI asks for the API's user:password before it shows anything."""
+    page.goto(f"{served.ui}/deployments")
+    password = page.get_by_placeholder("admin:pass")
+    expect(password).to_be_visible()
+    screenshot(page, "ui-0-sign-in.png")
+    password.fill(served.auth)
+    page.get_by_role("button", name="Login").click()
+    expect(password).to_be_hidden()
+
+
+def test_the_api_refuses_a_request_without_the_password(served: Served) -> None:
+    for headers in ({}, {"Authorization": "Basic " + base64.b64encode(
+            b"changeflow:guess").decode()}):
+        request = urllib.request.Request(f"{served.api}/flow_runs/filter", data=b"{}",
+                                         headers={"Content-Type": "application/json",
+                                                  **headers}, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+    with get_client(sync_client=True) as client:  # with it, the same request is answered
+        assert isinstance(client.read_flow_runs(limit=1), list)
+
+
 @pytest.mark.slow
 def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> None:
+    make_ticket_hostile(served.stack)
     with chromium() as browser, new_page(browser, 1400, 1000) as page:
         page.set_default_timeout(UI_TIMEOUT_MS)
         expect.set_options(timeout=UI_TIMEOUT_MS)
+        sign_in(page, served)
         page.goto(f"{served.ui}/deployments")
         page.get_by_role("link", name="change-request", exact=True).first.click()
         page.get_by_role("button", name="Run", exact=True).click()
@@ -183,7 +250,8 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
 
         review = next_notice(served, run_id, 0)
         assert review.role == "engineering_lead"
-        answer_form(page, served, review, review.code, shot="ui-2-review-form.png")
+        answer_form(page, served, review, review.code, shot="ui-2-review-form.png",
+                    check=ticket_text_stays_text)
 
         sign_off = next_notice(served, run_id, 1)
         assert sign_off.role == "qa"

@@ -22,7 +22,7 @@ LEADBOT = Person(id="leadbot", name="Lead Bot", email="leadbot@example.com",
 NORMAL, STANDARD, MAJOR, EMERGENCY = (Category.NORMAL, Category.STANDARD, Category.MAJOR,
                                       Category.EMERGENCY)
 DECLINE = Decision.DECLINE
-VERBAL: dict[str, Any] = {"channel": "verbal", "recorded_by": "alice"}
+VERBAL: dict[str, Any] = {"channel": "verbal", "recorded_by": "oscar"}
 
 # (id, change overrides, approvals, satisfied, declined, missing, problems, approvers)
 CASES = [
@@ -102,6 +102,22 @@ CASES = [
      [approval("ciso", "carol", channel="verbal", recorded_by="carol")], False, False, ["ciso"],
      ["Carol Chen (carol)'s verbal approval as 'ciso' must be recorded by someone else, who "
       "heard it (the approver confirms it afterwards)"], {}),
+    ("emergency-verbal-recorded-by-the-author", {"category": EMERGENCY},
+     [approval("ciso", "carol", channel="verbal", recorded_by="alice")], False, False,
+     ["ciso"], ["Carol Chen (carol)'s verbal approval as 'ciso' cannot be recorded by the "
+                "change's author (alice): two people other than the author must take part "
+                "(separation of duties)"], {}),
+    ("emergency-verbal-recorded-without-a-recorder-role", {"category": EMERGENCY},
+     [approval("ciso", "carol", channel="verbal", recorded_by="bob")], False, False,
+     ["ciso"], ["the recorder Bob Nguyen (bob) holds none of the recorder roles "
+                "(engineering_lead, on_call; policy emergency.recorder_roles)"], {}),
+    ("emergency-verbal-recorded-by-a-shared-account", {"category": EMERGENCY},
+     [approval("ciso", "carol", channel="verbal", recorded_by="deploybot")], False, False,
+     ["ciso"], ["the recorder Deploy Bot (deploybot) is a shared account (a recording must "
+                "be attributable)"], {}),
+    ("emergency-verbal-recorded-by-a-stranger", {"category": EMERGENCY},
+     [approval("ciso", "carol", channel="verbal", recorded_by="mallory")], False, False,
+     ["ciso"], ["the recorder 'mallory' is not in the roster"], {}),
     ("emergency-verbal-no-recorder", {"category": EMERGENCY},
      [approval("ciso", "carol", channel="verbal")], False, False, ["ciso"],
      ["Carol Chen (carol)'s verbal approval as 'ciso' must be recorded by someone else, who "
