@@ -75,7 +75,7 @@ def eligible_approvers(requirement: ApprovalRequirement, change: ChangeRequest,
     holders = roster.holding(role)
     if requirement.self_approval:
         return [p for p in holders if p.id == change.author]
-    return [p for p in holders if p.id != change.author]
+    return [p for p in holders if not change.by(p.id)]
 
 
 def _who(person_id: str, person: Person | None) -> str:
@@ -113,16 +113,19 @@ def _refusal(approval: Approval, req: ApprovalRequirement, fallback: bool,
     if not req.self_approval and person.id == change.author:
         return (f"{who} is the change's author and cannot approve it as {role!r} "
                 "(separation of duties)")
+    if not req.self_approval and change.by(person.id):
+        return (f"{who} wrote code in the change's pull request and cannot approve it as "
+                f"{role!r} (separation of duties)")
     if req.verbal and approval.channel != VERBAL_CHANNEL:
         return (f"{who} approved as {role!r} via {approval.channel!r}, but this approval "
                 f"must be given verbally (channel {VERBAL_CHANNEL!r})")
     if req.verbal and approval.recorded_by in (None, person.id):
         return (f"{who}'s verbal approval as {role!r} must be recorded by someone else, who "
                 "heard it (the approver confirms it afterwards)")
-    if req.verbal and approval.recorded_by == change.author:
-        return (f"{who}'s verbal approval as {role!r} cannot be recorded by the change's "
-                f"author ({change.author}): two people other than the author must take "
-                "part (separation of duties)")
+    if req.verbal and approval.recorded_by and change.by(approval.recorded_by):
+        return (f"{who}'s verbal approval as {role!r} cannot be recorded by "
+                f"{approval.recorded_by}, who wrote the change: two people other than its "
+                "writers must take part (separation of duties)")
     if fallback and not (approval.fallback_reason or "").strip():
         return (f"{who} approved as {role!r} in place of {req.role!r} without a "
                 f"fallback_reason (why the {req.role} was unavailable)")
@@ -152,7 +155,7 @@ def verbal_recorders(change: ChangeRequest, policy: Policy, roster: Roster) -> l
     (the approver themselves is refused when the approval is judged).
     """
     people = {p.id: p for role in policy.emergency.recorder_roles for p in roster.holding(role)}
-    return [p for _, p in sorted(people.items()) if p.id != change.author]
+    return [p for _, p in sorted(people.items()) if not change.by(p.id)]
 
 
 def _recorder_refusal(approval: Approval, policy: Policy, roster: Roster) -> str | None:

@@ -48,6 +48,9 @@ class PullRequest(Frozen):
         changed_paths: every path the pull request touches, in the host's order; a
             renamed file contributes its old path too.
         reviews: every review, oldest first.
+        commit_logins: the logins of its commits' authors and committers, in order of
+            first appearance (a commit whose e-mail GitHub links to no account adds
+            none).
     """
 
     repo: str
@@ -61,6 +64,7 @@ class PullRequest(Frozen):
     merge_commit_sha: str | None
     changed_paths: list[str]
     reviews: list[Review]
+    commit_logins: list[str] = []
 
 
 class CheckRun(Frozen):

@@ -54,7 +54,7 @@ def code_review_gate(change: ChangeRequest, policy: Policy, roster: Roster) -> G
             excluded.append(f"{rid!r} is not in the roster")
         elif person.shared_account:
             excluded.append(f"{rid!r} is a shared account")
-        elif rid == change.author and not rules.author_may_review:
+        elif change.by(rid) and not rules.author_may_review:
             excluded.append(f"{rid!r} is the author")
         else:
             counted.append(rid)

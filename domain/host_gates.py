@@ -102,6 +102,8 @@ def _not_counted(login: str, review: Review, pr: PullRequest, author: str | None
     pr_author = roster.by_github_login(pr.author)
     if (person.id == author or person == pr_author) and not author_may_review:
         return f"{login} is the author"
+    if login.lower() in {c.lower() for c in pr.commit_logins} and not author_may_review:
+        return f"{login} authored or committed commits of the pull request"
     return None
 
 
@@ -198,8 +200,8 @@ def waiver_problem(waiver: SastWaiver, change: ChangeRequest, roster: Roster,
         return f"{waiver.approved_by} holds no security role ({', '.join(sorted(WAIVER_ROLES))})"
     if person.shared_account:
         return f"{waiver.approved_by} is a shared account"
-    if person.id == change.author:
-        return f"{waiver.approved_by} is the change's author"
+    if change.by(person.id):
+        return f"{waiver.approved_by} wrote the change (its author or a contributor)"
     if waiver.expires < now.date():
         return f"it expired on {waiver.expires.isoformat()}"
     return None

@@ -174,6 +174,14 @@ class ChangeRequest(Frozen):
     change_kind: str | None = None
     emergency_trigger: str | None = None
     incident_ref: str | None = None
+    contributors: list[str] = []
+    """Roster ids of who else wrote the change, from the code host: the pull request's
+    author and its commits' authors and committers. Like the author, none of them may
+    approve, review or sign off the change."""
+
+    def by(self, person_id: str) -> bool:
+        """Whether `person_id` wrote the change: its author or a contributor."""
+        return person_id == self.author or person_id in self.contributors
 
 
 class Approval(Frozen):

@@ -144,7 +144,7 @@ def test_and_sign_off(a: Adapters, change: ChangeRequest) -> None:
         test_in_staging(a, change)
     if decision_of(a, change, SIGN_OFF_ROLE, "staging-sign-off") is None:
         eligible = _free(a, change, [p.id for p in a.config.roster.holding(SIGN_OFF_ROLE)
-                                     if p.id != change.author])
+                                     if not change.by(p.id)])
         answer = approve(a, change, SIGN_OFF_ROLE, "staging-sign-off", eligible, run_id())
         if answer.decision is Decision.DECLINE:
             raise reject_change(a, change, "the staging sign-off",

@@ -197,12 +197,19 @@ class GitHubCodeHost:
         if isinstance(changed, int) and not isinstance(changed, bool) and changed > len(files):
             raise CodeHostError(f"GitHub lists only part of the files of {what} "
                                 f"({len(files)} of {changed} changed files)")
+        commits = self._items(f"{path}/commits", f"commits of {what}")
+        count = pull.data.get("commits")
+        if isinstance(count, int) and not isinstance(count, bool) and count > len(commits):
+            raise CodeHostError(f"GitHub lists only part of the commits of {what} "
+                                f"({len(commits)} of {count}): their authors cannot all be "
+                                "checked against the approvers")
         return PullRequest(
             repo=repo, number=pull.number("number"), url=pull.text("html_url"),
             author=pull.login("user"), title=pull.text("title"),
             head_sha=pull.sub("head").text("sha"), base_branch=pull.sub("base").text("ref"),
             merged=pull.flag("merged"), merge_commit_sha=pull.opt_text("merge_commit_sha"),
-            changed_paths=_changed_paths(files, f"files of {what}"), reviews=reviews)
+            changed_paths=_changed_paths(files, f"files of {what}"), reviews=reviews,
+            commit_logins=_commit_logins(commits, f"commits of {what}"))
 
     def pull_requests_for_commit(self, repo: str, sha: str) -> list[int]:
         """The pull requests GitHub associates with commit `sha`, by number, ascending.
@@ -426,6 +433,18 @@ def _repo(repo: str) -> str:
     if not _REPO.match(repo) or any(part in (".", "..") for part in repo.split("/")):
         raise CodeHostError(f"{repo!r} is not a repository (expected owner/name)")
     return repo
+
+
+def _commit_logins(commits: list[Any], what: str) -> list[str]:
+    """The logins of the commits' authors and committers, where GitHub links an account."""
+    logins: list[str] = []
+    for n, raw in enumerate(commits):
+        fields = _Fields(raw, what, f"[{n}]")
+        for role in ("author", "committer"):
+            person = fields.opt_sub(role)
+            if person is not None:
+                logins.append(person.text("login"))
+    return list(dict.fromkeys(logins))
 
 
 def _changed_paths(files: list[Any], what: str) -> list[str]:

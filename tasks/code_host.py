@@ -99,10 +99,12 @@ def needs_host(a: Adapters, change: ChangeRequest) -> bool:
 
 
 def with_pull_request(a: Adapters, change: ChangeRequest) -> ChangeRequest | list[str]:
-    """At submit: the change with its pull request's changed paths added, or the problems.
+    """At submit: the change with its pull request's paths and writers, or the problems.
 
     The paths decide who must approve (Security for authentication, data access or
-    encryption code), so they are taken from the host, not only from the ticket.
+    encryption code), so they are taken from the host, not only from the ticket. The
+    pull request's author and its commits' authors and committers (by `github_login`)
+    become the change's `contributors`: none of them may approve it.
     """
     if not needs_host(a, change):
         return change
@@ -114,7 +116,11 @@ def with_pull_request(a: Adapters, change: ChangeRequest) -> ChangeRequest | lis
     except CodeHostError as exc:
         return [f"evidence.code_review.pull_request: cannot be read: {exc}"]
     paths = list(dict.fromkeys([*change.changed_paths, *pr.changed_paths]))
-    return change.model_copy(update={"changed_paths": paths})
+    roster = a.config.roster
+    wrote = [p.id for login in [pr.author, *pr.commit_logins]
+             if (p := roster.by_github_login(login)) is not None and p.id != change.author]
+    return change.model_copy(update={"changed_paths": paths,
+                                     "contributors": list(dict.fromkeys(wrote))})
 
 
 def gate_evidence(a: Adapters, change: ChangeRequest) -> HostEvidence | str:

@@ -41,7 +41,7 @@ def owners(a: Adapters, change: ChangeRequest, role: str) -> list[str]:
     """
     if role == "engineer":
         return [change.author]
-    return [p.id for p in a.config.roster.holding(role) if p.id != change.author]
+    return [p.id for p in a.config.roster.holding(role) if not change.by(p.id)]
 
 
 @step("open-obligations")

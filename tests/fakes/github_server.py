@@ -62,6 +62,8 @@ DOCS = "https://docs.github.com/rest"
 DEPLOYMENT_STATES = ("error", "failure", "inactive", "in_progress", "queued", "pending",
                      "success")
 _Reply = tuple[int, Any]
+MAX_LISTED_COMMITS = 250
+"""GitHub's pull-request commits endpoint lists no more than this."""
 _PULL_DETAILS = ("merged", "merged_by", "commits", "changed_files", "additions", "deletions")
 _BAD_JSON = object()
 
@@ -139,6 +141,8 @@ class _Pull:
     reviews: list[_Review] = field(default_factory=list)
     merged_at: datetime | None = None
     merge_commit_sha: str | None = None
+    people: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    """Each commit's author and committer logins (None: an e-mail GitHub cannot link)."""
 
     @property
     def head_sha(self) -> str:
@@ -495,17 +499,24 @@ class FakeGitHub:
             found.pulls[number] = _Pull(
                 number, author, title, head_ref, base or found.default_branch, [head_sha],
                 [(f, None) if isinstance(f, str) else (f[0], f[1]) for f in files],
-                created_at or datetime.now(UTC))
+                created_at or datetime.now(UTC), people={head_sha: (author, author)})
             found.branches[head_ref] = head_sha
             found.commits.add(head_sha)
         return number
 
-    def push(self, repo: str, number: int, sha: str | None = None) -> str:
-        """Push a new head commit to the pull request; returns its sha."""
+    def push(self, repo: str, number: int, sha: str | None = None, *,
+             author: str | None = "", committer: str | None = "") -> str:
+        """Push a new head commit to the pull request; returns its sha.
+
+        `author` and `committer` are logins (the pull request's author by default; None
+        for an e-mail GitHub links to no account).
+        """
         sha = sha or new_sha()
         with self._lock:
             found = self._repo(repo)
             pull = found.pulls[number]
+            pull.people[sha] = (pull.author if author == "" else author,
+                                pull.author if committer == "" else committer)
             pull.commits.append(sha)
             found.branches[pull.head_ref] = sha
             found.commits.add(sha)
@@ -661,6 +672,21 @@ class FakeGitHub:
             "commits": len(pull.commits), "changed_files": len(pull.files),
             "additions": 10 * len(pull.files), "deletions": 0}
 
+    def _commit_json(self, repo: _Repo, sha: str, author: str | None,
+                     committer: str | None) -> dict[str, Any]:
+        def who(login: str | None) -> dict[str, Any]:
+            name = login or "Unlinked Person"
+            return {"name": name, "email": f"{name.lower().replace(' ', '.')}@example.com",
+                    "date": github_time(datetime.now(UTC))}
+
+        return {"sha": sha, "node_id": f"C_{sha[:8]}", "url": f"{self._api(repo)}/commits/{sha}",
+                "html_url": f"{HTML}/{repo.full_name}/commit/{sha}",
+                "commit": {"author": who(author), "committer": who(committer),
+                           "message": "a commit", "tree": {"sha": sha}},
+                "author": self._user(author) if author else None,
+                "committer": self._user(committer) if committer else None,
+                "parents": []}
+
     def _pull_simple_json(self, repo: _Repo, pull: _Pull) -> dict[str, Any]:
         """A pull request as GitHub lists it: without the counts and merge details."""
         full = self._pull_json(repo, pull)
@@ -813,6 +839,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("GET", _R + r"/pulls/(?P<number>\d+)", "pull"),
         ("GET", _R + r"/pulls/(?P<number>\d+)/reviews", "reviews"),
         ("GET", _R + r"/pulls/(?P<number>\d+)/files", "files"),
+        ("GET", _R + r"/pulls/(?P<number>\d+)/commits", "pull_commits"),
         ("GET", _R + r"/branches/(?P<branch>.+)/protection/required_status_checks",
          "required_status_checks"),
         ("GET", _R + r"/commits/(?P<ref>[^/]+)/check-runs", "check_runs"),
@@ -936,6 +963,14 @@ class _Api:
         listed = pull.files[:self.fake.max_listed_files]
         return 200, [self.fake._file_json(repo, pull, name, previous)
                      for name, previous in self._paged(call, headers, listed)]
+
+    def pull_commits(self, call: _Call, headers: dict[str, str], repo: _Repo,
+                     number: str) -> _Reply:
+        """GitHub lists at most 250 commits of a pull request, oldest first."""
+        pull = self._pull(repo, number)
+        listed = pull.commits[:MAX_LISTED_COMMITS]
+        return 200, [self.fake._commit_json(repo, sha, *pull.people.get(sha, (None, None)))
+                     for sha in self._paged(call, headers, listed)]
 
     def commit_pulls(self, call: _Call, headers: dict[str, str], repo: _Repo,
                      ref: str) -> _Reply:

@@ -112,6 +112,26 @@ def test_paths_in_the_pull_request_ask_for_security_even_if_the_ticket_did_not(
     assert "security" in roles
 
 
+def test_who_wrote_commits_of_the_pull_request_may_not_approve_the_change(
+        stack: Stack, github: FakeGitHub) -> None:
+    """The ticket's author is alice; erin (the only lead) pushed a commit to the pull
+    request: she is never asked to review it, and her review on GitHub does not count."""
+    number = github.add_pull(REPO, "alice-m", "Paginate the orders list",
+                             files=("src/orders/list.py",))
+    head = github.push(REPO, number, author="erin-lead", committer="web-flow")
+    github.review(REPO, number, "erin-lead")
+    github.review(REPO, number, "bob-n")
+    github.add_check_run(REPO, head, CHECK)
+    github.add_analysis(REPO, head, f"refs/pull/{number}/head")
+    link(stack, number)
+    with pytest.raises(ChangeStopped, match="nobody in the roster may decide as "
+                                            "'engineering_lead' for CHG-101"):
+        change_request("CHG-101")
+    (submitted,) = events(stack, "CHG-101", "change_submitted")
+    assert submitted["change"]["contributors"] == ["erin"]
+    assert events(stack, "CHG-101", "approval_requested") == []
+
+
 def test_a_ticket_without_a_pull_request_is_refused_at_submit(stack: Stack) -> None:
     with pytest.raises(ChangeStopped, match="evidence.code_review.pull_request: link"):
         change_request("CHG-101")

@@ -244,8 +244,8 @@ ERIN_AS_LEAD_AND_RECORDER = (
     "Erin Lead (erin)'s verbal approval as 'engineering_lead' must be recorded by someone "
     "else, who heard it (the approver confirms it afterwards)" + SPENT)
 ALICE_RECORDS_HER_OWN = (
-    "Carol Chen (carol)'s verbal approval as 'ciso' cannot be recorded by the change's "
-    "author (alice): two people other than the author must take part (separation of duties)")
+    "Carol Chen (carol)'s verbal approval as 'ciso' cannot be recorded by alice, who wrote "
+    "the change: two people other than its writers must take part (separation of duties)")
 WRONG_CODE = "the code is wrong for this person, run and role"
 
 CASES = [

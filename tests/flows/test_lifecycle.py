@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from markdown_it import MarkdownIt
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
@@ -80,17 +81,25 @@ def test_a_ticket_without_rollback_plan_is_refused_and_nothing_else_happens(
 
 
 def test_the_run_leaves_an_evidence_artifact(stack: Stack, approver: ScriptedApprover) -> None:
+    """Its fields as text: a summary written as a link and an image draws neither."""
+    path = stack.settings.resolved_tickets_dir / "CHG-101.yaml"
+    ticket = yaml.safe_load(path.read_text())
+    ticket["summary"] += " [log in](https://evil.example/x) ![](https://evil.example/i.png)"
+    path.write_text(yaml.safe_dump(ticket, sort_keys=False))
     change_request("CHG-101")
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(  # the session's server may hold older ones
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["evidence-chg-101"])),
             sort=ArtifactSort.CREATED_DESC)
     assert artifacts, "no evidence artifact"
-    markdown = str(artifacts[0].data)
-    for field in ("| change ID | CHG-101 |", "| author | alice |",
-                  "| approvers | engineering_lead:erin, qa:quinn |", "| outcome | succeeded |",
-                  "| incidents | none |", "deployment_succeeded"):
-        assert field in markdown, field
+    html = MarkdownIt("gfm-like").render(str(artifacts[0].data))
+    for cell in ("<td>change ID</td>\n<td>CHG-101</td>", "<td>author</td>\n<td>alice</td>",
+                 "<td>approvers</td>\n<td>engineering_lead:erin, qa:quinn</td>",
+                 "<td>outcome</td>\n<td>succeeded</td>", "<td>incidents</td>\n<td>none</td>",
+                 "<td>deployment_succeeded</td>",
+                 "[log in](https://evil.example/x) ![](https://evil.example/i.png)</h1>"):
+        assert cell in html, cell
+    assert "<a " not in html and "<img" not in html
 
 
 def test_failing_staging_tests_stop_the_change_and_go_on_the_ticket(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def test_a_pull_request_with_reviews_on_an_old_commit(github: FakeGitHub,
         Review(reviewer="bob", state="APPROVED", commit_sha=old,
                submitted_at=NOW - timedelta(hours=2)),
         Review(reviewer="carol", state="CHANGES_REQUESTED", commit_sha=head, submitted_at=NOW)]
-    assert host.requests_made == 3
+    assert host.requests_made == 4  # the pull request, its reviews, files and commits
     [sent, *_] = github.requests
     assert (sent.accept, sent.api_version) == ("application/vnd.github+json", "2022-11-28")
 
@@ -83,21 +83,41 @@ def test_a_merged_pull_request(github: FakeGitHub, host: GitHubCodeHost) -> None
         True, merge, [], [])
 
 
-def test_every_page_of_reviews_and_files_is_read(github: FakeGitHub,
-                                                 host: GitHubCodeHost) -> None:
+def test_every_page_of_reviews_files_and_commits_is_read(github: FakeGitHub,
+                                                         host: GitHubCodeHost) -> None:
     number = github.add_pull(REPO, "alice", files=[f"src/f{i:03}.py" for i in range(250)])
     for i in range(201):
         github.review(REPO, number, f"reviewer{i}", "COMMENTED")
+    for i in range(100):
+        github.push(REPO, number, author=f"dev{i % 3}", committer="web-flow")
 
     pull = host.pull_request(REPO, number)
 
     assert len(pull.changed_paths) == 250 and pull.changed_paths[-1] == "src/f249.py"
     assert len(pull.reviews) == 201 and pull.reviews[-1].reviewer == "reviewer200"
-    assert host.requests_made == 1 + 3 + 3
+    assert pull.commit_logins == ["alice", "dev0", "web-flow", "dev1", "dev2"]
+    assert host.requests_made == 1 + 3 + 3 + 2
     pages = [(r.path.rsplit("/", 1)[1], r.query.get("page"), r.query["per_page"])
              for r in github.requests[1:]]
     assert pages == [("reviews", None, "100"), ("reviews", "2", "100"), ("reviews", "3", "100"),
-                     ("files", None, "100"), ("files", "2", "100"), ("files", "3", "100")]
+                     ("files", None, "100"), ("files", "2", "100"), ("files", "3", "100"),
+                     ("commits", None, "100"), ("commits", "2", "100")]
+
+
+def test_a_commit_github_links_to_no_account_adds_no_login(github: FakeGitHub,
+                                                          host: GitHubCodeHost) -> None:
+    number = github.add_pull(REPO, "alice")
+    github.push(REPO, number, author=None, committer="bob-n")
+    assert host.pull_request(REPO, number).commit_logins == ["alice", "bob-n"]
+
+
+def test_commits_github_cannot_list_are_a_refusal(github: FakeGitHub,
+                                                 host: GitHubCodeHost) -> None:
+    number = github.add_pull(REPO, "alice")
+    for _ in range(250):
+        github.push(REPO, number)
+    with pytest.raises(CodeHostError, match="250 of 251"):
+        host.pull_request(REPO, number)
 
 
 def test_files_github_cannot_list_are_a_refusal() -> None:

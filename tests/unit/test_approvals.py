@@ -34,6 +34,17 @@ CASES = [
      False, False, ["engineering_lead"],
      ["Erin Lead (erin) is the change's author and cannot approve it as "
       "'engineering_lead' (separation of duties)"], {"qa": "quinn"}),
+    ("a-contributor-approves", {"contributors": ["erin"]},
+     [approval("engineering_lead", "erin"), approval("qa", "quinn")],
+     False, False, ["engineering_lead"],
+     ["Erin Lead (erin) wrote code in the change's pull request and cannot approve it as "
+      "'engineering_lead' (separation of duties)"], {"qa": "quinn"}),
+    ("a-contributor-records-a-verbal-approval", {"category": EMERGENCY,
+                                                 "contributors": ["oscar"]},
+     [approval("ciso", "carol", **VERBAL)], False, False, ["ciso"],
+     ["Carol Chen (carol)'s verbal approval as 'ciso' cannot be recorded by oscar, who "
+      "wrote the change: two people other than its writers must take part (separation of "
+      "duties)"], {}),
     ("standard-self-approval-by-author", {"category": STANDARD},
      [approval("engineer", "alice")], True, False, [], [], {"engineer": "alice"}),
     ("standard-self-approval-by-other", {"category": STANDARD},
@@ -104,9 +115,9 @@ CASES = [
       "heard it (the approver confirms it afterwards)"], {}),
     ("emergency-verbal-recorded-by-the-author", {"category": EMERGENCY},
      [approval("ciso", "carol", channel="verbal", recorded_by="alice")], False, False,
-     ["ciso"], ["Carol Chen (carol)'s verbal approval as 'ciso' cannot be recorded by the "
-                "change's author (alice): two people other than the author must take part "
-                "(separation of duties)"], {}),
+     ["ciso"], ["Carol Chen (carol)'s verbal approval as 'ciso' cannot be recorded by "
+                "alice, who wrote the change: two people other than its writers must take "
+                "part (separation of duties)"], {}),
     ("emergency-verbal-recorded-without-a-recorder-role", {"category": EMERGENCY},
      [approval("ciso", "carol", channel="verbal", recorded_by="bob")], False, False,
      ["ciso"], ["the recorder Bob Nguyen (bob) holds none of the recorder roles "

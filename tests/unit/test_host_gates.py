@@ -58,6 +58,15 @@ REVIEWS: list[tuple[list[tuple[str, str, str]], GateStatus, str]] = [
 ]
 
 
+def test_a_review_by_who_committed_to_the_pull_request_does_not_count(
+        policy: Policy, roster: Roster) -> None:
+    pull = pr(("erin-lead", "APPROVED", HEAD), ("bob-n", "APPROVED", HEAD)).model_copy(
+        update={"commit_logins": ["alice-m", "Erin-Lead"]})
+    result = host_code_review_gate("alice", pull, policy, roster)
+    assert result.status is FAILED
+    assert "erin-lead authored or committed commits of the pull request" in result.reason
+
+
 @pytest.mark.parametrize(("reviews", "status", "reason"), REVIEWS)
 def test_code_review_counts_approvals_on_the_final_commit(
         reviews: list[tuple[str, str, str]], status: GateStatus, reason: str, policy: Policy,
