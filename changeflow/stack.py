@@ -3,8 +3,10 @@
 Used by `changeflow demo` and by the flow tests. It copies the configuration and the
 example tickets into a working folder, relaxes the schedule so that changes can deploy
 at once (windows always open, no peak hours or freezes, no notice: the policy says the
-demo may), points the sample service's catalog entry at its port, starts the sample
-service, and installs adapters built from those settings for every flow in the process.
+demo may), accepts the tickets' claims for the code-review, CI and SAST gates (there is
+no code host; each such result is marked as the ticket's), points the sample service's
+catalog entry at its port, starts the sample service, and installs adapters built from
+those settings for every flow in the process.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ import yaml
 from changeflow.sample_service import SampleService, deploy, start_sample_service
 from config.jira import JiraMapping
 from config.settings import PROJECT_ROOT, Settings
+from domain.host_gates import HOST_GATES
 from integrations.chain_keys import ensure_key_file
 from integrations.factory import Adapters, build, installed
 
 SAMPLE_PORT = 18765
+TRIAL_SOURCES = {gate: ["code_host", "ticket"] for gate in HOST_GATES}
+"""A trial without a code host: the ticket's claims for code review, CI and SAST are
+accepted, and every such gate result says it came from the ticket."""
 ALWAYS_OPEN = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
                "start": "00:00", "end": "23:59:59.999999"}
 
@@ -45,12 +51,17 @@ class Stack:
 
 
 def write_config(target: Path, port: int, **policy_changes: Any) -> None:
-    """Copy `config/` to `target`, schedule always open, sample service on `port`."""
+    """Copy `config/` to `target` for a trial.
+
+    The schedule is always open, the tickets' claims are accepted as gate evidence
+    (`TRIAL_SOURCES`), and the sample service is on `port`.
+    """
     shutil.copytree(PROJECT_ROOT / "config", target, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     policy = yaml.safe_load((target / "policy.yaml").read_text())
     policy["schedule"].update(maintenance_windows=[ALWAYS_OPEN], peak_hours=[], freezes=[],
                               notice_hours=0)
+    policy["gates"]["evidence_sources"] = TRIAL_SOURCES
     policy.update(policy_changes)
     (target / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
     services = (target / "services.yaml").read_text()

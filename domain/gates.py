@@ -19,8 +19,15 @@ from domain.host_gates import (
     host_code_review_gate,
     host_sast_gate,
 )
-from domain.models import ChangeRequest, Evidence, GateResult, GateStatus, Roster
-from domain.policy import Policy
+from domain.models import (
+    ChangeRequest,
+    Evidence,
+    EvidenceSource,
+    GateResult,
+    GateStatus,
+    Roster,
+)
+from domain.policy import DEFAULT_SOURCES, Policy
 from domain.rollback import missing_rollback_fields
 from domain.standard import required_gates
 
@@ -196,10 +203,51 @@ def evaluate_gates(change: ChangeRequest, policy: Policy, roster: Roster,
                                    "(allowed by the policy; tracked for the quarterly "
                                    "report)"))
         elif gate in evaluators:
-            results.append(evaluators[gate]())
+            results.append(_sourced(evaluators[gate](), source_of(gate, host is not None),
+                                    policy))
         else:
             results.append(_result(gate, GateStatus.UNKNOWN, f"no rule for gate {gate!r}"))
     return results
+
+
+def source_of(gate: str, code_host: bool) -> EvidenceSource:
+    """Where `gate`'s evidence comes from.
+
+    The code host's three gates come from it when one is configured and from the
+    ticket's claims when not; the rest from changeflow.
+    """
+    if gate in HOST_GATES:
+        return "code_host" if code_host else "ticket"
+    return "changeflow"
+
+
+def _sourced(result: GateResult, source: EvidenceSource, policy: Policy) -> GateResult:
+    """`result` marked with its source; FAILED when the policy does not accept that source."""
+    if policy.gates.accepts(result.gate, source):
+        return result.model_copy(update={"source": source})
+    return GateResult(gate=result.gate, status=GateStatus.FAILED, source=source,
+                      reason=f"{_refused_source(result.gate, source, policy)} (the "
+                      f"{source}'s evidence said: {result.reason})")
+
+
+def _refused_source(gate: str, source: EvidenceSource, policy: Policy) -> str:
+    accepted = policy.gates.evidence_sources.get(gate, list(DEFAULT_SOURCES))
+    fix = ("; configure the code host (CHANGEFLOW_CODE_HOST=github)"
+           if source == "ticket" and "code_host" in accepted else "")
+    return (f"the policy does not accept evidence from the {source} for {gate} "
+            f"(gates.evidence_sources.{gate}: {', '.join(accepted)}){fix}")
+
+
+def unaccepted_evidence(change: ChangeRequest, policy: Policy, code_host: bool) -> list[str]:
+    """At submit: the gates whose evidence could only come from a source the policy refuses.
+
+    Each is named with how to fix it, before anybody is asked to approve.
+    """
+    bypassable = set(policy.categories[change.category].bypassable_gates)
+    return [f"{gate}: {_refused_source(gate, source_of(gate, code_host), policy)}"
+            for gate in required_gates(change, policy)
+            if gate not in bypassable
+            and not policy.gates.accepts(gate, source_of(gate, code_host))]
 
 
 def gates_block(results: Iterable[GateResult]) -> list[GateResult]:

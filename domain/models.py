@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -198,12 +198,18 @@ class Approval(Frozen):
     """Who recorded a verbal approval (never the approver: the approver confirms later)."""
 
 
+EvidenceSource = Literal["code_host", "changeflow", "ticket"]
+"""Where a gate's evidence came from: read from the code host, a run changeflow performed
+or judged itself (staging, the rollback plan, the approvals), or the ticket's claim."""
+
+
 class GateResult(Frozen):
-    """One gate's verdict with its reason."""
+    """One gate's verdict with its reason and where its evidence came from."""
 
     gate: str
     status: GateStatus
     reason: str
+    source: EvidenceSource = "changeflow"
 
     @property
     def blocks(self) -> bool:

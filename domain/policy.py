@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from domain.models import Category, Frozen
+from domain.models import Category, EvidenceSource, Frozen
 
 GATES = ("code_review", "automated_tests", "security_scan", "staging_validation",
          "rollback_plan", "approval")
@@ -93,11 +93,25 @@ class SecurityScanGate(Frozen):
         "critical", "high"]
 
 
+DEFAULT_SOURCES: tuple[EvidenceSource, ...] = ("code_host", "changeflow")
+"""What a gate's evidence may come from when `gates.evidence_sources` does not name it:
+never a ticket's claim."""
+
+
 class GatesPolicy(Frozen):
-    """Parameters of the gates that have any."""
+    """Parameters of the gates that have any, and where their evidence may come from.
+
+    `evidence_sources` maps a gate to the sources accepted for it; a gate not named
+    accepts `DEFAULT_SOURCES`. A ticket's claim (`ticket`) counts only where listed.
+    """
 
     code_review: CodeReviewGate = CodeReviewGate()
     security_scan: SecurityScanGate = SecurityScanGate()
+    evidence_sources: dict[str, list[EvidenceSource]] = {}
+
+    def accepts(self, gate: str, source: EvidenceSource) -> bool:
+        """Whether evidence for `gate` from `source` may count."""
+        return source in self.evidence_sources.get(gate, DEFAULT_SOURCES)
 
 
 class RollbackPolicy(Frozen):
@@ -254,6 +268,8 @@ class Policy(Frozen):
                 gate(f"{base}.gates[{i}]", name)
             for i, name in enumerate(spec.bypassable_gates):
                 gate(f"{base}.bypassable_gates[{i}]", name)
+        for name in self.gates.evidence_sources:
+            gate(f"gates.evidence_sources.{name}", name)
         role("security_review.role", self.security_review.role)
         role("emergency.approver_role", self.emergency.approver_role)
         role("emergency.fallback_role", self.emergency.fallback_role)

@@ -80,12 +80,13 @@ def _records(records: pd.DataFrame) -> pd.DataFrame:
 def _slim(type_: str, text: str) -> Any:
     """What the report reads of a payload, through its model; a quarter's are held at once.
 
-    A gate evaluation is kept as {gate: status}; a submitted change as its JSON text,
+    A gate evaluation is kept as {gate: (status, source)}; a submitted change as its JSON text,
     parsed (`_submitted`) only where the report needs the change; any other payload as
     its model.
     """
     if type_ in (EventType.GATES_PASSED, EventType.GATES_BLOCKED):
-        return {g.gate: g.status.value for g in GatesJudged.model_validate_json(text).gates}
+        return {g.gate: (g.status.value, g.source)
+                for g in GatesJudged.model_validate_json(text).gates}
     if type_ == EventType.CHANGE_SUBMITTED:
         return text
     return PAYLOADS[EventType(type_)].model_validate_json(text)
@@ -257,6 +258,9 @@ def _controls(production: pd.DataFrame, facts: _Facts, policy: Policy,
         ("gates passed before production", "section 3: every gate passed (or bypassed "
          "where the policy allows) before the deployment started", everyone,
          lambda cid: _gate_gaps(facts, cid, policy)),
+        ("gate evidence from the code host", "section 3: code review, CI and SAST read "
+         "from the code host, not taken from the ticket's claim", everyone,
+         lambda cid: _claimed_gates(facts, cid)),
         ("notice given", f"section 2.4: stakeholders told {policy.schedule.notice_hours} "
          "hours or more before the deployment", in_window,
          lambda cid: _notice_gap(facts, cid, policy)),
@@ -349,12 +353,25 @@ def _duty_gaps(facts: _Facts, cid: str, roster: Roster) -> str | None:
     return "; ".join(problems) or None
 
 
-def _gate_gaps(facts: _Facts, cid: str, policy: Policy) -> str | None:
+def _gates_before(facts: _Facts, cid: str) -> dict[str, tuple[str, str]] | None:
+    """The last gates passed before the deployment started: {gate: (status, source)}."""
     started = facts.started_at(cid)
     passed = [g for g in facts.of(EventType.GATES_PASSED, cid) if g[0] <= started]
-    if not passed:
+    return passed[-1][2] if passed else None
+
+
+def _claimed_gates(facts: _Facts, cid: str) -> str | None:
+    judged = _gates_before(facts, cid)
+    claimed = [g for g, (status, source) in (judged or {}).items()
+               if source == "ticket" and status != "bypassed"]
+    return f"taken from the ticket's claim: {', '.join(claimed)}" if claimed else None
+
+
+def _gate_gaps(facts: _Facts, cid: str, policy: Policy) -> str | None:
+    judged = _gates_before(facts, cid)
+    if judged is None:
         return "no gates_passed before the deployment started"
-    recorded: dict[str, str] = passed[-1][2]
+    recorded = {gate: status for gate, (status, _) in judged.items()}
     category = facts.category(cid)
     change = facts.submitted(cid) if category is Category.STANDARD else None
     needed = (gates_for(category, change.standard_procedure if change else None, policy)

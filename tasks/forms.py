@@ -24,8 +24,8 @@ def describe(a: Adapters, change: ChangeRequest, request: ApprovalRequest) -> st
              "### changeflow's findings", "",
              f"Category **{change.category.value}**, service **{plain(change.service)}**, "
              f"version **{plain(change.version)}**, author **{plain(change.author)}**.", "",
-             "| gate | status | reason |", "|---|---|---|"]
-    lines += [f"| {g.gate} | {g.status.value} | {plain(g.reason)} |"
+             "| gate | status | evidence from | reason |", "|---|---|---|---|"]
+    lines += [f"| {g.gate} | {g.status.value} | {g.source} | {plain(g.reason)} |"
               for g in preview_gates(a, change)]
     who = ("Name who gave the approval, choose yourself as the recorder"
            if request.purpose == VERBAL else "Choose yourself as approver")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain.events import EventType
+from domain.gates import unaccepted_evidence
 from domain.history import submitted_change
 from domain.intake import validate_ticket
 from domain.models import Category, ChangeRequest
@@ -41,7 +42,8 @@ def submit_change(a: Adapters, key: str) -> ChangeRequest:
     cfg = a.config
     checked = validate_ticket(ticket, cfg.policy, cfg.roster, cfg.services)
     if not isinstance(checked, list):
-        checked = with_pull_request(a, checked)
+        checked = (unaccepted_evidence(checked, cfg.policy, a.code_host is not None)
+                   or with_pull_request(a, checked))
     if isinstance(checked, list):
         known = {k: v for k, v in ticket.fields.items()
                  if k in ("summary", "category", "service", "version", "author")

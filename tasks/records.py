@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from domain.events import EventType
+from domain.history import last_gates
 from domain.lifecycle import ChangeRecord
 from domain.models import ChangeEvent, ChangeRequest
 from integrations.anchors import Anchor
@@ -98,7 +99,16 @@ def evidence_markdown(rec: ChangeRecord, events: list[ChangeEvent]) -> str:
              f"| outcome | {rec.outcome or rec.state} |",
              f"| incidents | {plain(', '.join(rec.incidents)) or 'none'} |",
              f"| service, version | {plain(rec.service)} {plain(rec.version)} |", "",
-             "## Event trail", "", "| # | time (UTC) | event | actor |", "|---|---|---|---|"]
+             "## Gates before production", ""]
+    gates = last_gates(events)
+    if gates is None:
+        lines += ["No gates were evaluated.", ""]
+    else:
+        lines += ["| gate | status | evidence from | reason |", "|---|---|---|---|"]
+        lines += [f"| {g.gate} | {g.status.value} | {g.source} | {plain(g.reason)} |"
+                  for g in gates]
+        lines.append("")
+    lines += ["## Event trail", "", "| # | time (UTC) | event | actor |", "|---|---|---|---|"]
     lines += [f"| {e.seq} | {e.at:%Y-%m-%d %H:%M:%S} | {e.type} | {plain(e.actor)} |"
               for e in events]
     lines += ["", f"Last event hash: `{events[-1].hash if events else '-'}`; check the whole "

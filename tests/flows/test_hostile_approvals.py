@@ -42,11 +42,13 @@ from prefect.input.actions import read_flow_run_input
 from changeflow.approver import CodeNotice, ScriptedApprover, code_notices
 from changeflow.stack import Stack
 from config.loader import load_config
+from config.settings import PROJECT_ROOT
 from domain.models import ChangeEvent
 from flows.change_request import change_request
 from integrations.factory import installed
 from integrations.outbox import read_outbox
 from tasks.common import ChangeStopped
+from tasks.intake import ChangeRefused
 
 Answer = dict[str, Any]
 DECISIONS = ("approval_recorded", "availability_confirmed")
@@ -398,6 +400,26 @@ def test_prefect_keeps_no_submitted_code(stack: Stack) -> None:
     assert kept and all(not i.key.endswith("-response") for i in kept)
     codes = [n.code for n in code_notices(stack.outbox)] + [NOT_SENT]
     assert not [i.key for i in kept if any(c in i.value for c in codes)]
+
+
+def test_without_a_code_host_the_shipped_policy_refuses_the_tickets_claims_at_submit(
+        stack: Stack) -> None:
+    """A ticket that claims its own review, CI and scan is refused before anyone is asked."""
+    path = stack.settings.config_dir / "policy.yaml"
+    policy = yaml.safe_load(path.read_text())
+    shipped = yaml.safe_load((PROJECT_ROOT / "config" / "policy.yaml").read_text())
+    policy["gates"]["evidence_sources"] = shipped["gates"]["evidence_sources"]
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    stack.adapters.config = load_config(stack.settings.config_dir)
+    with pytest.raises(ChangeRefused) as refused:
+        change_request("CHG-101")
+    assert refused.value.problems == [
+        f"{gate}: the policy does not accept evidence from the ticket for {gate} "
+        f"(gates.evidence_sources.{gate}: code_host); configure the code host "
+        "(CHANGEFLOW_CODE_HOST=github)"
+        for gate in ("code_review", "automated_tests", "security_scan")]
+    assert [e.type for e in events(stack, "CHG-101")] == ["validation_failed"]
+    assert code_notices(stack.outbox) == []
 
 
 class Clock:

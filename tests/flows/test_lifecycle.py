@@ -97,6 +97,8 @@ def test_the_run_leaves_an_evidence_artifact(stack: Stack, approver: ScriptedApp
                  "<td>approvers</td>\n<td>engineering_lead:erin, qa:quinn</td>",
                  "<td>outcome</td>\n<td>succeeded</td>", "<td>incidents</td>\n<td>none</td>",
                  "<td>deployment_succeeded</td>",
+                 "<td>code_review</td>\n<td>passed</td>\n<td>ticket</td>",
+                 "<td>staging_validation</td>\n<td>passed</td>\n<td>changeflow</td>",
                  "[log in](https://evil.example/x) ![](https://evil.example/i.png)</h1>"):
         assert cell in html, cell
     assert "<a " not in html and "<img" not in html

@@ -50,11 +50,12 @@ def report(tmp_path: Path) -> Iterator[QuarterlyReport]:
         .add("approval_granted").gates({"approval": "failed"}) \
         .deploy(berlin(10, 21, 7), berlin(10, 19, 10), ok=False).roll_back(12, incident=False) \
         .close("rolled_back")
-    # A standard change, self-approved.
+    # A standard change, self-approved; its CI result was the ticket's claim (a trial).
     History(log, "CHG-4", "standard", berlin(10, 20, 9), standard_procedure="certificate_renewal",
             change_kind="certificate", changed_paths=["certs/a.pem"]) \
         .approve("engineer", "alice", "self-approval").add("approval_granted") \
-        .gates(names=["automated_tests", "rollback_plan", "approval"]) \
+        .gates(names=["automated_tests", "rollback_plan", "approval"],
+               sources={"automated_tests": "ticket"}) \
         .deploy(berlin(10, 22, 19, 30), berlin(10, 20, 10)).close("succeeded")
     # Deployed on a Monday at noon, told two hours before, QA "approved" by a shared account.
     History(log, "CHG-6", "normal", berlin(11, 2, 9), author="bob") \
@@ -69,8 +70,8 @@ def report(tmp_path: Path) -> Iterator[QuarterlyReport]:
     # January, over the holidays), signed off a day late.
     emergency = History(log, "CHG-5", "emergency", berlin(12, 23, 14),
                         emergency_trigger="p1_incident", incident_ref="INC-4711")
-    emergency.approve("ciso", "carol", "verbal-approval", actor="alice", channel="verbal",
-                      via="phone", recorded_by="alice")
+    emergency.approve("ciso", "carol", "verbal-approval", actor="oscar", channel="verbal",
+                      via="phone", recorded_by="oscar")
     for kind, due, owner_role, owners in (
             ("approval_confirmation", berlin(12, 24, 14, 5), "ciso", ["carol"]),):
         emergency.add("obligation_opened", obligation=kind, due=due.isoformat(),
@@ -124,6 +125,7 @@ def test_the_scope_and_the_inventory(report: QuarterlyReport) -> None:
     ("approvals obtained", 6, ["CHG-3", "CHG-6"]),
     ("separation of duties", 6, ["CHG-6"]),
     ("gates passed before production", 6, ["CHG-3"]),
+    ("gate evidence from the code host", 6, ["CHG-4"]),
     ("notice given", 5, ["CHG-6"]),
     ("maintenance window", 5, ["CHG-6"]),
     ("rollback documented as incident", 2, ["CHG-3"]),
@@ -159,7 +161,7 @@ def test_the_emergency_section(report: QuarterlyReport) -> None:
     (row,) = report.emergencies.to_dict("records")
     assert (row["change_id"], row["verbal_approver"], row["approver_role"], row["channel"],
             row["recorded_by"], row["trigger"], row["incident_ref"]) == (
-        "CHG-5", "carol", "ciso", "phone", "alice", "p1_incident", "INC-4711")
+        "CHG-5", "carol", "ciso", "phone", "oscar", "p1_incident", "INC-4711")
     assert row["documentation"].startswith("met by alice")
     assert row["post_hoc_review"].startswith("met by erin")  # its 5th business day
     assert row["ciso_signoff"].startswith("late by carol")

@@ -50,11 +50,12 @@ class History:
         return self.add("staging_started", version="1.0.1").add("staging_passed", results=[])
 
     def gates(self, statuses: dict[str, str] | None = None,
-              names: list[str] | None = None) -> History:
-        statuses = statuses or {}
+              names: list[str] | None = None,
+              sources: dict[str, str] | None = None) -> History:
+        statuses, sources = statuses or {}, sources or {}
         return self.add("gates_passed", gates=[
-            {"gate": g, "status": statuses.get(g, "passed"), "reason": "r"}
-            for g in names or ALL_GATES])
+            {"gate": g, "status": statuses.get(g, "passed"), "reason": "r",
+             "source": sources.get(g, "changeflow")} for g in names or ALL_GATES])
 
     def deploy(self, at: datetime, notified_at: datetime, ok: bool = True) -> History:
         self.add("deployment_scheduled", slot=at.isoformat(), notified=["alice"],

@@ -2,17 +2,20 @@ from __future__ import annotations
 
 import pytest
 
+from changeflow.stack import TRIAL_SOURCES
+from config.loader import Config
 from domain.approvals import ApprovalVerdict
-from domain.gates import evaluate_gates, gates_block
+from domain.gates import evaluate_gates, gates_block, unaccepted_evidence
 from domain.models import (
     Category,
     CiEvidence,
     CodeReviewEvidence,
     GateResult,
     GateStatus,
+    Roster,
     SastEvidence,
 )
-from domain.policy import GATES, SecurityScanGate
+from domain.policy import GATES, Policy, SecurityScanGate
 from tests.unit.conftest import full_plan, good_evidence, make_change
 
 PASSED, FAILED, UNKNOWN, BYPASSED = (GateStatus.PASSED, GateStatus.FAILED, GateStatus.UNKNOWN,
@@ -81,6 +84,46 @@ CASES = [
      "rollback plan incomplete: steps, owner ('deploybot' is a shared account)"),
     ("approval", {}, {}, PASSED, "approved (engineering_lead: erin, qa: quinn)"),
 ]
+
+
+@pytest.fixture
+def policy(config: Config) -> Policy:
+    """The shipped policy for a trial: these tests judge the rules on the ticket's claims."""
+    gates = config.policy.gates.model_copy(update={"evidence_sources": TRIAL_SOURCES})
+    return config.policy.model_copy(update={"gates": gates})
+
+
+def test_the_shipped_policy_refuses_the_tickets_claims_and_says_how_to_fix_it(
+        config: Config, roster: Roster) -> None:
+    shipped = config.policy
+    results = {g.gate: g for g in evaluate_gates(make_change(), shipped, roster, OK)}
+    for gate in ("code_review", "automated_tests", "security_scan"):
+        assert (results[gate].status, results[gate].source) == (FAILED, "ticket")
+        assert results[gate].reason.startswith(
+            f"the policy does not accept evidence from the ticket for {gate} "
+            f"(gates.evidence_sources.{gate}: code_host); configure the code host "
+            "(CHANGEFLOW_CODE_HOST=github) (the ticket's evidence said: ")
+    assert {g: r.source for g, r in results.items() if r.status is PASSED} == {
+        "staging_validation": "changeflow", "rollback_plan": "changeflow",
+        "approval": "changeflow"}
+    assert unaccepted_evidence(make_change(), shipped, code_host=False) == [
+        f"{gate}: the policy does not accept evidence from the ticket for {gate} "
+        f"(gates.evidence_sources.{gate}: code_host); configure the code host "
+        "(CHANGEFLOW_CODE_HOST=github)"
+        for gate in ("code_review", "automated_tests", "security_scan")]
+    assert unaccepted_evidence(make_change(), shipped, code_host=True) == []
+    emergency = make_change(category=Category.EMERGENCY)  # its code review is bypassable
+    assert [p.split(":")[0] for p in unaccepted_evidence(emergency, shipped, False)] == [
+        "automated_tests", "security_scan"]
+
+
+def test_a_trial_marks_what_the_ticket_claimed(policy: Policy, roster: Roster) -> None:
+    results = {g.gate: g for g in evaluate_gates(make_change(), policy, roster, OK)}
+    assert {g: r.source for g, r in results.items()} == {
+        "code_review": "ticket", "automated_tests": "ticket", "security_scan": "ticket",
+        "staging_validation": "changeflow", "rollback_plan": "changeflow",
+        "approval": "changeflow"}
+    assert all(r.status is PASSED for r in results.values())
 
 
 @pytest.mark.parametrize(("gate", "overrides", "evidence", "status", "reason"),
