@@ -15,6 +15,7 @@ from domain.approvals import ApprovalVerdict
 from domain.host_gates import (
     HOST_GATES,
     HostEvidence,
+    deployed_is_reviewed,
     host_ci_gate,
     host_code_review_gate,
     host_sast_gate,
@@ -190,8 +191,9 @@ def evaluate_gates(change: ChangeRequest, policy: Policy, roster: Roster,
     elif host is not None:
         at = now or datetime.now(UTC)
         pr = host.pull_request
-        evaluators["code_review"] = lambda: host_code_review_gate(change.author, pr, policy,
-                                                                  roster)
+        evaluators["code_review"] = lambda: _reviewed_and_deployed(
+            host_code_review_gate(change.author, pr, policy, roster),
+            deployed_is_reviewed(host, change.version))
         evaluators["automated_tests"] = lambda: host_ci_gate(
             host.required_checks, host.required_from, host.check_runs, pr.head_sha)
         evaluators["security_scan"] = lambda: host_sast_gate(change, host, policy, roster,
@@ -208,6 +210,14 @@ def evaluate_gates(change: ChangeRequest, policy: Policy, roster: Roster,
         else:
             results.append(_result(gate, GateStatus.UNKNOWN, f"no rule for gate {gate!r}"))
     return results
+
+
+def _reviewed_and_deployed(review: GateResult, mismatch: str | None) -> GateResult:
+    """The code-review gate, FAILED when the version to deploy is not the reviewed code."""
+    if mismatch is None:
+        return review
+    return review.model_copy(update={"status": GateStatus.FAILED,
+                                     "reason": f"{mismatch}; {review.reason}"})
 
 
 def source_of(gate: str, code_host: bool) -> EvidenceSource:

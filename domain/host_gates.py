@@ -59,6 +59,30 @@ class HostEvidence(Frozen):
     scan: CodeScan
     scan_source: str
     """"code scanning", or "SARIF file NAME"."""
+    version_ref: str = ""
+    """The code host's name for the version to deploy (the catalog's `version_ref`)."""
+    version_commit: str | None = None
+    """The commit `version_ref` names, or None when the host knows no such ref."""
+
+
+def deployed_is_reviewed(host: HostEvidence, version: str) -> str | None:
+    """Why the version to deploy is not the reviewed code, or None.
+
+    The version must name (as `version_ref`) the pull request's final commit, or its
+    merge commit once merged: the commit the reviews, CI and scan were judged on.
+    """
+    pr = host.pull_request
+    reviewed = [pr.head_sha] + ([pr.merge_commit_sha] if pr.merged and pr.merge_commit_sha
+                                else [])
+    named = " or merge commit ".join(sha[:12] for sha in reviewed)
+    if host.version_commit is None:
+        return (f"version {version} ({host.version_ref}) is not a tag or commit on "
+                f"{pr.repo}, so it cannot be matched with the reviewed final commit {named}")
+    if host.version_commit not in reviewed:
+        return (f"version {version} ({host.version_ref}) is commit "
+                f"{host.version_commit[:12]}, not the reviewed pull request's final commit "
+                f"{named}: what is deployed must be what was reviewed")
+    return None
 
 
 def pull_request_ref(url: str | None) -> tuple[str, int] | None:

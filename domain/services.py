@@ -90,6 +90,11 @@ class Service(Frozen):
     required_checks: list[str] = Field(
         default=[], description="Checks that must succeed on the final commit when branch "
                                 "protection does not list them")
+    version_ref: str = Field(
+        default="v{version}", pattern=r"\{version\}",
+        description="The code host's name (a tag or branch) for a deploy version; "
+                    "{version} is the change's version. With a code host it must resolve to "
+                    "the reviewed pull request's final or merge commit")
     deploy_record: str | None = Field(
         default=None, description="The deploy command's own record of what it deployed (JSON "
                                   "lines: environment, version, deployed_at); {var_dir} "

@@ -222,6 +222,16 @@ class GitHubCodeHost:
         pulls = self._items(f"/repos/{repo}/commits/{quote(sha, safe='')}/pulls", what)
         return sorted({_Fields(raw, what).number("number") for raw in pulls})
 
+    def commit_of(self, repo: str, ref: str) -> str:
+        """The commit a tag, branch or sha names.
+
+        Raises:
+            CodeHostError: GitHub knows no such ref (it answers 422 or 404).
+        """
+        what = f"the commit of {ref!r} in {_repo(repo)}"
+        found = _Fields(self._get(f"/repos/{repo}/commits/{quote(ref, safe='')}", what), what)
+        return found.text("sha")
+
     def required_checks(self, repo: str, branch: str) -> list[str] | None:
         """The contexts and check names branch protection requires, in GitHub's order.
 

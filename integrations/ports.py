@@ -312,6 +312,10 @@ class CodeHost(Protocol):
         """
         ...
 
+    def commit_of(self, repo: str, ref: str) -> str:
+        """The commit a tag, branch or sha names; raises `CodeHostError` if none."""
+        ...
+
     def required_checks(self, repo: str, branch: str) -> list[str] | None:
         """The checks branch protection requires on `branch`; None if it is unprotected."""
         ...

@@ -18,7 +18,7 @@ from domain.models import ChangeRequest
 from domain.sarif import scan_from_sarif
 from domain.standard import required_gates
 from integrations.factory import Adapters
-from integrations.ports import CodeHostError
+from integrations.ports import CodeHostError, CodeHostUnavailable
 from tasks.tickets import ticket_task
 
 
@@ -49,7 +49,10 @@ def read_pull_request(a: Adapters, change: ChangeRequest) -> PullRequest:
 
 @ticket_task("read-gate-evidence")
 def read_host_evidence(a: Adapters, change: ChangeRequest) -> HostEvidence:
-    """The pull request, its required checks and their runs, and the scan of its head.
+    """What the code host says about the change's gates.
+
+    The pull request, its required checks and their runs, the scan of its head, and the
+    commit the version to deploy names (`services.<s>.version_ref`).
 
     Required checks are branch protection's; when it lists none, the catalog's
     `required_checks`. When code scanning never analysed the head commit, a SARIF file
@@ -71,9 +74,16 @@ def read_host_evidence(a: Adapters, change: ChangeRequest) -> HostEvidence:
     sarif = change.evidence.sast.sarif if change.evidence.sast else None
     if not scan.analysed and sarif:
         scan, source = scan_from_sarif(_load_sarif(a, sarif)), f"SARIF file {sarif}"
+    ref = service.version_ref.format(version=change.version)
+    try:
+        version_commit: str | None = host.commit_of(pr.repo, ref)
+    except CodeHostUnavailable:
+        raise
+    except CodeHostError:
+        version_commit = None
     return HostEvidence(pull_request=pr, required_checks=required,
                         required_from=required_from, check_runs=runs, scan=scan,
-                        scan_source=source)
+                        scan_source=source, version_ref=ref, version_commit=version_commit)
 
 
 def _load_sarif(a: Adapters, name: str) -> object:

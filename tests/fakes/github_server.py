@@ -219,6 +219,7 @@ class _Repo:
     analyses: list[_Analysis] = field(default_factory=list)
     alerts: list[_Alert] = field(default_factory=list)
     deployments: dict[int, _Deployment] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # name -> sha
     next_number: int = 1
 
 
@@ -464,6 +465,13 @@ class FakeGitHub:
             self._repos[full_name.lower()] = _Repo(self._next_id(), full_name, default_branch,
                                                    {default_branch: sha}, {sha})
         return sha
+
+    def tag(self, repo: str, name: str, sha: str) -> None:
+        """Tag commit `sha` (a lightweight tag)."""
+        with self._lock:
+            found = self._repo(repo)
+            found.tags[name] = sha
+            found.commits.add(sha)
 
     def add_branch(self, repo: str, branch: str, sha: str | None = None) -> str:
         """Add (or move) a branch to `sha` (a new commit by default); returns the sha."""
@@ -842,6 +850,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("GET", _R + r"/pulls/(?P<number>\d+)/commits", "pull_commits"),
         ("GET", _R + r"/branches/(?P<branch>.+)/protection/required_status_checks",
          "required_status_checks"),
+        ("GET", _R + r"/commits/(?P<ref>[^/]+)", "commit"),
         ("GET", _R + r"/commits/(?P<ref>[^/]+)/check-runs", "check_runs"),
         ("GET", _R + r"/commits/(?P<ref>[^/]+)/pulls", "commit_pulls"),
         ("GET", _R + r"/code-scanning/analyses", "analyses"),
@@ -971,6 +980,13 @@ class _Api:
         listed = pull.commits[:MAX_LISTED_COMMITS]
         return 200, [self.fake._commit_json(repo, sha, *pull.people.get(sha, (None, None)))
                      for sha in self._paged(call, headers, listed)]
+
+    def commit(self, call: _Call, headers: dict[str, str], repo: _Repo, ref: str) -> _Reply:
+        """A commit by sha, branch or tag, as GitHub resolves a ref; 422 if none."""
+        sha = (ref if ref in repo.commits else repo.branches.get(ref) or repo.tags.get(ref))
+        if sha is None:
+            raise FakeGitHubError(422, f"No commit found for SHA: {ref}")
+        return 200, self.fake._commit_json(repo, sha, None, None)
 
     def commit_pulls(self, call: _Call, headers: dict[str, str], repo: _Repo,
                      ref: str) -> _Reply:

@@ -46,10 +46,13 @@ def edit_ticket(stack: Stack, key: str, **changes: Any) -> None:
 
 
 def reviewed_pull(github: FakeGitHub, files: tuple[str, ...] = ("src/orders/list.py",),
-                  scanned: bool = True) -> tuple[int, str]:
-    """A pull request by alice, approved on its head by erin and bob, CI green, scanned."""
+                  scanned: bool = True, tagged: bool = True) -> tuple[int, str]:
+    """A pull request by alice, approved on its head by erin and bob, CI green, scanned,
+    its head tagged as CHG-101's version (v1.1.0)."""
     number = github.add_pull(REPO, "alice-m", "Paginate the orders list", files=files)
     head = github.push(REPO, number)
+    if tagged:
+        github.tag(REPO, "v1.1.0", head)
     github.review(REPO, number, "erin-lead")
     github.review(REPO, number, "bob-n")
     github.add_check_run(REPO, head, CHECK)
@@ -99,6 +102,27 @@ def test_an_approval_before_a_later_push_does_not_count(
     assert review["status"] == "failed" and "approved an earlier commit" in review["reason"]
     assert not events(stack, "CHG-101", "deployment_started")
     assert "code_review" in stack.adapters.tickets.comments("CHG-101")[-1]
+
+
+@pytest.mark.parametrize("tagged", ["another commit", "nothing"])
+def test_a_version_that_is_not_the_reviewed_commit_is_refused_at_the_gates(
+        stack: Stack, github: FakeGitHub, approver: ScriptedApprover, tagged: str) -> None:
+    number, head = reviewed_pull(github, tagged=False)
+    other = github.add_branch(REPO, "hotfix")
+    if tagged == "another commit":
+        github.tag(REPO, "v1.1.0", other)
+    link(stack, number)
+    with pytest.raises(ChangeStopped, match="blocked by gates"):
+        change_request("CHG-101")
+    (blocked,) = events(stack, "CHG-101", "gates_blocked")
+    review = next(g for g in blocked["gates"] if g["gate"] == "code_review")
+    assert (review["status"], review["source"]) == ("failed", "code_host")
+    expected = (f"version 1.1.0 (v1.1.0) is commit {other[:12]}, not the reviewed pull "
+                f"request's final commit {head[:12]}" if tagged == "another commit" else
+                f"version 1.1.0 (v1.1.0) is not a tag or commit on {REPO}, so it cannot be "
+                f"matched with the reviewed final commit {head[:12]}")
+    assert review["reason"].startswith(expected)
+    assert not events(stack, "CHG-101", "deployment_started")
 
 
 def test_paths_in_the_pull_request_ask_for_security_even_if_the_ticket_did_not(
