@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -21,9 +22,12 @@ from tests.support.processes import processes_mentioning
 SPEC = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
 
 
-def post(url: str, body: dict[str, Any]) -> Any:
+def post(url: str, body: dict[str, Any], auth: str) -> Any:
+    """POST to the API with its user:password (basic authentication)."""
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"content-type": "application/json"})
+                                     headers={"content-type": "application/json",
+                                              "authorization": "Basic " + base64.b64encode(
+                                                  auth.encode()).decode()})
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.load(answer)
 
@@ -39,6 +43,7 @@ def test_up_serves_every_deployment_and_stops_cleanly_on_ctrl_c(tmp_path: Path) 
                                "--port", str(port)], cwd=PROJECT_ROOT, env=env, stdout=out,
                               stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/api"
+    auth_file = tmp_path / "var" / "prefect-auth"
     try:
         deadline = time.monotonic() + 120
         served: set[str] = set()
@@ -48,17 +53,20 @@ def test_up_serves_every_deployment_and_stops_cleanly_on_ctrl_c(tmp_path: Path) 
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(1)
             try:
-                served = {d["name"] for d in post(f"{api}/deployments/filter", {})}
+                served = {d["name"] for d in post(f"{api}/deployments/filter", {},
+                                                  auth_file.read_text().strip())}
             except OSError:
                 continue
+        auth = auth_file.read_text().strip()
+        assert auth_file.stat().st_mode & 0o777 == 0o600 and auth.startswith("changeflow:")
         text = log.read_text()
         assert f"Prefect UI: http://127.0.0.1:{port}" in text
         assert "not serving jira-sync: CHANGEFLOW_TICKETS is not jira" in text
-        limits = post(f"{api}/v2/concurrency_limits/filter", {})
+        limits = post(f"{api}/v2/concurrency_limits/filter", {}, auth)
         assert {"deploy-sample"} <= {c["name"] for c in limits}
-        blocks = post(f"{api}/block_documents/filter", {})
+        blocks = post(f"{api}/block_documents/filter", {}, auth)
         assert "changeflow-jira-token" in {b["name"] for b in blocks}
-        assert "witness-up" not in text
+        assert "witness-up" not in text and auth not in text
     finally:
         up.send_signal(signal.SIGINT)  # Ctrl-C
         up.wait(timeout=60)
@@ -66,7 +74,7 @@ def test_up_serves_every_deployment_and_stops_cleanly_on_ctrl_c(tmp_path: Path) 
     assert "stopped; the server's state is kept in" in log.read_text()
     time.sleep(1)
     assert processes_mentioning(str(tmp_path)) == [], "changeflow up left processes behind"
-    with local_prefect_server(tmp_path / "var" / "prefect") as again:  # schedules stay on
-        (follow_up,) = post(f"{again}/deployments/filter", {"deployments": {
-            "name": {"any_": ["emergency-follow-up"]}}})
+    with local_prefect_server(tmp_path / "var" / "prefect", auth_string=auth) as again:
+        (follow_up,) = post(f"{again}/deployments/filter", {"deployments": {  # schedules stay
+            "name": {"any_": ["emergency-follow-up"]}}}, auth)
     assert follow_up["schedules"] and not follow_up["paused"]
