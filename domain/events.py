@@ -176,6 +176,7 @@ class Decided(Payload):
     given_at: str | None = None
     decided_at: str | None = None
     ref: str | None = None
+    account: str | None = None
 
 
 class ApprovalGranted(Payload):
@@ -215,6 +216,7 @@ class ApprovalAttemptFailed(Payload):
     reason: str
     kind: AttemptKind = "refused"
     ref: str | None = None
+    account: str | None = None
 
 
 class StagingStarted(Payload):

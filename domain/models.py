@@ -266,6 +266,7 @@ class TicketApproval(Frozen):
         decision: approve or decline.
         at: when it was decided.
         source: where it came from (`jira-jsm`, `jira-transition`).
+        account: the decider's stable account id in the ticket system.
     """
 
     ref: str
@@ -274,6 +275,7 @@ class TicketApproval(Frozen):
     decision: Decision
     at: datetime
     source: str
+    account: str | None = None
 
 
 class CommandResult(Frozen):

@@ -283,7 +283,8 @@ class JiraChangeTickets:
             return [TicketApproval(ref=f"history:{h.get('id')}", role=roles[to],
                                    person_id=self.person(h.get("author")), decision="approve",
                                    at=_jira_time(h.get("created")) or datetime.now(UTC),
-                                   source="jira-transition")
+                                   source="jira-transition",
+                                   account=_account(h.get("author")) or None)
                     for h, to in self._status_moves(key) if to in roles]
         if mode != "jsm":
             return []
@@ -306,10 +307,11 @@ class JiraChangeTickets:
         done = approval.get("completedDate") or {}
         at = (datetime.fromtimestamp(int(done["epochMillis"]) / 1000, UTC)
               if "epochMillis" in done else datetime.now(UTC))
-        return [TicketApproval(ref=f"jsm:{approval.get('id')}:{entry.get('approver', {})}",
+        return [TicketApproval(ref=f"jsm:{approval.get('id')}:{_account(entry.get('approver'))}",
                                role=role, person_id=self.person(entry.get("approver")),
                                decision="approve" if entry.get("approverDecision") == "approved"
-                               else "decline", at=at, source="jira-jsm")
+                               else "decline", at=at, source="jira-jsm",
+                               account=_account(entry.get("approver")) or None)
                 for entry in approval.get("approvers") or []
                 if entry.get("approverDecision") in ("approved", "declined")]
 
@@ -385,7 +387,7 @@ class JiraChangeTickets:
             return user
         if not isinstance(user, dict):
             return None
-        account = str(user.get("accountId") or user.get("name") or user.get("key") or "")
+        account = _account(user)
         return self._by_account.get(account, f"jira:{account}" if account else None)
 
     # -- writing --------------------------------------------------------------------------
@@ -459,6 +461,17 @@ class JiraChangeTickets:
         """GET a REST path (e.g. JSM approvals) through the client's session, as JSON."""
         return self._call(f"reading {path}", lambda: self.client._get_json(
             path, base=f"{{server}}/rest/{base}/{{path}}"))
+
+
+def _account(user: Any) -> str:
+    """A Jira user's stable id.
+
+    The accountId (Cloud) or the username or key (Data Center); never the display name
+    or e-mail, which people change.
+    """
+    if not isinstance(user, dict):
+        return ""
+    return str(user.get("accountId") or user.get("name") or user.get("key") or "")
 
 
 def _text(value: Any) -> Any:

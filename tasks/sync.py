@@ -209,13 +209,15 @@ def take_ticket_approvals(a: Adapters, key: str) -> tuple[list[str], list[str], 
     """Record the decisions taken in Jira for the change's open requests, once each.
 
     Each is judged by the domain rules first: one that does not count (the author, a
-    person without the role, a shared account, someone not in the roster) is recorded
-    as a failed attempt instead.
+    person without the role, a shared account, someone not in the roster), or one given
+    before changeflow asked, is recorded as a failed attempt instead. Each is known by
+    its stable id in Jira (the approval's id and the approver's account id), so a renamed
+    approver is not recorded twice.
 
     Returns:
         The roles recorded, the roles refused, and the runs that asked for them.
     """
-    waiting = [asked for e in events_of(a, key, EventType.APPROVAL_REQUESTED)
+    waiting = [(e.at, asked) for e in events_of(a, key, EventType.APPROVAL_REQUESTED)
                if (asked := payload_of(e, ApprovalRequested)).channel == "jira"]
     if not waiting:
         return [], [], set()
@@ -227,8 +229,9 @@ def take_ticket_approvals(a: Adapters, key: str) -> tuple[list[str], list[str], 
     refused: list[str] = []
     woken: set[str] = set()
     for given in read_approvals(a, key):
-        request = next((w for w in reversed(waiting) if w.role == given.role), None)
-        if given.ref in seen or request is None:
+        asked_at, request = next(((at, w) for at, w in reversed(waiting)
+                                  if w.role == given.role), (None, None))
+        if given.ref in seen or request is None or asked_at is None:
             continue
         purpose, run_id = request.purpose, request.run_id
         if decision_of(a, change, given.role, purpose) is not None:
@@ -239,15 +242,21 @@ def take_ticket_approvals(a: Adapters, key: str) -> tuple[list[str], list[str], 
                                    a.config.roster).problems
         refusal = next((p for p in problems if given.decision == "approve"
                         or "not an eligible approver" in p), None)
+        if refusal is None and given.at < asked_at:
+            refusal = (f"decided in Jira at {given.at.isoformat()}, before changeflow asked at "
+                       f"{asked_at.isoformat()}: only a decision given for this request "
+                       "counts; decide again in Jira")
         if refusal:
             record(a, key, EventType.APPROVAL_ATTEMPT_FAILED, role=given.role, purpose=purpose,
-                   run_id=run_id, claimed=given.person_id, reason=refusal, ref=given.ref)
+                   run_id=run_id, claimed=given.person_id, reason=refusal, ref=given.ref,
+                   account=given.account)
             refused.append(given.role)
             continue
         record(a, key, EventType.APPROVAL_RECORDED, candidate.person_id, role=given.role,
                purpose=purpose, person_id=candidate.person_id, decision=given.decision.value,
                channel=given.source, comment=f"decided in Jira at {given.at.isoformat()}",
-               run_id=run_id, ref=given.ref, decided_at=given.at.isoformat())
+               run_id=run_id, ref=given.ref, account=given.account,
+               decided_at=given.at.isoformat())
         recorded.append(given.role)
         woken.add(run_id)
     return recorded, refused, woken

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http import HTTPStatus
@@ -607,6 +607,13 @@ class FakeJira:
             self._users[uid] = user
             return user
 
+    def rename_user(self, user: FakeUser, display_name: str, email: str) -> FakeUser:
+        """Change a user's display name and e-mail (their account id stays)."""
+        with self._lock:
+            renamed = replace(user, display_name=display_name, email=email)
+            self._users[user.id] = renamed
+            return renamed
+
     def _user(self, ref: FakeUser | str | None) -> FakeUser | None:
         if ref is None or isinstance(ref, FakeUser):
             return ref
@@ -1047,6 +1054,7 @@ class _Views:
                 "active": True, "timeZone": "UTC", "locale": "en_US"}
 
     def sd_user(self, user: FakeUser) -> dict[str, Any]:
+        user = self.fake._users.get(user.id, user)  # as the user is named now
         ident = {"accountId": user.id} if self.cloud else {"name": user.id, "key": user.key}
         return {**ident, "emailAddress": user.email, "displayName": user.display_name,
                 "active": True, "timeZone": "UTC"}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -172,6 +174,33 @@ def erin_and_quinn_approve_in_jira(project: JiraProject, key: str) -> None:
         project.fake.answer_approval(key, approval, project.users[who], "approve")
 
 
+ROLES_IN_JIRA = (("Lead approval", "erin", "engineering_lead"), ("QA approval", "quinn", "qa"))
+
+
+@contextmanager
+def approving_in_jira(stack: Stack, project: JiraProject, key: str) -> Iterator[None]:
+    """Erin and quinn approve in Jira each as soon as changeflow asks; the sync hands over."""
+    stop, answered = threading.Event(), set()
+
+    def loop() -> None:
+        while not stop.wait(0.3):
+            for name, who, role in ROLES_IN_JIRA:
+                if role not in answered and requested(stack, key, role):
+                    approval = project.fake.add_approval(key, name, [project.users[who]])
+                    project.fake.answer_approval(key, approval, project.users[who], "approve")
+                    answered.add(role)
+                    jira_sync()
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(loop,),
+                              daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
 @pytest.fixture
 def availability(jira: tuple[Stack, JiraProject]) -> Iterator[ScriptedApprover]:
     """Answers the Prefect forms (availability) for the Jira stack."""
@@ -181,15 +210,34 @@ def availability(jira: tuple[Stack, JiraProject]) -> Iterator[ScriptedApprover]:
 
 def test_a_change_approved_in_jira_goes_through_and_jira_shows_the_outcome(
         jira: tuple[Stack, JiraProject], availability: ScriptedApprover) -> None:
+    """Approvals given before changeflow asked do not count; those given after do."""
     stack, project = jira
     key = project.create_change("CHG-101")
-    erin_and_quinn_approve_in_jira(project, key)
-    result = change_request(key)
-    assert result["outcome"] == "succeeded"
-    approvals = [e for e in stack.adapters.change_log.events(key)
+    erin_and_quinn_approve_in_jira(project, key)  # before anyone was asked
+    done: dict[str, Any] = {}
+    run = threading.Thread(target=lambda: done.update(change_request(key)))
+    run.start()
+    try:
+        wait_for(lambda: any(e.type == "approval_attempt_failed"
+                             for e in stack.adapters.change_log.events(key)))
+        (early,) = [e for e in stack.adapters.change_log.events(key)
+                    if e.type == "approval_attempt_failed"]
+        assert (early.payload["role"], early.payload["claimed"]) == ("engineering_lead", "erin")
+        assert "before changeflow asked at" in early.payload["reason"]
+        assert early.payload["account"] == project.users["erin"].id
+        jira_sync()  # the same early approval is not recorded twice
+        with approving_in_jira(stack, project, key):  # asked now: each decides again
+            run.join(timeout=120)
+    finally:
+        run.join(timeout=120)
+    assert done["outcome"] == "succeeded"
+    events = stack.adapters.change_log.events(key)
+    approvals = [e for e in events
                  if e.type == "approval_recorded" and e.payload["channel"] == "jira-jsm"]
     assert [(e.payload["role"], e.payload["person_id"]) for e in approvals] == [
         ("engineering_lead", "erin"), ("qa", "quinn")]
+    assert {e.payload["ref"] for e in approvals}.isdisjoint(
+        {e.payload["ref"] for e in events if e.type == "approval_attempt_failed"})
     issue = project.fake.issue(key)
     assert issue["fields"]["status"]["name"] == "Closed"
     linked = {r.body["object"]["title"] for r in project.fake.requests
@@ -197,26 +245,6 @@ def test_a_change_approved_in_jira_goes_through_and_jira_shows_the_outcome(
     assert {"Pull request", "CI run", "SAST report"} <= linked
     assert any("closed with outcome succeeded" in c["body"]
                for c in issue["fields"]["comment"]["comments"])
-
-
-def test_an_approval_given_later_in_jira_wakes_the_waiting_run_through_the_sync(
-        jira: tuple[Stack, JiraProject], availability: ScriptedApprover) -> None:
-    stack, project = jira
-    key = project.create_change("CHG-101")
-    done: dict[str, Any] = {}
-    run = threading.Thread(target=lambda: done.update(change_request(key)))
-    run.start()
-    try:
-        wait_for(lambda: any(e.type == "approval_requested"
-                             for e in stack.adapters.change_log.events(key)))
-        jira_sync()  # nothing to hand over yet
-        erin_and_quinn_approve_in_jira(project, key)
-        handed: list[str] = []
-        wait_for(lambda: bool(handed.extend(jira_sync()["approvals"]) or done))
-    finally:
-        run.join(timeout=120)
-    assert done["outcome"] == "succeeded"
-    assert f"{key}:engineering_lead" in handed
 
 
 def test_an_approval_in_jira_by_someone_without_the_role_is_refused_by_the_policy(
@@ -233,6 +261,12 @@ def test_an_approval_in_jira_by_someone_without_the_role_is_refused_by_the_polic
     assert refused.payload["reason"] == "Bob Nguyen (bob) does not hold role 'engineering_lead'"
     assert not [e for e in stack.adapters.change_log.events(key)
                 if e.type == "approval_recorded"]
+
+
+def requested(stack: Stack, key: str, role: str) -> bool:
+    """Whether changeflow has asked for `role`'s decision on the change."""
+    return any(e.type == "approval_requested" and e.payload["role"] == role
+               for e in stack.adapters.change_log.events(key))
 
 
 def wait_for(condition: Any, seconds: float = 60) -> None:
@@ -263,9 +297,9 @@ def test_jira_down_at_close_leaves_the_change_open_until_a_later_run_tells_it_on
     monkeypatch.setattr(tasks.tickets, "BACKOFF_SECONDS", (0.01,) * 5)
     stack, project = jira
     key = project.create_change("CHG-101")
-    erin_and_quinn_approve_in_jira(project, key)
     project.fake.fail(r"/transitions$", 503, times=6, method="POST")  # every retry of close
-    with pytest.raises(TicketSystemError, match="503"):
+    with approving_in_jira(stack, project, key), pytest.raises(TicketSystemError,
+                                                                match="503"):
         change_request(key)
     log = stack.adapters.change_log
     record = log.record(key)

@@ -238,6 +238,24 @@ def test_jsm_approvals_are_read_with_who_and_when(project: JiraProject) -> None:
     assert abs((given.at - datetime.now(UTC)).total_seconds()) < 60
 
 
+def test_a_jsm_approval_is_known_by_its_id_and_the_approvers_account(
+        project: JiraProject) -> None:
+    """Renaming the approver (display name, e-mail) does not make it another approval."""
+    mapping = project.mapping.model_copy(update={"approvals": JiraApprovals(
+        mode="jsm", names={"engineering_lead": "Lead approval"})})
+    key = project.create_change("CHG-101")
+    fake, erin = project.fake, project.users["erin"]
+    lead = fake.add_approval(key, "Lead approval", [erin])
+    fake.answer_approval(key, lead, erin, "approve")
+    jira = connect(project, mapping)
+    (before,) = jira.approvals(key)
+    fake.rename_user(erin, "Erin Married-Name", "erin.mn@example.com")
+    (after,) = jira.approvals(key)
+    assert before.ref == after.ref == f"jsm:{lead}:{erin.id}"
+    assert before.account == after.account == erin.id
+    assert "@" not in before.ref and "avatar" not in before.ref
+
+
 def test_transition_approvals_are_attributed_to_the_changelog_author(
         project: JiraProject) -> None:
     mapping = project.mapping.model_copy(update={"approvals": JiraApprovals(
