@@ -90,6 +90,10 @@ class JiraIncidents(Frozen):
     project: str = "INC"
     issue_type: str = "Incident"
     link_type: str = "Relates"
+    priorities: dict[str, int] = {"Highest": 1, "High": 2, "Medium": 3, "Low": 4,
+                                  "Lowest": 5}
+    """Jira's priority names as incident priorities (1 is P1): an emergency's incident must
+    be of priority 1."""
 
 
 class JiraMapping(Frozen):

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from domain.models import ChangeRequest, Roster, Ticket
+from domain.models import ChangeRequest, IncidentFacts, Roster, Ticket
 from domain.policy import Policy
 from domain.rollback import missing_rollback_fields
 from domain.services import ServiceCatalog
@@ -123,6 +123,26 @@ def _emergency_problems(fields: dict[str, Any], policy: Policy) -> dict[str, str
         problems["incident_ref"] = (f"{'missing' if ref is None else f'{shown(ref)} is not valid'}"
                                     f"; name {what}, e.g. {example}")
     return problems
+
+
+def incident_problem(facts: IncidentFacts) -> str | None:
+    """Why the incident an emergency names cannot justify it, or None (section 5).
+
+    Only what was read from the incident itself is judged: it must be open and of
+    priority 1. A claim (a CVE, a ticket system without incidents) is recorded as such.
+    """
+    if facts.source != "ticket_system":
+        return None
+    if facts.open is False:
+        return (f"incident_ref: {facts.key} is already resolved; an emergency change is for "
+                "an open P1 incident (policy section 5)")
+    if facts.priority is None:
+        return (f"incident_ref: {facts.key} has no priority changeflow knows "
+                "(jira.yaml incidents.priorities); an emergency is for a P1 incident")
+    if facts.priority != 1:
+        return (f"incident_ref: {facts.key} is a P{facts.priority} incident; an emergency "
+                "change is for a P1 incident (policy section 5): use a normal change")
+    return None
 
 
 def _field_problems(fields: dict[str, Any], roster: Roster, services: ServiceCatalog,

@@ -152,6 +152,25 @@ class Evidence(Frozen):
     staging_passed: bool | None = None
 
 
+class IncidentFacts(Frozen):
+    """What an emergency's `incident_ref` names, and where that was learnt.
+
+    Attributes:
+        key: the incident (or CVE) reference.
+        source: `ticket_system` (read from the incident itself) or `ticket` (the change
+            ticket's claim: a CVE, or a ticket system that holds no incidents).
+        priority: the incident's priority (1 is the highest), when read.
+        open: whether the incident is still open, when read.
+        summary: the incident's summary, when read.
+    """
+
+    key: str
+    source: Literal["ticket_system", "ticket"]
+    priority: int | None = None
+    open: bool | None = None
+    summary: str = ""
+
+
 class ChangeRequest(Frozen):
     """A validated change ticket."""
 
@@ -174,6 +193,8 @@ class ChangeRequest(Frozen):
     change_kind: str | None = None
     emergency_trigger: str | None = None
     incident_ref: str | None = None
+    incident: IncidentFacts | None = None
+    """An emergency's incident as checked at submit (see `IncidentFacts`)."""
     contributors: list[str] = []
     """Roster ids of who else wrote the change, from the code host: the pull request's
     author and its commits' authors and committers. Like the author, none of them may

@@ -24,7 +24,7 @@ from jira import JIRA, JIRAError
 from pydantic import SecretStr
 
 from config.jira import JiraMapping
-from domain.models import Roster, Ticket, TicketApproval
+from domain.models import IncidentFacts, Roster, Ticket, TicketApproval
 from integrations.ports import TicketNotFound, TicketSystemError, TicketSystemUnavailable
 
 QUIET_LOGGERS = ("jira", "jira.resilientsession")
@@ -434,6 +434,29 @@ class JiraChangeTickets:
             return
         self._call(f"linking {url} to {key}", lambda: self.client.add_simple_link(
             key, {"url": url, "title": title}))
+
+    def incident(self, ref: str) -> IncidentFacts | None:
+        """The incident `ref` in the incidents project: priority, open or not, summary.
+
+        Raises:
+            TicketNotFound: no such issue, or it is not an incident of the incidents
+                project (`incidents.project`, `incidents.issue_type` in jira.yaml).
+        """
+        ref = issue_key(ref)
+        spec = self.mapping.incidents
+        raw = self._call(f"reading incident {ref}", lambda: self.client.issue(
+            ref, fields="summary,status,priority,project,issuetype").raw)
+        fields = raw.get("fields") or {}
+        project = (fields.get("project") or {}).get("key")
+        kind = (fields.get("issuetype") or {}).get("name")
+        if project != spec.project or kind != spec.issue_type:
+            raise TicketNotFound(f"{ref} is a {kind or 'issue'} of project {project}, not an "
+                                 f"{spec.issue_type} of {spec.project} (jira.yaml incidents)")
+        priority = (fields.get("priority") or {}).get("name")
+        category = ((fields.get("status") or {}).get("statusCategory") or {}).get("key")
+        return IncidentFacts(key=ref, source="ticket_system",
+                             priority=spec.priorities.get(str(priority)) if priority else None,
+                             open=category != "done", summary=str(fields.get("summary") or ""))
 
     def open_incident(self, change_key: str, incident_id: str, summary: str,
                       priority: int) -> str:

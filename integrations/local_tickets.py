@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from domain.intake import shown
-from domain.models import Ticket
+from domain.models import IncidentFacts, Ticket
 from integrations.ports import TicketNotFound
 
 KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9]*-[0-9]+$")
@@ -144,6 +144,10 @@ class LocalChangeTickets:
         """The evidence links changeflow attached to the ticket."""
         self._require(key)
         return list(self._read_sidecar(key)["links"])
+
+    def incident(self, ref: str) -> IncidentFacts | None:
+        """Local tickets hold no incident system: an incident reference stays a claim."""
+        return None
 
     def open_incident(self, change_key: str, incident_id: str, summary: str,
                       priority: int) -> str:

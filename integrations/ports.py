@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from domain.code_host import CheckRun, CodeScan, Deployment, PullRequest
 from domain.events import NewEvent
 from domain.lifecycle import ChangeRecord
-from domain.models import ChangeEvent, CheckResult, CommandResult, Notice, Ticket
+from domain.models import (
+    ChangeEvent,
+    CheckResult,
+    CommandResult,
+    IncidentFacts,
+    Notice,
+    Ticket,
+)
 from domain.services import HttpCheck
 
 if TYPE_CHECKING:
@@ -69,6 +76,14 @@ class ChangeTickets(Protocol):
 
     def add_link(self, key: str, url: str, title: str) -> None:
         """Attach an evidence link to the ticket, once per URL."""
+        ...
+
+    def incident(self, ref: str) -> IncidentFacts | None:
+        """The incident `ref` as the ticket system holds it; None if it holds no incidents.
+
+        Raises:
+            TicketNotFound: it holds incidents, but not this one.
+        """
         ...
 
     def open_incident(self, change_key: str, incident_id: str, summary: str,

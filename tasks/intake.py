@@ -5,10 +5,11 @@ from __future__ import annotations
 from domain.events import EventType
 from domain.gates import unaccepted_evidence
 from domain.history import submitted_change
-from domain.intake import validate_ticket
-from domain.models import Category, ChangeRequest
+from domain.intake import incident_problem, validate_ticket
+from domain.models import Category, ChangeRequest, IncidentFacts
 from domain.standard import procedure_misfits
 from integrations.factory import Adapters
+from integrations.ports import TicketNotFound
 from tasks.code_host import with_pull_request
 from tasks.common import ChangeStopped, events_of, record, step
 from tasks.tickets import tell
@@ -42,8 +43,11 @@ def submit_change(a: Adapters, key: str) -> ChangeRequest:
     cfg = a.config
     checked = validate_ticket(ticket, cfg.policy, cfg.roster, cfg.services)
     if not isinstance(checked, list):
-        checked = (unaccepted_evidence(checked, cfg.policy, a.code_host is not None)
-                   or with_pull_request(a, checked))
+        checked = unaccepted_evidence(checked, cfg.policy, a.code_host is not None) or checked
+    if not isinstance(checked, list):
+        checked = with_incident(a, checked)
+    if not isinstance(checked, list):
+        checked = with_pull_request(a, checked)
     if isinstance(checked, list):
         known = {k: v for k, v in ticket.fields.items()
                  if k in ("summary", "category", "service", "version", "author")
@@ -58,6 +62,27 @@ def submit_change(a: Adapters, key: str) -> ChangeRequest:
            service=change.service, version=change.version, author=change.author,
            watchers=ticket.watchers, change=change.model_dump(mode="json"))
     return change
+
+
+def with_incident(a: Adapters, change: ChangeRequest) -> ChangeRequest | list[str]:
+    """An emergency's incident read from the ticket system, or the problems (section 5).
+
+    For a P1 incident, the ticket system's own record decides (it must be open and of
+    priority 1) and is what is recorded; a CVE, or a ticket system that holds no
+    incidents, is recorded as the ticket's claim (`IncidentFacts.source`).
+    """
+    ref = change.incident_ref
+    if change.category is not Category.EMERGENCY or ref is None:
+        return change
+    facts: IncidentFacts | None = None
+    if change.emergency_trigger == "p1_incident":
+        try:
+            facts = a.tickets.incident(ref)
+        except TicketNotFound as exc:
+            return [f"incident_ref: {ref} is not an incident the ticket system knows: {exc}"]
+    facts = facts or IncidentFacts(key=ref, source="ticket")
+    problem = incident_problem(facts)
+    return [problem] if problem else change.model_copy(update={"incident": facts})
 
 
 @step("check-procedure")

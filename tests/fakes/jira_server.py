@@ -81,6 +81,7 @@ _SYSTEM_FIELDS: tuple[tuple[str, str, dict[str, Any], bool, bool], ...] = (
     ("created", "Created", {"type": "datetime", "system": "created"}, True, False),
     ("updated", "Updated", {"type": "datetime", "system": "updated"}, True, False),
     ("labels", "Labels", {"type": "array", "items": "string", "system": "labels"}, True, True),
+    ("priority", "Priority", {"type": "priority", "system": "priority"}, True, True),
     ("components", "Components",
      {"type": "array", "items": "component", "system": "components"}, True, True),
     ("issuelinks", "Linked Issues",
@@ -1095,6 +1096,11 @@ class _Views:
                 return jira_time(issue.created if fid == "created" else issue.updated)
             case "labels" | "components":
                 return issue.values.get(fid) or []
+            case "priority":
+                value = issue.values.get(fid)
+                name = value.get("name") if isinstance(value, dict) else value
+                return None if name is None else {
+                    "self": f"{self.api}/priority/{name}", "name": name, "id": str(name)}
             case "issuelinks":
                 return [self.link(issue, link) for link in issue.links]
             case "comment":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from prefect import flow
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
@@ -24,13 +26,15 @@ from changeflow.stack import Stack, embedded_stack
 from config.jira import JiraApprovals, JiraMapping
 from config.loader import load_config
 from config.settings import PROJECT_ROOT, Settings
+from domain.models import ChangeRequest, IncidentFacts
 from flows.change_request import change_request
 from flows.jira_sync import jira_sync
-from integrations.factory import open_tickets
+from integrations.factory import open_adapters, open_tickets
 from integrations.jira_tickets import JiraChangeTickets
 from integrations.ports import TicketSystemError
 from integrations.sync_state import SyncState
 from tasks.common import ChangeStopped
+from tasks.intake import ChangeRefused, submit_change
 from tasks.sync import WATERMARK
 from tests.fakes.jira_server import FakeJira
 from tests.support.jira import JiraProject, jira_project, with_evidence_values
@@ -314,3 +318,43 @@ def test_jira_down_at_close_leaves_the_change_open_until_a_later_run_tells_it_on
     closing = [c for c in issue["fields"]["comment"]["comments"]
                if "closed with outcome succeeded" in c["body"]]
     assert len(closing) == 1
+
+
+@flow
+def submitted(key: str) -> ChangeRequest:
+    """Only the submit step of a change, as `change-request` starts it."""
+    with open_adapters() as a:
+        return submit_change(a, key)
+
+
+@pytest.mark.parametrize(("priority", "status", "refusal"), [
+    ("Highest", "Open", None),
+    ("High", "Open", "is a P2 incident; an emergency change is for a P1 incident"),
+    ("Highest", "Done", "is already resolved; an emergency change is for an open P1"),
+    (None, "Open", "has no priority changeflow knows (jira.yaml incidents.priorities)"),
+])
+def test_an_emergencys_incident_is_read_from_jira_not_from_the_ticket(
+        jira: tuple[Stack, JiraProject], priority: str | None, status: str,
+        refusal: str | None) -> None:
+    stack, project = jira
+    fields = {"summary": "Checkout fails for every customer"}
+    incident = project.fake.create_issue("INC", {**fields, "priority": priority}
+                                         if priority else fields, status=status)
+    key = project.create_change("CHG-201", incident_ref=incident)
+    if refusal is not None:
+        with pytest.raises(ChangeRefused, match=re.escape(refusal)):
+            submitted(key)
+        return
+    change = submitted(key)
+    assert change.incident == IncidentFacts(key=incident, source="ticket_system", priority=1,
+                                            open=True, summary=fields["summary"])
+
+
+def test_an_incident_reference_that_is_no_incident_is_refused(
+        jira: tuple[Stack, JiraProject]) -> None:
+    stack, project = jira
+    other = project.create_change("CHG-101")  # a change, not an incident
+    key = project.create_change("CHG-201", incident_ref=other)
+    with pytest.raises(ChangeRefused, match=f"incident_ref: {other} is not an incident the "
+                                            "ticket system knows: .* not an Incident of INC"):
+        submitted(key)
