@@ -86,7 +86,8 @@ LINES: dict[EventType, Callable[[Any], str]] = {
     E.APPROVAL_ATTEMPT_FAILED: lambda p: f"refused a decision: {p.reason}",
     E.STAGING_PASSED: lambda p: "staging deploy and tests passed",
     E.STAGING_FAILED: lambda p: "staging FAILED",
-    E.GATES_PASSED: lambda p: "gates passed: " + ", ".join(g.gate for g in p.gates),
+    E.GATES_PASSED: lambda p: "gates passed: " + ", ".join(
+        f"{g.gate} (the ticket's claim)" if g.source == "ticket" else g.gate for g in p.gates),
     E.GATES_BLOCKED: lambda p: "BLOCKED by gates",
     E.DEPLOYMENT_SCHEDULED: lambda p: (f"scheduled for {p.slot[:19]} UTC; told "
                                        f"{', '.join(p.notified)}"),
