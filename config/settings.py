@@ -84,7 +84,27 @@ class Settings(BaseSettings):
         default=None, description="Name of a Prefect Secret block holding the GitHub token")
     github_timeout_seconds: float = Field(default=30, gt=0,
                                           description="Timeout of every GitHub request")
-    notifier: Literal["outbox"] = Field(default="outbox", description="Notifier adapter")
+    notifier: Literal["outbox", "email"] = Field(
+        default="outbox", description="Notifier adapter: the local outbox, or e-mail over SMTP "
+                                      "to each person's roster e-mail")
+    smtp_host: str | None = Field(default=None, description="SMTP server (with notifier=email)")
+    smtp_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="SMTP port; default 587 with starttls, 465 with tls, 25 with none")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="STARTTLS after connecting, implicit TLS (SMTPS), or "
+                                        "none (only to a relay on the same host)")
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA certificate (PEM) the SMTP server's certificate is "
+                                  "checked against; default the system's")
+    smtp_username: str | None = Field(default=None, description="SMTP login; unset: no login")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password")
+    smtp_password_block: str | None = Field(
+        default=None, description="Name of a Prefect Secret block holding the SMTP password")
+    smtp_from: str | None = Field(default=None,
+                                  description="The From address of changeflow's mail")
+    smtp_timeout_seconds: float = Field(default=15, gt=0,
+                                        description="Timeout of every SMTP connection")
     outbox_path: Path | None = Field(
         default=None, description="Outbox file (JSON lines); default var/outbox.jsonl")
 

@@ -19,7 +19,7 @@ from tasks.common import last_of
 from tasks.intake import submit_change
 
 
-@flow(name="change-request", log_prints=True)
+@flow(name="change-request", flow_run_name="{ticket_key} · change-request", log_prints=True)
 def change_request(ticket_key: str) -> dict[str, Any]:
     """Run the lifecycle of the ticket's category (the one recorded, once submitted)."""
     with open_adapters() as a:

@@ -30,7 +30,8 @@ from tasks.obligations import (
 )
 
 
-@flow(name="emergency-obligation", log_prints=True)
+@flow(name="emergency-obligation", flow_run_name="{ticket_key} · {obligation}",
+      log_prints=True)
 def emergency_obligation(ticket_key: str, obligation: ObligationKind) -> dict[str, Any]:
     """An owner of the obligation answers it, attributably; the answer is recorded."""
     with open_adapters() as a:

@@ -22,6 +22,7 @@ from integrations.chain_keys import ChainKeyError, ChainKeys, ensure_key_file, r
 from integrations.changelog_schema import migrate, normalize_url, sqlite_engine
 from integrations.changelog_sql import SqlChangeLog
 from integrations.commands import SubprocessRunner
+from integrations.email_notifier import EmailNotifier
 from integrations.github_host import GitHubCodeHost
 from integrations.http_checks import HttpChecks
 from integrations.jira_tickets import JiraChangeTickets
@@ -210,6 +211,31 @@ def open_tickets(settings: Settings, config: Config) -> ChangeTickets:
                              timeout_seconds=settings.jira_timeout_seconds)
 
 
+def open_notifier(settings: Settings, config: Config) -> Notifier:
+    """The notifier the settings choose: the local outbox, or e-mail over SMTP.
+
+    Raises:
+        ConfigError: e-mail is chosen but the server or the sender is missing.
+    """
+    if settings.notifier == "outbox":
+        return OutboxNotifier(settings.resolved_outbox_path)
+    missing = [Problem("settings", f"CHANGEFLOW_{name.upper()}",
+                       "not set (needed with CHANGEFLOW_NOTIFIER=email)")
+               for name in ("smtp_host", "smtp_from") if not getattr(settings, name)]
+    if missing:
+        raise ConfigError(missing)
+    password = (secret_setting(settings.smtp_password, settings.smtp_password_block,
+                               "SMTP_PASSWORD")
+                if settings.smtp_password is not None or settings.smtp_password_block
+                else None)
+    assert settings.smtp_host is not None and settings.smtp_from is not None
+    return EmailNotifier(config.roster, settings.smtp_host, settings.smtp_from,
+                         port=settings.smtp_port, security=settings.smtp_security,
+                         username=settings.smtp_username, password=password,
+                         ca_file=settings.smtp_ca_file,
+                         timeout_seconds=settings.smtp_timeout_seconds)
+
+
 def build(settings: Settings | None = None) -> Adapters:
     """Load the configuration and build every adapter the settings choose.
 
@@ -224,7 +250,7 @@ def build(settings: Settings | None = None) -> Adapters:
         tickets=open_tickets(settings, config),
         runner=SubprocessRunner(),
         checks=HttpChecks(),
-        notifier=OutboxNotifier(settings.resolved_outbox_path),
+        notifier=open_notifier(settings, config),
         settings=settings,
         code_host=open_code_host(settings),
     )

@@ -42,7 +42,8 @@ from config.settings import PROJECT_ROOT
 from tests.support.browser import chromium, new_page, screenshot
 
 TICKET = "CHG-101"  # a normal change: the engineering lead's review, then QA's sign-off
-RUN_NAME = "ui-chg-101"
+RUN_NAME = f"{TICKET} · change-request"
+"""What changeflow names the run once it starts (the UI gave it a random name)."""
 WRONG_CODE = "WRNG-C0DE"
 WAIT_SECONDS = 120
 UI_TIMEOUT_MS = 60_000
@@ -238,12 +239,12 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
         page.get_by_role("link", name="change-request", exact=True).first.click()
         page.get_by_role("button", name="Run", exact=True).click()
         page.get_by_text("Custom run").click()
-        page.locator(".p-label").filter(has_text="Run Name").locator("input").fill(RUN_NAME)
         page.locator(".schema-form-property").filter(has_text="ticket_key").locator(
             "textarea").fill(TICKET)
         screenshot(page, "ui-1-custom-run.png")
         page.get_by_role("button", name="Submit").click()
-        wait_for(lambda: run_named(RUN_NAME) is not None, "the run to be created", served.log)
+        wait_for(lambda: run_named(RUN_NAME) is not None, "the run to start, named for its "
+                 "ticket", served.log)
         run_id = str(run_named(RUN_NAME))
         page.goto(f"{served.ui}/runs/flow-run/{run_id}")
         expect(page.get_by_text(RUN_NAME).first).to_be_visible()
