@@ -21,7 +21,11 @@ from tasks.intake import submit_change
 
 @flow(name="change-request", flow_run_name="{ticket_key} · change-request", log_prints=True)
 def change_request(ticket_key: str) -> dict[str, Any]:
-    """Run the lifecycle of the ticket's category (the one recorded, once submitted)."""
+    """Run the lifecycle of the ticket's category (the one recorded, once submitted).
+
+    Args:
+        ticket_key: the change ticket's key, e.g. CHG-101.
+    """
     with open_adapters() as a:
         submitted = last_of(a, ticket_key, EventType.CHANGE_SUBMITTED)
         raw = (payload_of(submitted, ChangeSubmitted).category if submitted

@@ -33,7 +33,12 @@ from tasks.obligations import (
 @flow(name="emergency-obligation", flow_run_name="{ticket_key} · {obligation}",
       log_prints=True)
 def emergency_obligation(ticket_key: str, obligation: ObligationKind) -> dict[str, Any]:
-    """An owner of the obligation answers it, attributably; the answer is recorded."""
+    """An owner of the obligation answers it, attributably; the answer is recorded.
+
+    Args:
+        ticket_key: the emergency change's ticket key, e.g. CHG-201.
+        obligation: the open obligation to answer (`changeflow obligations` lists them).
+    """
     with open_adapters() as a:
         change = submit_change(a, ticket_key)
         open_item = check_obligation(a, change, obligation)

@@ -238,31 +238,51 @@ def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
 
 @flow(name="normal-change", flow_run_name="{ticket_key} · normal-change", log_prints=True)
 def normal_change(ticket_key: str) -> dict[str, Any]:
-    """A normal change: review, staging and QA sign-off, gates, schedule, deploy, verify."""
+    """A normal change: review, staging and QA sign-off, gates, schedule, deploy, verify.
+
+    Args:
+        ticket_key: the change ticket's key, e.g. CHG-101.
+    """
     return run_lifecycle(ticket_key, Category.NORMAL)
 
 
 @flow(name="major-change", flow_run_name="{ticket_key} · major-change", log_prints=True)
 def major_change(ticket_key: str) -> dict[str, Any]:
-    """A major change: the normal steps, approved by the engineering lead and the CISO."""
+    """A major change: the normal steps, approved by the engineering lead and the CISO.
+
+    Args:
+        ticket_key: the change ticket's key, e.g. CHG-101.
+    """
     return run_lifecycle(ticket_key, Category.MAJOR)
 
 
 @flow(name="standard-change", flow_run_name="{ticket_key} · standard-change", log_prints=True)
 def standard_change(ticket_key: str) -> dict[str, Any]:
-    """A standard change: its procedure checked, self-approved, gated, deployed, verified."""
+    """A standard change: its procedure checked, self-approved, gated, deployed, verified.
+
+    Args:
+        ticket_key: the change ticket's key, e.g. CHG-101.
+    """
     return run_lifecycle(ticket_key, Category.STANDARD)
 
 
 @flow(name="emergency-change", flow_run_name="{ticket_key} · emergency-change", log_prints=True)
 def emergency_change(ticket_key: str) -> dict[str, Any]:
-    """An emergency: verbal approval, minimum gates, deployed at once, obligations opened."""
+    """An emergency: verbal approval, minimum gates, deployed at once, obligations opened.
+
+    Args:
+        ticket_key: the change ticket's key, e.g. CHG-101.
+    """
     return run_lifecycle(ticket_key, Category.EMERGENCY)
 
 
 @flow(name="change-deploy", flow_run_name="{ticket_key} · change-deploy", log_prints=True)
 def change_deploy(ticket_key: str) -> dict[str, Any]:
-    """The deploy phase of a scheduled change, started at its slot."""
+    """The deploy phase of a scheduled change, started at its slot.
+
+    Args:
+        ticket_key: the change ticket's key, e.g. CHG-101.
+    """
     with open_adapters() as a, one_run(a, ticket_key):
         check_intact(a, ticket_key, "deploy")
         change = submit_change(a, ticket_key)

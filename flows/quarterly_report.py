@@ -25,7 +25,7 @@ def quarterly_report(quarter: str | None = None, out_dir: str | None = None) -> 
     """Write the report of `quarter` (like 2026Q3; default: the quarter before this one).
 
     Args:
-        quarter: the quarter to report on.
+        quarter: the quarter to report on, e.g. 2026Q3; empty: the quarter before this one.
         out_dir: where the files go; default `<var>/reports/<quarter>`.
     """
     with open_adapters() as a:

@@ -33,6 +33,7 @@ def test_lifecycle_deployments_ask_for_a_ticket_key() -> None:
         schema = parameter_schema(load_flow(entry["entrypoint"]).fn)
         assert schema.required == ["ticket_key"], entry["name"]
         assert schema.properties["ticket_key"]["type"] == "string"
+        assert "e.g. CHG-101" in schema.properties["ticket_key"]["description"]
 
 
 def test_the_emergency_obligation_form_offers_exactly_the_obligations() -> None:
