@@ -28,7 +28,7 @@ from domain.models import (
     GateStatus,
     Roster,
 )
-from domain.policy import DEFAULT_SOURCES, Policy
+from domain.policy import Policy
 from domain.rollback import missing_rollback_fields
 from domain.standard import required_gates
 
@@ -241,7 +241,7 @@ def _sourced(result: GateResult, source: EvidenceSource, policy: Policy) -> Gate
 
 
 def _refused_source(gate: str, source: EvidenceSource, policy: Policy) -> str:
-    accepted = policy.gates.evidence_sources.get(gate, list(DEFAULT_SOURCES))
+    accepted = policy.gates.sources(gate)
     fix = ("; configure the code host (CHANGEFLOW_CODE_HOST=github)"
            if source == "ticket" and "code_host" in accepted else "")
     return (f"the policy does not accept evidence from the {source} for {gate} "

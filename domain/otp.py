@@ -6,7 +6,7 @@ person, and valid until the wait ends. Only a digest is recorded, and it is keye
 HMAC-SHA256 under a key that neither the change log's database nor the evidence pack
 holds (`integrations.chain_keys` derives it from the chain key). A copy of the log or of
 a pack therefore does not let anyone test guessed codes offline; guessing online is
-capped (`ApprovalsPolicy.max_wrong_codes`).
+capped (`ApprovalCodesPolicy.max_wrong_codes`).
 """
 
 from __future__ import annotations

@@ -109,9 +109,13 @@ class GatesPolicy(Frozen):
     security_scan: SecurityScanGate = SecurityScanGate()
     evidence_sources: dict[str, list[EvidenceSource]] = {}
 
+    def sources(self, gate: str) -> list[EvidenceSource]:
+        """The sources accepted for `gate`'s evidence."""
+        return self.evidence_sources.get(gate, list(DEFAULT_SOURCES))
+
     def accepts(self, gate: str, source: EvidenceSource) -> bool:
         """Whether evidence for `gate` from `source` may count."""
-        return source in self.evidence_sources.get(gate, DEFAULT_SOURCES)
+        return source in self.sources(gate)
 
 
 class RollbackPolicy(Frozen):

@@ -100,10 +100,9 @@ def _answer(a: Adapters, change: ChangeRequest, request: ApprovalRequest, form: 
         except FlowPauseTimeout:
             raise expire_request(a, change, request) from None
         except ValidationError as error:
-            refuse_invalid(a, request, _claimed(a, key), _invalid(error))
-            delete_flow_run_input(_response_key(key))
-            continue
-        refused = judge(answer)
+            refused: str | None = refuse_invalid(a, request, _claimed(a, key), _invalid(error))
+        else:
+            refused = judge(answer)
         delete_flow_run_input(_response_key(key))
         if refused is None:
             return answer

@@ -302,8 +302,8 @@ def judge_answer(a: Adapters, request: ApprovalRequest, claimed: str, code: str,
     if refusal is not None:
         reason = (not_asked() or refusal.reason) if refusal.kind == "not_sent" else refusal.reason
         refuse_attempt(a, request, claimed, reason, refusal.kind)
-        if refusal.kind == "wrong_code":
-            _withdraw_on_guessing(a, current(a, request))
+        if refusal.kind == "wrong_code":  # this one counts too
+            _withdraw_on_guessing(a, replace(request, wrong_codes=request.wrong_codes + 1))
         return reason
     problem = rules()
     if problem is None:

@@ -8,7 +8,7 @@ from integrations.factory import Adapters
 from tasks.approvals import ApprovalRequest
 from tasks.common import events_of
 from tasks.gates import preview_gates
-from tasks.markdown import plain
+from tasks.markdown import gates_table, plain
 from tasks.verbal import PURPOSE as VERBAL
 
 
@@ -24,9 +24,7 @@ def describe(a: Adapters, change: ChangeRequest, request: ApprovalRequest) -> st
              "### changeflow's findings", "",
              f"Category **{change.category.value}**, service **{plain(change.service)}**, "
              f"version **{plain(change.version)}**, author **{plain(change.author)}**.", "",
-             "| gate | status | evidence from | reason |", "|---|---|---|---|"]
-    lines += [f"| {g.gate} | {g.status.value} | {g.source} | {plain(g.reason)} |"
-              for g in preview_gates(a, change)]
+             *gates_table(preview_gates(a, change))]
     who = ("Name who gave the approval, choose yourself as the recorder"
            if request.purpose == VERBAL else "Choose yourself as approver")
     lines += ["", f"{who} ({', '.join(request.eligible)}) and enter the one-time code "

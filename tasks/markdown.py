@@ -12,9 +12,19 @@ that a value stays in its table cell or line.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+
+from domain.models import GateResult
 
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 _SPACE = re.compile(r"\s+")
+
+
+def gates_table(gates: Iterable[GateResult]) -> list[str]:
+    """The gate results as markdown table lines: gate, status, evidence source, reason."""
+    return ["| gate | status | evidence from | reason |", "|---|---|---|---|",
+            *(f"| {g.gate} | {g.status.value} | {g.source} | {plain(g.reason)} |"
+              for g in gates)]
 
 
 def plain(text: object, limit: int | None = None) -> str:

@@ -15,7 +15,7 @@ from integrations.factory import Adapters
 from integrations.ports import ChangeLog, Verification
 from tasks.anchoring import AnchorCheck
 from tasks.common import record, step
-from tasks.markdown import plain
+from tasks.markdown import gates_table, plain
 from tasks.tickets import comment_once, link_evidence, move_ticket
 
 
@@ -104,10 +104,7 @@ def evidence_markdown(rec: ChangeRecord, events: list[ChangeEvent]) -> str:
     if gates is None:
         lines += ["No gates were evaluated.", ""]
     else:
-        lines += ["| gate | status | evidence from | reason |", "|---|---|---|---|"]
-        lines += [f"| {g.gate} | {g.status.value} | {g.source} | {plain(g.reason)} |"
-                  for g in gates]
-        lines.append("")
+        lines += [*gates_table(gates), ""]
     lines += ["## Event trail", "", "| # | time (UTC) | event | actor |", "|---|---|---|---|"]
     lines += [f"| {e.seq} | {e.at:%Y-%m-%d %H:%M:%S} | {e.type} | {plain(e.actor)} |"
               for e in events]
