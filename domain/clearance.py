@@ -15,6 +15,7 @@ from domain.approvals import ApprovalVerdict, check_approvals, required_approval
 from domain.events import CodeHostRead, EventType, payload_of
 from domain.gates import gates_block
 from domain.history import approvals_of, last_gates, submitted_change
+from domain.host_gates import joined_with_pull_request
 from domain.lifecycle import fold
 from domain.models import ChangeEvent, ChangeRequest, GateResult, Roster
 from domain.policy import Policy
@@ -76,10 +77,10 @@ def record_clearance(action: Action, events: Sequence[ChangeEvent], change: Chan
     """Why a change's verified events do not clear `action`; [] when they do.
 
     Everything is judged from the events alone: the state is their fold, the change is
-    the one its submission recorded (its category, procedure and paths, with the paths the
-    code host reported since, decide which approvals and gates it needs), the approvals
-    and gates are the recorded ones. The
-    `change` about to be acted on must be that recorded change.
+    the one its submission recorded (its category, procedure and paths, with the paths and
+    writers the code host reported since, decide which approvals and gates it needs and
+    who may not approve it), the approvals and gates are the recorded ones. The `change`
+    about to be acted on must be that recorded change.
 
     Args:
         action: what is about to happen.
@@ -97,11 +98,11 @@ def record_clearance(action: Action, events: Sequence[ChangeEvent], change: Chan
         differ = sorted(k for k, v in was.items() if now.get(k) != v)
         problems.append(f"the change about to {action.value} is not the change recorded at "
                         f"submission (it differs in: {', '.join(differ)})")
-    read = [p for e in events if e.type == EventType.CODE_HOST_READ
-            for p in payload_of(e, CodeHostRead).changed_paths]
-    if read:  # the pull request's paths as the code host last said them count too
-        paths = list(dict.fromkeys([*recorded.changed_paths, *read]))
-        recorded = recorded.model_copy(update={"changed_paths": paths})
+    for e in events:  # what the code host was recorded to say counts too
+        if e.type == EventType.CODE_HOST_READ:
+            read = payload_of(e, CodeHostRead)
+            recorded = joined_with_pull_request(recorded, read.changed_paths,
+                                                [read.author, *read.commit_logins], roster)
     needed = {role for r in required_approvals(recorded, policy)
               for role in (r.role, r.fallback_role) if role}
     given = [x for x in approvals_of(events) if x.role in needed]

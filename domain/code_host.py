@@ -66,6 +66,11 @@ class PullRequest(Frozen):
     reviews: list[Review]
     commit_logins: list[str] = []
 
+    @property
+    def writers(self) -> list[str]:
+        """The logins of who wrote it: its author and its commits' authors and committers."""
+        return list(dict.fromkeys([self.author, *self.commit_logins]))
+
 
 class CheckRun(Frozen):
     """The latest run of one named check on a commit.

@@ -455,6 +455,7 @@ class CodeHostRead(Payload):
     analysed: bool
     open_alerts: list[dict[str, Any]]
     changed_paths: list[str]
+    commit_logins: list[str] = []
 
 
 class SastWaiverApplied(Payload):

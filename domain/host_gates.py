@@ -85,6 +85,22 @@ def deployed_is_reviewed(host: HostEvidence, version: str) -> str | None:
     return None
 
 
+def joined_with_pull_request(change: ChangeRequest, paths: list[str], writers: list[str],
+                             roster: Roster) -> ChangeRequest:
+    """The change with what its pull request says of it.
+
+    The pull request's paths join the change's (they decide who must approve), and the
+    roster people behind its writers' logins (`PullRequest.writers`) join its
+    `contributors` (none of whom may approve it). Used at submit, at the gates (a later
+    push counts) and by the clearance, on what the code host was recorded to say.
+    """
+    wrote = [p.id for login in writers
+             if (p := roster.by_github_login(login)) is not None and p.id != change.author]
+    return change.model_copy(update={
+        "changed_paths": list(dict.fromkeys([*change.changed_paths, *paths])),
+        "contributors": list(dict.fromkeys([*change.contributors, *wrote]))})
+
+
 def pull_request_ref(url: str | None) -> tuple[str, int] | None:
     """("owner/name", number) from a pull request's web address, or None."""
     match = PR_URL.match((url or "").strip())

@@ -23,7 +23,7 @@ import requests
 from jira import JIRA, JIRAError
 from pydantic import SecretStr
 
-from config.jira import JiraMapping
+from config.jira import JiraIncidents, JiraMapping
 from domain.models import IncidentFacts, Roster, Ticket, TicketApproval
 from integrations.ports import TicketNotFound, TicketSystemError, TicketSystemUnavailable
 
@@ -441,22 +441,18 @@ class JiraChangeTickets:
         Raises:
             TicketNotFound: no such issue, or it is not an incident of the incidents
                 project (`incidents.project`, `incidents.issue_type` in jira.yaml).
+            TicketSystemUnavailable: Jira's answer is not the shape Jira gives an issue
+                (a project, a type and a status with its category), named with the key.
         """
         ref = issue_key(ref)
-        spec = self.mapping.incidents
         raw = self._call(f"reading incident {ref}", lambda: self.client.issue(
             ref, fields="summary,status,priority,project,issuetype").raw)
-        fields = raw.get("fields") or {}
-        project = (fields.get("project") or {}).get("key")
-        kind = (fields.get("issuetype") or {}).get("name")
-        if project != spec.project or kind != spec.issue_type:
-            raise TicketNotFound(f"{ref} is a {kind or 'issue'} of project {project}, not an "
-                                 f"{spec.issue_type} of {spec.project} (jira.yaml incidents)")
-        priority = (fields.get("priority") or {}).get("name")
-        category = ((fields.get("status") or {}).get("statusCategory") or {}).get("key")
-        return IncidentFacts(key=ref, source="ticket_system",
-                             priority=spec.priorities.get(str(priority)) if priority else None,
-                             open=category != "done", summary=str(fields.get("summary") or ""))
+        try:
+            return incident_facts(ref, raw, self.mapping.incidents)
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise TicketSystemUnavailable(
+                f"Jira answered a malformed incident {ref}: {type(exc).__name__}: "
+                f"{str(exc)[:200]}") from None
 
     def open_incident(self, change_key: str, incident_id: str, summary: str,
                       priority: int) -> str:
@@ -484,6 +480,35 @@ class JiraChangeTickets:
         """GET a REST path (e.g. JSM approvals) through the client's session, as JSON."""
         return self._call(f"reading {path}", lambda: self.client._get_json(
             path, base=f"{{server}}/rest/{base}/{{path}}"))
+
+
+STATUS_CATEGORIES = frozenset({"new", "indeterminate", "done"})
+"""Jira's status categories; an incident is open unless its status is `done`."""
+
+
+def incident_facts(ref: str, raw: dict[str, Any], spec: JiraIncidents) -> IncidentFacts:
+    """What an incident issue's JSON says.
+
+    Its priority (by `spec.priorities`), whether it is open, its summary.
+
+    Raises:
+        TicketNotFound: it is not an incident of `spec`'s project and issue type.
+        KeyError, TypeError, AttributeError: the answer lacks a project, a type or a
+            status category Jira knows (a garbled answer: nothing is assumed open).
+    """
+    fields = raw["fields"]
+    project, kind = fields["project"]["key"], fields["issuetype"]["name"]
+    if project != spec.project or kind != spec.issue_type:
+        raise TicketNotFound(f"{ref} is a {kind or 'issue'} of project {project}, not an "
+                             f"{spec.issue_type} of {spec.project} (jira.yaml incidents)")
+    category = fields["status"]["statusCategory"]["key"]
+    if category not in STATUS_CATEGORIES:
+        raise KeyError(f"status category {str(category)[:40]!r}")
+    priority = fields.get("priority")
+    name = None if priority is None else priority["name"]
+    return IncidentFacts(key=ref, source="ticket_system",
+                         priority=None if name is None else spec.priorities.get(str(name)),
+                         open=category != "done", summary=str(fields.get("summary") or ""))
 
 
 def _account(user: Any) -> str:

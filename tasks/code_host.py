@@ -13,7 +13,13 @@ import json
 from pathlib import Path
 
 from domain.code_host import PullRequest
-from domain.host_gates import HOST_GATES, HostEvidence, linked_pull_request, required_checks
+from domain.host_gates import (
+    HOST_GATES,
+    HostEvidence,
+    joined_with_pull_request,
+    linked_pull_request,
+    required_checks,
+)
 from domain.models import ChangeRequest
 from domain.sarif import scan_from_sarif
 from domain.standard import required_gates
@@ -125,12 +131,7 @@ def with_pull_request(a: Adapters, change: ChangeRequest) -> ChangeRequest | lis
         pr = read_pull_request(a, change)
     except CodeHostError as exc:
         return [f"evidence.code_review.pull_request: cannot be read: {exc}"]
-    paths = list(dict.fromkeys([*change.changed_paths, *pr.changed_paths]))
-    roster = a.config.roster
-    wrote = [p.id for login in [pr.author, *pr.commit_logins]
-             if (p := roster.by_github_login(login)) is not None and p.id != change.author]
-    return change.model_copy(update={"changed_paths": paths,
-                                     "contributors": list(dict.fromkeys(wrote))})
+    return joined_with_pull_request(change, pr.changed_paths, pr.writers, a.config.roster)
 
 
 def gate_evidence(a: Adapters, change: ChangeRequest) -> HostEvidence | str:

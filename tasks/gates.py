@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from domain.events import EventType
 from domain.gates import evaluate_gates, gates_block
-from domain.host_gates import HostEvidence, host_sast_gate
+from domain.host_gates import HostEvidence, host_sast_gate, joined_with_pull_request
 from domain.models import ChangeRequest, GateResult, GateStatus
 from integrations.factory import Adapters
 from tasks.approvals import verdict
@@ -26,15 +26,17 @@ def preview_gates(a: Adapters, change: ChangeRequest,
     """The gates as they stand now, for an approver's form (nothing recorded).
 
     With a code host, `host` is its evidence (read here when not given). The pull
-    request's current paths join the change's, so a push that touches authentication
-    code after the review asks for Security's approval before production.
+    request's current paths and writers join the change's, so a push that touches
+    authentication code after the review asks for Security's approval, and an approver
+    who pushed a commit since no longer counts, before production.
     """
     policy = a.config.policy
     if host is None and needs_host(a, change):
         host = gate_evidence(a, change)
     if isinstance(host, HostEvidence):
-        paths = dict.fromkeys([*change.changed_paths, *host.pull_request.changed_paths])
-        change = change.model_copy(update={"changed_paths": list(paths)})
+        pr = host.pull_request
+        change = joined_with_pull_request(change, pr.changed_paths, pr.writers,
+                                          a.config.roster)
     return evaluate_gates(evidence_now(a, change), policy, a.config.roster,
                           verdict(a, change),
                           bypassed=set(policy.categories[change.category].bypassable_gates),
@@ -54,7 +56,7 @@ def record_host_evidence(a: Adapters, change: ChangeRequest, host: HostEvidence)
            scan=host.scan_source, analysed=host.scan.analysed,
            open_alerts=[{"number": x.number, "severity": x.severity, "rule": x.rule_id}
                         for x in host.scan.alerts if x.state == "open"],
-           changed_paths=pr.changed_paths)
+           changed_paths=pr.changed_paths, commit_logins=pr.commit_logins)
     _, applied = host_sast_gate(change, host, a.config.policy, a.config.roster, a.now())
     for waiver in applied:
         record(a, change.id, EventType.SAST_WAIVER_APPLIED, waiver.approved_by,

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from changeflow.approver import ScriptedApprover
+from changeflow.approver import CodeNotice, ScriptedApprover, approve_first
 from changeflow.sample_service import deploy
 from changeflow.stack import Stack
 from config.loader import load_config
@@ -154,6 +154,35 @@ def test_who_wrote_commits_of_the_pull_request_may_not_approve_the_change(
     (submitted,) = events(stack, "CHG-101", "change_submitted")
     assert submitted["change"]["contributors"] == ["erin"]
     assert events(stack, "CHG-101", "approval_requested") == []
+
+
+def test_an_approver_who_pushes_to_the_pull_request_afterwards_no_longer_counts(
+        stack: Stack, github: FakeGitHub) -> None:
+    """Erin approves the review in changeflow, then pushes a commit: at the gates she is
+    one of the change's writers, so her approval does not count and nothing deploys."""
+    number, _ = reviewed_pull(github)
+    link(stack, number)
+
+    def approve_then_push(notices: list[CodeNotice], attempt: int) -> dict[str, Any] | None:
+        form = approve_first(notices, attempt)
+        if form is not None and notices[0].role == "engineering_lead":
+            head = github.push(REPO, number, author="erin-lead", committer="erin-lead")
+            github.tag(REPO, "v1.1.0", head)
+        return form
+
+    with ScriptedApprover(stack.outbox, approve_then_push).start(interval=0.2), \
+            pytest.raises(ChangeStopped, match="blocked by gates"):
+        change_request("CHG-101")
+    (submitted,) = events(stack, "CHG-101", "change_submitted")
+    assert submitted["change"]["contributors"] == []  # erin wrote nothing at submit
+    (blocked,) = events(stack, "CHG-101", "gates_blocked")
+    approval = next(g for g in blocked["gates"] if g["gate"] == "approval")
+    assert approval["status"] == "failed"
+    assert ("Erin Lead (erin) wrote code in the change's pull request and cannot approve it "
+            "as 'engineering_lead'") in approval["reason"]
+    (read,) = events(stack, "CHG-101", "code_host_read")
+    assert "erin-lead" in read["commit_logins"]
+    assert not events(stack, "CHG-101", "deployment_started")
 
 
 def test_a_ticket_without_a_pull_request_is_refused_at_submit(stack: Stack) -> None:

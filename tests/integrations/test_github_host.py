@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -465,6 +466,30 @@ def test_a_garbled_answer_names_the_field(github: FakeGitHub, host: GitHubCodeHo
     github.fail(path, 200, body=body)
     with pytest.raises(CodeHostUnavailable, match=f"garbled: {field} is missing or not"):
         host.pull_request(REPO, number)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ([{"sha": "c" * 40, "author": {"id": 7}, "committer": None}], "[0]author.login"),
+    ([{"sha": "c" * 40, "author": None, "committer": "mallory"}], "[0]committer"),
+    ({"message": "not a list"}, "the answer"),
+])
+def test_garbled_commit_writers_are_named_not_taken_as_nobody(
+        github: FakeGitHub, host: GitHubCodeHost, body: object, field: str) -> None:
+    """A commit author GitHub garbles could be an approver: never read as "no one"."""
+    number = github.add_pull(REPO, "alice")
+    github.fail(r"/pulls/\d+/commits$", 200, body=body)
+    with pytest.raises(CodeHostUnavailable, match=re.escape(f"garbled: {field} is missing")):
+        host.pull_request(REPO, number)
+
+
+def test_a_version_ref_without_a_commit_is_garbled(github: FakeGitHub,
+                                                   host: GitHubCodeHost) -> None:
+    number = github.add_pull(REPO, "alice")
+    github.tag(REPO, "v1.0.0", github.push(REPO, number))
+    github.fail(r"/commits/v1\.0\.0$", 200, body={"commit": {}})
+    with pytest.raises(CodeHostUnavailable, match="garbled: sha is missing"):
+        host.commit_of(REPO, "v1.0.0")
+    assert len(host.commit_of(REPO, "v1.0.0")) == 40
 
 
 def test_a_next_link_to_another_host_is_not_followed(github: FakeGitHub,

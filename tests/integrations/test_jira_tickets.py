@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -13,7 +14,7 @@ from config.jira import JiraApprovals, JiraMapping
 from config.loader import load_config
 from config.settings import PROJECT_ROOT
 from domain.intake import validate_ticket
-from domain.models import ChangeRequest, Decision
+from domain.models import ChangeRequest, Decision, IncidentFacts
 from integrations.jira_tickets import JiraChangeTickets, retry_after_seconds
 from integrations.ports import TicketNotFound, TicketSystemError, TicketSystemUnavailable
 from tests.fakes.jira_server import FakeJira
@@ -210,6 +211,32 @@ def test_an_issue_whose_own_fields_are_garbled_is_a_retryable_malformed_answer(
     for fields in ({"status": "Open"}, {"labels": 7}, {"components": 5}):
         with pytest.raises(TicketSystemUnavailable, match="malformed issue CHG-9"):
             jira.to_ticket({"key": "CHG-9", "fields": fields})
+
+
+GOOD_INCIDENT = {"project": {"key": "INC"}, "issuetype": {"name": "Incident"},
+                 "status": {"statusCategory": {"key": "indeterminate"}},
+                 "priority": {"name": "Highest"}, "summary": "Checkout down"}
+
+
+@pytest.mark.parametrize("fields", [
+    {**GOOD_INCIDENT, "status": None},  # no status: never assumed open
+    {**GOOD_INCIDENT, "status": {"statusCategory": {"key": "maybe"}}},
+    {**GOOD_INCIDENT, "status": "Open"},
+    {**GOOD_INCIDENT, "priority": "Highest"},
+    {**GOOD_INCIDENT, "project": None},
+    {k: v for k, v in GOOD_INCIDENT.items() if k != "issuetype"},
+])
+def test_a_garbled_incident_is_a_named_malformed_answer_never_an_open_p1(
+        project: JiraProject, fields: dict[str, Any]) -> None:
+    incident = project.fake.create_issue("INC", {"summary": "Checkout down",
+                                                 "priority": "Highest"})
+    jira = connect(project)
+    assert jira.incident(incident) == IncidentFacts(key=incident, source="ticket_system",
+                                                    priority=1, open=True,
+                                                    summary="Checkout down")
+    project.fake.fail(rf"/issue/{incident}$", 200, body={"key": incident, "fields": fields})
+    with pytest.raises(TicketSystemUnavailable, match=f"malformed incident {incident}"):
+        jira.incident(incident)
 
 
 def test_retry_after_in_both_forms() -> None:

@@ -97,15 +97,30 @@ def test_the_change_acted_on_must_be_the_recorded_one(config: Config) -> None:
     assert "not the change recorded at submission" in problem and "version" in problem
 
 
-def test_paths_the_code_host_reported_later_ask_for_their_review(config: Config) -> None:
-    change = make_change()
-    events = ready(change, ("code_host_read", {
+def code_host_read(**changes: Any) -> tuple[str, dict[str, Any]]:
+    return ("code_host_read", {
         "pull_request": "acme/sample#7", "url": "https://github.example/acme/sample/pull/7",
         "head_sha": "b" * 40, "author": "alice", "reviews": [], "required_checks": None,
         "required_from": "branch protection", "checks": [], "scan": "code scanning",
-        "analysed": True, "open_alerts": [], "changed_paths": ["src/auth/login.py"]}))
+        "analysed": True, "open_alerts": [], "changed_paths": [], **changes})
+
+
+def test_paths_the_code_host_reported_later_ask_for_their_review(config: Config) -> None:
+    change = make_change()
+    events = ready(change, code_host_read(changed_paths=["src/auth/login.py"]))
     problems = record_clearance(Action.DEPLOY, events, change, config.policy, config.roster)
     assert any("security" in p for p in problems)
+
+
+def test_an_approver_the_code_host_reported_as_a_writer_no_longer_counts(
+        config: Config) -> None:
+    change = make_change()
+    assert record_clearance(Action.DEPLOY, ready(change, code_host_read()), change,
+                            config.policy, config.roster) == []
+    events = ready(change, code_host_read(commit_logins=["alice-m", "erin-lead"]))
+    problems = record_clearance(Action.DEPLOY, events, change, config.policy, config.roster)
+    assert any("Erin Lead (erin) wrote code in the change's pull request" in p
+               for p in problems)
 
 
 def test_no_submission_recorded_clears_nothing(config: Config) -> None:
