@@ -337,7 +337,8 @@ def instant_adapters(root: Path, database_url: str | None = None,
     return Adapters(config=config, change_log=open_change_log(settings, config),
                     tickets=LocalChangeTickets(settings.resolved_tickets_dir),
                     runner=InstantRunner(), checks=PassingChecks(),
-                    notifier=OutboxNotifier(settings.resolved_outbox_path), settings=settings)
+                    notifiers={"outbox": OutboxNotifier(settings.resolved_outbox_path)},
+                    settings=settings)
 
 
 @task(name="trivial", cache_policy=NO_CACHE)

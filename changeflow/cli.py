@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from changeflow.report import obligation_rows, print_changes, print_obligations
 from config.loader import ConfigError, check_config, load_config
 from config.settings import Settings
+from domain.notices import unreachable
 from integrations.anchors import AnchorError, FileAnchors
 from integrations.chain_keys import ChainKeyError, new_key
 from integrations.changelog_retention import RetentionError
@@ -89,6 +90,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_PROBLEMS
     print(f"ok: {config.policy.id} v{config.policy.version}, {len(config.roster.people)} "
           f"people, {len(config.services.services)} service(s) in {settings.config_dir}")
+    deciders = [p for p in config.roster.people.values() if p.roles and not p.shared_account]
+    for person in unreachable(deciders, settings.notifiers):
+        print(f"warning: roster.yaml: {person.id} ({', '.join(sorted(person.roles))}) has no "
+              f"personal channel among CHANGEFLOW_NOTIFIERS={','.join(settings.notifiers)}: "
+              "they cannot be sent a one-time code, so they cannot decide in the Prefect "
+              "form (give them a slack_id, or add a notifier)")
     return 0
 
 

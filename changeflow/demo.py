@@ -165,7 +165,7 @@ def audit_practices(stack: Stack) -> None:
     first = practices_audit()
     log = stack.adapters.change_log
     for finding_id in first["new"]:
-        (event,) = log.events(finding_id)
+        event = log.events(finding_id)[0]  # then the deliveries of its notices
         found = payload_of(event, PracticeFinding)
         print(f"  {finding_id} {found.practice}: {found.detail}")
     again = practices_audit()

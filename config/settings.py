@@ -6,10 +6,10 @@ Secrets are `SecretStr` and are unwrapped only inside an adapter's constructor.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,10 +84,26 @@ class Settings(BaseSettings):
         default=None, description="Name of a Prefect Secret block holding the GitHub token")
     github_timeout_seconds: float = Field(default=30, gt=0,
                                           description="Timeout of every GitHub request")
-    notifier: Literal["outbox", "email"] = Field(
-        default="outbox", description="Notifier adapter: the local outbox, or e-mail over SMTP "
-                                      "to each person's roster e-mail")
-    smtp_host: str | None = Field(default=None, description="SMTP server (with notifier=email)")
+    notifiers: Annotated[list[Literal["email", "slack", "outbox"]], NoDecode] = Field(
+        default=["outbox"], min_length=1,
+        description="Personal channels, comma-separated, tried in this order for each person "
+                    "(a roster `channels` list overrides it): email (SMTP), slack (direct "
+                    "messages), outbox (a local file)")
+    team_channels: Annotated[list[str], NoDecode] = Field(
+        default=[], description="Prefect notification blocks (`slack-webhook/ops`, "
+                                "`ms-teams-webhook/changes`, `custom-webhook/pager`), "
+                                "comma-separated, that group notices also go to; never a code")
+    slack_token: SecretStr | None = Field(
+        default=None, description="Slack bot token (`xoxb-`, scope chat:write) for direct "
+                                  "messages")
+    slack_token_block: str | None = Field(
+        default=None, description="Name of a Prefect Secret block holding the Slack token")
+    slack_api_url: str = Field(default="https://slack.com/api/",
+                               description="Slack Web API base URL")
+    slack_timeout_seconds: float = Field(default=15, gt=0,
+                                         description="Timeout of every Slack request")
+    smtp_host: str | None = Field(default=None,
+                                  description="SMTP server (with email among the notifiers)")
     smtp_port: int | None = Field(
         default=None, ge=1, le=65535,
         description="SMTP port; default 587 with starttls, 465 with tls, 25 with none")
@@ -112,6 +128,21 @@ class Settings(BaseSettings):
         default=72, gt=0, description="How long an approval waits before it expires")
     approval_poll_seconds: float = Field(
         default=5, gt=0, description="How often a waiting run checks for a decision")
+
+    @field_validator("notifiers", "team_channels", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("notifiers")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        repeated = sorted({v for v in value if value.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} is listed more than once")
+        return value
 
     @model_validator(mode="after")
     def _timestamp_authority_complete(self) -> Settings:

@@ -69,6 +69,8 @@ class EventType(StrEnum):
     INCIDENT_REVIEWED = "incident_reviewed"
     NOTE = "note"
     NOTIFICATION_SENT = "notification_sent"
+    NOTICE_DELIVERED = "notice_delivered"
+    NOTICE_FAILED = "notice_failed"
     OBLIGATION_OPENED = "obligation_opened"
     OBLIGATION_RESPONDED = "obligation_responded"
     PROCEDURE_CHECKED = "procedure_checked"
@@ -127,6 +129,8 @@ class ApprovalRequested(Payload):
     """A decision asked of a role's people: codes' digests, who may answer, until when.
 
     `digests` are keyed (`domain.otp`) under the approval-code key of chain key `key_id`.
+    `unreached` are the eligible people no channel could deliver a code to: they hold no
+    code, so they cannot answer.
     """
 
     role: str
@@ -140,6 +144,7 @@ class ApprovalRequested(Payload):
     approvers: list[str] = []
     channel: str | None = None
     where: str | None = None
+    unreached: list[str] = []
 
 
 class ApprovalCodesReissued(Payload):
@@ -157,6 +162,7 @@ class ApprovalCodesReissued(Payload):
     key_id: str
     reason: str
     withdrawn: bool = False
+    unreached: list[str] = []
 
 
 class Decided(Payload):
@@ -351,6 +357,20 @@ class NotificationSent(Payload):
     about: str
 
 
+class NoticeDelivery(Payload):
+    """A notice handed to a channel (or refused by it): to whom, how, what kind.
+
+    `to` is a roster id, or `channel:<block>` for a team channel. Never the notice's
+    text: it may hold a one-time code. `reason` says why a delivery failed.
+    """
+
+    to: str
+    channel: str
+    kind: str
+    subject: str
+    reason: str | None = None
+
+
 class TicketUpdated(Payload):
     """The ticket system was told about an incident."""
 
@@ -508,6 +528,8 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.INCIDENT_REVIEWED: IncidentReviewed,
     EventType.NOTE: Note,
     EventType.NOTIFICATION_SENT: NotificationSent,
+    EventType.NOTICE_DELIVERED: NoticeDelivery,
+    EventType.NOTICE_FAILED: NoticeDelivery,
     EventType.OBLIGATION_OPENED: ObligationOpened,
     EventType.OBLIGATION_RESPONDED: Decided,
     EventType.PROCEDURE_CHECKED: ProcedureChecked,

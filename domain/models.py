@@ -49,13 +49,19 @@ class GateStatus(StrEnum):
 
 
 class Person(Frozen):
-    """Someone in the roster."""
+    """Someone in the roster.
+
+    `slack_id` is their Slack member id (`U0123ABCD`), for direct messages; `channels` is
+    their own order of personal channels, when it differs from the settings' order.
+    """
 
     id: str
     name: str
     email: str
     jira_account: str | None = None
     github_login: str | None = None
+    slack_id: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]{2,31}$")
+    channels: tuple[Literal["email", "slack", "outbox"], ...] = ()
     roles: frozenset[str] = frozenset()
     senior: bool = False
     shared_account: bool = False
@@ -327,10 +333,15 @@ class CheckResult(Frozen):
 
 
 class Notice(Frozen):
-    """A message to a person (by roster id) about a change."""
+    """A message to a person (by roster id) about a change.
+
+    `link` is where to act (the run's page in the Prefect UI, the ticket); `kind` says what
+    the notice is (`domain.notices`), e.g. `approval-code`, which only a person may receive.
+    """
 
     to: str
     subject: str
     body: str
     change_id: str | None = None
     kind: str = "info"
+    link: str | None = None

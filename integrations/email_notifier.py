@@ -6,8 +6,10 @@ server's certificate is checked (against `ca_file` when given), and a login is u
 a username is set. Every connection has a timeout. A message has a plain-text part and
 an HTML part (the text, escaped); its subject names the change and what is asked.
 
-A notice that cannot be delivered raises `NoticeUndelivered`, naming the person and the
-reason but never the message body (it may hold a code) nor the password.
+A notice that cannot be delivered raises `NoticeUndelivered` (refused: a bad login, an
+unknown address) or `NoticeUnavailable` (worth retrying: the server cannot be reached,
+timed out or answered 4xx), naming the person and the reason but never the message body
+(it may hold a code) nor the password.
 """
 
 from __future__ import annotations
@@ -24,15 +26,12 @@ from typing import Literal
 from pydantic import SecretStr
 
 from domain.models import Notice, Roster
+from integrations.ports import NoticeUnavailable, NoticeUndelivered
 
 log = logging.getLogger("changeflow.notify")
 
 Security = Literal["starttls", "tls", "none"]
 DEFAULT_PORTS: dict[Security, int] = {"starttls": 587, "tls": 465, "none": 25}
-
-
-class NoticeUndelivered(Exception):
-    """A notice could not be delivered; the message names to whom and why, never the body."""
 
 
 class EmailNotifier:
@@ -71,9 +70,12 @@ class EmailNotifier:
         mail["X-Changeflow-Kind"] = notice.kind
         if notice.change_id:
             mail["X-Changeflow-Change"] = notice.change_id
-        mail.set_content(notice.body)
+        text = notice.body + (f"\n\nOpen: {notice.link}" if notice.link else "")
+        mail.set_content(text)
         lines = "<br>\n".join(html.escape(line) for line in notice.body.splitlines())
-        mail.add_alternative(f"<!doctype html><html><body><p>{lines}</p></body></html>",
+        action = (f'<p><a href="{html.escape(notice.link)}">Open in Prefect</a></p>'
+                  if notice.link else "")
+        mail.add_alternative(f"<!doctype html><html><body><p>{lines}</p>{action}</body></html>",
                              subtype="html")
         return mail
 
@@ -99,11 +101,18 @@ class EmailNotifier:
             raise NoticeUndelivered(f"the SMTP server refused {notice.to}'s address "
                                     f"({_codes(exc.recipients)})") from None
         except smtplib.SMTPException as exc:
-            raise NoticeUndelivered(f"the SMTP server {self.host} refused the notice to "
-                                    f"{notice.to}: {type(exc).__name__} "
-                                    f"{getattr(exc, 'smtp_code', '')}".rstrip()) from None
+            code = getattr(exc, "smtp_code", 0)
+            said = (f"the SMTP server {self.host} refused the notice to {notice.to}: "
+                    f"{type(exc).__name__} {code or ''}".rstrip())
+            if isinstance(code, int) and 400 <= code < 500 or code == 0:
+                raise NoticeUnavailable(said) from None  # 4xx: try again later
+            raise NoticeUndelivered(said) from None
+        except ssl.SSLCertVerificationError:
+            raise NoticeUndelivered(f"the certificate of the SMTP server {self.host}:{self.port} "
+                                    "is not trusted; set CHANGEFLOW_SMTP_CA_FILE to its CA "
+                                    "certificate (PEM)") from None
         except (TimeoutError, OSError) as exc:
-            raise NoticeUndelivered(f"cannot reach the SMTP server {self.host}:{self.port} "
+            raise NoticeUnavailable(f"cannot reach the SMTP server {self.host}:{self.port} "
                                     f"for the notice to {notice.to}: "
                                     f"{type(exc).__name__}") from None
         if refused:

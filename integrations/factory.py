@@ -6,12 +6,16 @@ a local folder, subprocess commands, HTTP checks, and a local outbox for notices
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from prefect.settings import get_current_settings
 from pydantic import SecretStr
 
 from config.jira import JiraMapping
@@ -36,8 +40,11 @@ from integrations.ports import (
     CodeHost,
     CommandRunner,
     Notifier,
+    TeamChannel,
 )
+from integrations.slack_notifier import SlackNotifier
 from integrations.sync_state import SyncState
+from integrations.team_channels import BlockChannel, block_name_problem
 from integrations.timestamps import TimestampAnchors
 
 
@@ -50,20 +57,24 @@ class Adapters:
     """
 
     def __init__(self, config: Config, change_log: ChangeLog, tickets: ChangeTickets,
-                 runner: CommandRunner, checks: Checks, notifier: Notifier,
+                 runner: CommandRunner, checks: Checks, notifiers: Mapping[str, Notifier],
                  settings: Settings | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 code_host: CodeHost | None = None) -> None:
+                 code_host: CodeHost | None = None,
+                 channels: Sequence[TeamChannel] = ()) -> None:
         """Hold the adapters; `clock` is the one source of time (tests replace it).
 
-        `code_host` is None when the gates take their evidence from the ticket.
+        `notifiers` are the personal channels by name (`domain.notices`), in the
+        settings' order; `channels` the team channels. `code_host` is None when the gates
+        take their evidence from the ticket.
         """
         self.config = config
         self.change_log = change_log
         self.tickets = tickets
         self.runner = runner
         self.checks = checks
-        self.notifier = notifier
+        self.notifiers = dict(notifiers)
+        self.channels = list(channels)
         self.settings = settings or Settings()
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.code_host = code_host
@@ -71,8 +82,8 @@ class Adapters:
     def replace(self, **changes: Any) -> Adapters:
         """A copy with some adapters (or the clock) replaced."""
         fields = {name: getattr(self, name) for name in (
-            "config", "change_log", "tickets", "runner", "checks", "notifier", "settings",
-            "clock", "code_host")}
+            "config", "change_log", "tickets", "runner", "checks", "notifiers", "settings",
+            "clock", "code_host", "channels")}
         return Adapters(**{**fields, **changes})
 
     def now(self) -> datetime:
@@ -211,19 +222,41 @@ def open_tickets(settings: Settings, config: Config) -> ChangeTickets:
                              timeout_seconds=settings.jira_timeout_seconds)
 
 
-def open_notifier(settings: Settings, config: Config) -> Notifier:
-    """The notifier the settings choose: the local outbox, or e-mail over SMTP.
+def open_notifiers(settings: Settings, config: Config) -> dict[str, Notifier]:
+    """The personal channels the settings choose (`CHANGEFLOW_NOTIFIERS`), by name, in order.
 
     Raises:
-        ConfigError: e-mail is chosen but the server or the sender is missing.
+        ConfigError: a chosen channel lacks a setting it needs (each one is named).
     """
-    if settings.notifier == "outbox":
+    problems: list[Problem] = []
+    notifiers: dict[str, Notifier] = {}
+    for name in settings.notifiers:
+        need = {"email": ("smtp_host", "smtp_from"), "slack": (), "outbox": ()}[name]
+        missing = [Problem("settings", f"CHANGEFLOW_{field.upper()}",
+                           f"not set (needed with {name} among CHANGEFLOW_NOTIFIERS)")
+                   for field in need if not getattr(settings, field)]
+        if name == "slack" and settings.slack_token is None and not settings.slack_token_block:
+            missing.append(Problem("settings", "CHANGEFLOW_SLACK_TOKEN",
+                                   "not set (needed with slack among CHANGEFLOW_NOTIFIERS); "
+                                   "or name a Secret block in CHANGEFLOW_SLACK_TOKEN_BLOCK"))
+        if missing:
+            problems += missing
+            continue
+        notifiers[name] = _notifier(name, settings, config)
+    if problems:
+        raise ConfigError(problems)
+    if "outbox" in notifiers:
+        _warn_outbox_if_remote()
+    return notifiers
+
+
+def _notifier(name: str, settings: Settings, config: Config) -> Notifier:
+    if name == "outbox":
         return OutboxNotifier(settings.resolved_outbox_path)
-    missing = [Problem("settings", f"CHANGEFLOW_{name.upper()}",
-                       "not set (needed with CHANGEFLOW_NOTIFIER=email)")
-               for name in ("smtp_host", "smtp_from") if not getattr(settings, name)]
-    if missing:
-        raise ConfigError(missing)
+    if name == "slack":
+        return SlackNotifier(config.roster, secret_setting(
+            settings.slack_token, settings.slack_token_block, "SLACK_TOKEN"),
+            base_url=settings.slack_api_url, timeout_seconds=settings.slack_timeout_seconds)
     password = (secret_setting(settings.smtp_password, settings.smtp_password_block,
                                "SMTP_PASSWORD")
                 if settings.smtp_password is not None or settings.smtp_password_block
@@ -234,6 +267,34 @@ def open_notifier(settings: Settings, config: Config) -> Notifier:
                          username=settings.smtp_username, password=password,
                          ca_file=settings.smtp_ca_file,
                          timeout_seconds=settings.smtp_timeout_seconds)
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@cache
+def _warn_outbox_if_remote() -> None:
+    """Warn once per process when the local outbox serves a Prefect server elsewhere."""
+    api = get_current_settings().api.url
+    host = urlsplit(api).hostname if api else None
+    if host is not None and host not in LOCAL_HOSTS:
+        logging.getLogger("changeflow.notify").warning(
+            "notices go to the local outbox file while the Prefect server is %s: nobody "
+            "else receives their codes there; set CHANGEFLOW_NOTIFIERS (email, slack) for "
+            "a team", host)
+
+
+def open_team_channels(settings: Settings) -> list[TeamChannel]:
+    """The team channels (`CHANGEFLOW_TEAM_CHANNELS`): Prefect notification blocks.
+
+    Raises:
+        ConfigError: a name is not a block name.
+    """
+    problems = [Problem("settings", "CHANGEFLOW_TEAM_CHANNELS", problem)
+                for name in settings.team_channels if (problem := block_name_problem(name))]
+    if problems:
+        raise ConfigError(problems)
+    return [BlockChannel(name) for name in settings.team_channels]
 
 
 def build(settings: Settings | None = None) -> Adapters:
@@ -250,7 +311,8 @@ def build(settings: Settings | None = None) -> Adapters:
         tickets=open_tickets(settings, config),
         runner=SubprocessRunner(),
         checks=HttpChecks(),
-        notifier=open_notifier(settings, config),
+        notifiers=open_notifiers(settings, config),
+        channels=open_team_channels(settings),
         settings=settings,
         code_host=open_code_host(settings),
     )

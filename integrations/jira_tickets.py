@@ -196,6 +196,10 @@ class JiraChangeTickets:
 
     # -- reading --------------------------------------------------------------------------
 
+    def web_url(self, key: str) -> str:
+        """The issue's page in Jira (`<url>/browse/<key>`)."""
+        return f"{self.url}/browse/{issue_key(key)}"
+
     def get(self, key: str) -> Ticket:
         """The ticket with this key; raises `TicketNotFound`."""
         key = issue_key(key)

@@ -83,6 +83,10 @@ class LocalChangeTickets:
         self.folder = folder
         self._sidecars = folder / SIDECAR_DIR
 
+    def web_url(self, key: str) -> None:
+        """Local tickets have no page: None."""
+        return None
+
     def get(self, key: str) -> Ticket:
         """The ticket in `<folder>/<key>.yaml`.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.models import Notice
+from integrations.ports import NoticeUndelivered
 
 log = logging.getLogger("changeflow.notify")
 
@@ -35,7 +36,8 @@ class OutboxNotifier:
         """Append the notice as one JSON line and fsync it.
 
         Raises:
-            OSError: the line could not be written whole (the notice is not delivered).
+            NoticeUndelivered: the line could not be written whole (the notice is not
+                delivered; the message names the file and the error).
         """
         record = {
             "at": datetime.now(UTC).isoformat(),
@@ -44,8 +46,20 @@ class OutboxNotifier:
             "body": notice.body,
             "change_id": notice.change_id,
             "kind": notice.kind,
+            "link": notice.link,
         }
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            self._append(line)
+        except OSError as exc:
+            raise NoticeUndelivered(f"cannot append the notice to {notice.to} to the outbox "
+                                    f"{self.path}: {type(exc).__name__}: {exc.strerror or exc}"
+                                    ) from None
+        log.info("notice to %s (%s%s): %s", notice.to, notice.kind,
+                 f", {notice.change_id}" if notice.change_id else "", notice.subject)
+
+
+    def _append(self, line: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -55,8 +69,6 @@ class OutboxNotifier:
             os.fsync(fd)
         finally:
             os.close(fd)
-        log.info("notice to %s (%s%s): %s", notice.to, notice.kind,
-                 f", {notice.change_id}" if notice.change_id else "", notice.subject)
 
 
 def read_outbox(path: Path) -> list[dict[str, Any]]:

@@ -58,6 +58,10 @@ class ChangeTickets(Protocol):
         """The ticket with this key; raises `TicketNotFound`."""
         ...
 
+    def web_url(self, key: str) -> str | None:
+        """The ticket's page for people (Jira's browse page), or None (local files)."""
+        ...
+
     def search(self, status: str | None = None) -> list[Ticket]:
         """Tickets, optionally only those in `status`, in key order."""
         ...
@@ -113,11 +117,49 @@ class Checks(Protocol):
         ...
 
 
+class NoticeUndelivered(Exception):
+    """A notice was refused: no address, a bad login, an unknown recipient. Not retried.
+
+    The message names to whom and why, never the notice's text (it may hold a code) nor a
+    password or token.
+    """
+
+
+class NoticeUnavailable(NoticeUndelivered):
+    """The channel is down, rate-limited or timed out: worth retrying.
+
+    Attributes:
+        retry_after: seconds the channel asked us to wait (`Retry-After`), if it said.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Notifier(Protocol):
-    """Sends notices to people."""
+    """Sends notices to people, each through one personal channel."""
 
     def notify(self, notice: Notice) -> None:
-        """Deliver (or durably queue) the notice."""
+        """Deliver (or durably queue) the notice to `notice.to`.
+
+        Raises:
+            NoticeUndelivered: refused; `NoticeUnavailable` when worth retrying.
+        """
+        ...
+
+
+class TeamChannel(Protocol):
+    """A channel the whole team reads (chat channel, webhook); never given a code."""
+
+    name: str
+
+    def post(self, notice: Notice) -> None:
+        """Post the notice to the channel.
+
+        Raises:
+            NoticeUndelivered: refused; `NoticeUnavailable` when worth retrying.
+        """
         ...
 
 

@@ -35,10 +35,12 @@ from domain.events import (
 )
 from domain.history import approvals_of
 from domain.models import Approval, ChangeEvent, ChangeRequest, Decision, Notice
+from domain.notices import CODE_KIND
 from domain.otp import CODE_ALPHABET, CODE_LENGTH, code_digest, code_problem
 from integrations.chain_keys import ChainKeyError
 from integrations.factory import Adapters
 from tasks.common import ChangeStopped, events_of, record, step
+from tasks.notices import notify, personal_channels, run_link, send
 from tasks.tickets import tell
 
 UI_CHANNEL = "prefect-ui"
@@ -95,7 +97,8 @@ class ApprovalRequest:
     """An open request for one decision: what was asked, of whom, until when.
 
     `digests` are those of the codes in force (later reissues applied); `wrong_codes`
-    counts the wrong codes since every code was last issued.
+    counts the wrong codes since every code was last issued; `unreached` are the people
+    the latest issue of their code did not reach.
     """
 
     change_id: str
@@ -109,6 +112,7 @@ class ApprovalRequest:
     key_id: str = ""
     approvers: tuple[str, ...] = ()
     wrong_codes: int = 0
+    unreached: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -130,7 +134,7 @@ def _request(event: ChangeEvent) -> ApprovalRequest:
     p = payload_of(event, ApprovalRequested)
     return ApprovalRequest(event.change_id, p.role, p.purpose, p.run_id, p.salt, p.digests,
                            p.eligible, datetime.fromisoformat(p.expires_at), p.key_id,
-                           tuple(p.approvers))
+                           tuple(p.approvers), unreached=tuple(p.unreached))
 
 
 def _open_request(a: Adapters, change_id: str, role: str, purpose: str,
@@ -147,8 +151,15 @@ def _open_request(a: Adapters, change_id: str, role: str, purpose: str,
         elif found is not None and event.type == EventType.APPROVAL_CODES_REISSUED:
             r = payload_of(event, ApprovalCodesReissued)
             if found.about(r):
-                found = replace(found, digests={**found.digests, **r.digests}, key_id=r.key_id,
-                                wrong_codes=0 if r.withdrawn else found.wrong_codes)
+                # A code replaced by one that reached nobody works no longer either.
+                kept = {} if r.withdrawn else {person: digest for person, digest
+                                               in found.digests.items()
+                                               if person not in r.unreached}
+                unreached = [p for p in found.unreached if p not in r.digests
+                             and p not in r.unreached] + r.unreached
+                found = replace(found, digests={**kept, **r.digests}, key_id=r.key_id,
+                                wrong_codes=0 if r.withdrawn else found.wrong_codes,
+                                unreached=tuple(unreached))
         elif found is not None:
             f = payload_of(event, ApprovalAttemptFailed)
             if found.about(f) and f.kind == "wrong_code":
@@ -163,25 +174,42 @@ def current(a: Adapters, request: ApprovalRequest) -> ApprovalRequest:
 
 
 def _send_codes(a: Adapters, request: ApprovalRequest, people: list[str], subject: str,
-                intro: str) -> tuple[str, dict[str, str]]:
-    """Send each of `people` a new code for `request`; the key id and their digests."""
+                intro: str) -> tuple[str, dict[str, str], list[str]]:
+    """Send each of `people` a new code for `request`, each by a personal channel.
+
+    Returns the key id, the digests of the codes delivered, and who no channel reached:
+    they hold no code. Those are named to the alarm role and the team channels.
+    """
     key_id, key = a.change_log.keys.code_key()
     heard = f"\napprovers: {', '.join(request.approvers)}" if request.approvers else ""
-    digests = {}
+    link = run_link(request.run_id)
+    where = (f"Open {link}" if link else f"Open flow run {request.run_id} in Prefect")
+    digests, unreached = {}, []
     for person_id in people:
         code = _new_code()
-        digests[person_id] = code_digest(code, key=key, run_id=request.run_id,
-                                         role=request.role, person_id=person_id,
-                                         salt=request.salt)
-        a.notifier.notify(Notice(
-            to=person_id, kind="approval-code", change_id=request.change_id,
-            subject=subject,
-            body=(f"{intro}\nOpen flow run {request.run_id} in Prefect, choose Resume, and "
-                  f"enter this code with your decision.\ncode: {code}\n"
-                  f"run: {request.run_id}\nrole: {request.role}\n"
+        delivered = send(a, Notice(
+            to=person_id, kind=CODE_KIND, change_id=request.change_id, subject=subject,
+            link=link,
+            body=(f"{intro}\n{where}, choose Resume, and enter this code with your "
+                  f"decision.\ncode: {code}\nrun: {request.run_id}\nrole: {request.role}\n"
                   f"purpose: {request.purpose}\nexpires: {request.expires_at.isoformat()}"
                   f"{heard}")))
-    return key_id, digests
+        if delivered is None:
+            unreached.append(person_id)
+        else:
+            digests[person_id] = code_digest(code, key=key, run_id=request.run_id,
+                                             role=request.role, person_id=person_id,
+                                             salt=request.salt)
+    if unreached:
+        notify(a, [p.id for p in a.config.roster.holding(a.config.policy.approval_codes
+                                                          .alarm_role)], Notice(
+            to="", kind="codes-undelivered", change_id=request.change_id, link=link,
+            subject=f"{request.change_id}: a code for the {request.purpose} decision as "
+                    f"{request.role} reached nobody",
+            body=f"No channel could deliver the one-time code of {', '.join(unreached)} "
+                 f"(flow run {request.run_id}); they cannot answer until they are reached. "
+                 "Each failed delivery is in the change log (notice_failed)."))
+    return key_id, digests, unreached
 
 
 @step("request-decision")
@@ -201,7 +229,11 @@ def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str
     """
     existing = _open_request(a, change.id, role, purpose, run_id)
     if existing is not None:
-        return existing
+        if existing.unreached:  # each new start tries again to reach them
+            _reissue(a, existing, list(existing.unreached),
+                     "the earlier code could not be delivered", withdrawn=False)
+            existing = current(a, existing)
+        return _someone_reached(existing)
     if not eligible:
         raise ChangeStopped(f"nobody in the roster may decide as {role!r} for {change.id} "
                             "(the author, shared accounts and who approved in another role are "
@@ -210,26 +242,59 @@ def request_decision(a: Adapters, change: ChangeRequest, role: str, purpose: str
     if in_ticket_system is not None:
         return _request_in_ticket_system(a, change, role, purpose, eligible, run_id,
                                          expires_at, in_ticket_system)
+    eligible = reachable(a, change, role, eligible)
     request = ApprovalRequest(change.id, role, purpose, run_id, secrets.token_hex(16), {},
                               eligible, expires_at, approvers=tuple(approvers or ()))
     ask = (f"your {purpose} decision as {role} is needed" if approvers is None else
            f"record the verbal approval you heard from {' or '.join(approvers)}")
-    key_id, digests = _send_codes(a, request, eligible, f"{change.id}: {ask}", change.summary)
+    key_id, digests, unreached = _send_codes(a, request, eligible, f"{change.id}: {ask}",
+                                             change.summary)
     record(a, change.id, EventType.APPROVAL_REQUESTED, role=role, purpose=purpose, run_id=run_id,
            salt=request.salt, digests=digests, eligible=eligible,
-           expires_at=expires_at.isoformat(), key_id=key_id, approvers=list(approvers or ()))
-    return replace(request, digests=digests, key_id=key_id)
+           expires_at=expires_at.isoformat(), key_id=key_id, approvers=list(approvers or ()),
+           unreached=unreached)
+    return _someone_reached(replace(request, digests=digests, key_id=key_id,
+                                    unreached=tuple(unreached)))
+
+
+def _someone_reached(request: ApprovalRequest) -> ApprovalRequest:
+    """`request`, if a code of it is in force; waiting makes no sense otherwise.
+
+    Raises:
+        ChangeStopped: no code reached anyone; the request stays open and the next run of
+            the change sends the codes again.
+    """
+    if request.digests or not request.unreached:
+        return request
+    raise ChangeStopped(f"{request.change_id}: no code for the {request.purpose} decision as "
+                        f"{request.role} could be delivered ({', '.join(request.unreached)}); "
+                        "the request stays open: once a notifier delivers again, run the "
+                        "change again and the codes are sent again")
+
+
+def reachable(a: Adapters, change: ChangeRequest, role: str, eligible: list[str]) -> list[str]:
+    """Who of `eligible` a personal channel reaches: only they can be sent a code.
+
+    Raises:
+        ChangeStopped: none of them can be reached (each is named).
+    """
+    found = [p for p in eligible if personal_channels(a, p)]
+    if not found:
+        raise ChangeStopped(f"nobody who may decide as {role!r} for {change.id} can be sent a "
+                            f"one-time code: {', '.join(eligible)} have no personal channel "
+                            f"among {', '.join(a.settings.notifiers)} (give them a slack_id, "
+                            "or add a notifier; `changeflow check-config` lists them)")
+    return found
 
 
 def _request_in_ticket_system(a: Adapters, change: ChangeRequest, role: str, purpose: str,
                               eligible: list[str], run_id: str, expires_at: datetime,
                               where: str) -> ApprovalRequest:
-    for person_id in eligible:
-        a.notifier.notify(Notice(
-            to=person_id, kind="approval-request", change_id=change.id,
-            subject=f"{change.id}: your {purpose} decision as {role} is needed in Jira",
-            body=f"{change.summary}\nDecide in Jira: {where!r} on {change.id}.\n"
-                 f"expires: {expires_at.isoformat()}"))
+    notify(a, eligible, Notice(
+        to="", kind="approval-request", change_id=change.id, link=a.tickets.web_url(change.id),
+        subject=f"{change.id}: your {purpose} decision as {role} is needed in Jira",
+        body=f"{change.summary}\nDecide in Jira: {where!r} on {change.id}.\n"
+             f"expires: {expires_at.isoformat()}"))
     record(a, change.id, EventType.APPROVAL_REQUESTED, role=role, purpose=purpose, run_id=run_id,
            salt="", digests={}, eligible=eligible, expires_at=expires_at.isoformat(),
            channel="jira", where=where)
@@ -250,11 +315,11 @@ def _reissue(a: Adapters, request: ApprovalRequest, people: list[str], reason: s
     """New codes for `people` (every eligible person when `withdrawn`), recorded first."""
     subject = (f"{request.change_id}: a new code for your {request.purpose} decision as "
                f"{request.role}")
-    key_id, digests = _send_codes(a, request, people, subject,
-                                  f"Your earlier code no longer works: {reason}.")
+    key_id, digests, unreached = _send_codes(a, request, people, subject,
+                                             f"Your earlier code no longer works: {reason}.")
     record(a, request.change_id, EventType.APPROVAL_CODES_REISSUED, role=request.role,
            purpose=request.purpose, run_id=request.run_id, digests=digests, key_id=key_id,
-           reason=reason, withdrawn=withdrawn)
+           reason=reason, withdrawn=withdrawn, unreached=unreached)
 
 
 def _withdraw_on_guessing(a: Adapters, request: ApprovalRequest) -> None:
@@ -266,13 +331,13 @@ def _withdraw_on_guessing(a: Adapters, request: ApprovalRequest) -> None:
            f"decision as {request.role} on {request.change_id}")
     _reissue(a, request, request.eligible, why, withdrawn=True)
     told = [p.id for p in a.config.roster.holding(limits.alarm_role)]
-    for person_id in told:
-        a.notifier.notify(Notice(
-            to=person_id, kind="integrity-alarm", change_id=request.change_id,
-            subject=f"{request.change_id}: codes withdrawn after repeated wrong codes",
-            body=(f"{why} (flow run {request.run_id}). Every code of the request was "
-                  "withdrawn and new ones sent to the people asked. Someone may be guessing; "
-                  "the failed attempts and who they claimed to be are in the change log.")))
+    notify(a, told, Notice(
+        to="", kind="integrity-alarm", change_id=request.change_id,
+        link=run_link(request.run_id),
+        subject=f"{request.change_id}: codes withdrawn after repeated wrong codes",
+        body=(f"{why} (flow run {request.run_id}). Every code of the request was "
+              "withdrawn and new ones sent to the people asked. Someone may be guessing; "
+              "the failed attempts and who they claimed to be are in the change log.")))
     record(a, request.change_id, EventType.NOTIFICATION_SENT, to=told, about=why)
 
 
@@ -320,6 +385,9 @@ def not_asked_reason(a: Adapters, change: ChangeRequest, request: ApprovalReques
 
     For an approval, the domain's judgement of one by them; else who was asked.
     """
+    if claimed in request.unreached:
+        return (f"no channel could deliver a code to {claimed}, so none is in force for "
+                "them (the failed deliveries are in the change log)")
     if request.purpose in APPROVAL_PURPOSES:
         candidate = Approval(role=request.role, person_id=claimed, decision=Decision.APPROVE,
                              at=a.now(), channel=UI_CHANNEL)

@@ -30,6 +30,10 @@ def describe(a: Adapters, change: ChangeRequest, request: ApprovalRequest) -> st
     lines += ["", f"{who} ({', '.join(request.eligible)}) and enter the one-time code "
               f"changeflow sent you. It expires {request.expires_at:%Y-%m-%d %H:%M} UTC. "
               "changeflow never asks for a code anywhere else than in this form."]
+    if request.unreached:
+        lines += ["", f"**Not reached:** no channel could deliver a code to "
+                  f"{', '.join(request.unreached)}, so they cannot answer here until a later "
+                  "run of the change reaches them (each failed delivery is in the change log)."]
     refused = [p for e in events_of(a, change, EventType.APPROVAL_ATTEMPT_FAILED)
                if request.about(p := payload_of(e, ApprovalAttemptFailed))]
     if refused:

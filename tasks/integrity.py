@@ -18,6 +18,7 @@ from domain.models import ChangeEvent, ChangeRequest, Notice
 from integrations.changelog_sql import ChangeBusy, RecordTampered
 from integrations.factory import Adapters
 from tasks.common import SYSTEM, ChangeStopped, record, step
+from tasks.notices import notify
 
 ALARMS = "changeflow-integrity"
 """The record that integrity alarms are appended to (not a change: a change whose own
@@ -34,13 +35,12 @@ def raise_alarm(a: Adapters, change_id: str, action: str, problems: list[str]) -
     """Record an integrity alarm and tell the CISO; returns what to raise."""
     record(a, ALARMS, EventType.INTEGRITY_ALARM, SYSTEM, change=change_id, action=action,
            problems=problems)
-    for person in a.config.roster.holding(ALARMED_ROLE):
-        a.notifier.notify(Notice(
-            to=person.id, kind="integrity-alarm", change_id=change_id,
-            subject=f"Integrity alarm: {change_id} stopped before it could {action}",
-            body="changeflow stopped the change: its record does not hold.\n- "
-                 + "\n- ".join(problems)
-                 + "\nCheck the whole log with `changeflow log verify --fold`."))
+    notify(a, [p.id for p in a.config.roster.holding(ALARMED_ROLE)], Notice(
+        to="", kind="integrity-alarm", change_id=change_id,
+        subject=f"Integrity alarm: {change_id} stopped before it could {action}",
+        body="changeflow stopped the change: its record does not hold.\n- "
+             + "\n- ".join(problems)
+             + "\nCheck the whole log with `changeflow log verify --fold`."), stream=ALARMS)
     return IntegrityAlarm(f"{change_id}: stopped before it could {action}: its record does "
                           f"not hold: {'; '.join(problems)}")
 

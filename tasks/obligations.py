@@ -18,6 +18,7 @@ from domain.lifecycle import ChangeRecord, ObligationRecord
 from domain.models import Category, ChangeRequest, Notice
 from integrations.factory import Adapters
 from tasks.common import ChangeStopped, events_of, last_of, record, step
+from tasks.notices import notify
 from tasks.tickets import tell
 
 WHAT = {
@@ -58,14 +59,13 @@ def open_obligations(a: Adapters, change: ChangeRequest) -> list[str]:
         people = owners(a, change, obligation.owner_role)
         record(a, change.id, EventType.OBLIGATION_OPENED, obligation=obligation.kind,
                due=obligation.due.isoformat(), owner_role=obligation.owner_role, owners=people)
-        for person in people:
-            a.notifier.notify(Notice(
-                to=person, kind="obligation", change_id=change.id,
-                subject=f"{change.id}: {obligation.kind.replace('_', ' ')} due "
-                        f"{obligation.due:%Y-%m-%d %H:%M} UTC",
-                body=f"Emergency change {change.id} ({change.summary}) was deployed. "
-                     f"Please {WHAT[obligation.kind]}: run emergency-obligation for "
-                     f"{change.id} with obligation {obligation.kind}."))
+        notify(a, people, Notice(
+            to="", kind="obligation", change_id=change.id,
+            subject=f"{change.id}: {obligation.kind.replace('_', ' ')} due "
+                    f"{obligation.due:%Y-%m-%d %H:%M} UTC",
+            body=f"Emergency change {change.id} ({change.summary}) was deployed. "
+                 f"Please {WHAT[obligation.kind]}: run emergency-obligation for "
+                 f"{change.id} with obligation {obligation.kind}."))
         opened.append(obligation.kind)
     return opened
 
@@ -127,13 +127,12 @@ def escalate_refusal(a: Adapters, change: ChangeRequest, kind: str, by: str,
 def _send(a: Adapters, item: FollowUp, detail: str) -> None:
     event = EventType.REMINDER_SENT if item.action == "reminder" else EventType.ESCALATED
     what = item.obligation.replace("_", " ")
-    for person in item.to:
-        a.notifier.notify(Notice(
-            to=person, kind=item.action, change_id=item.change_id,
-            subject=f"{item.change_id}: {what} {item.status.replace('_', ' ')} "
-                    f"(due {item.due:%Y-%m-%d %H:%M} UTC)",
-            body=f"{detail}\nTo close it: {WHAT[item.obligation]} (emergency-obligation for "
-                 f"{item.change_id}, obligation {item.obligation})."))
+    notify(a, item.to, Notice(
+        to="", kind=item.action, change_id=item.change_id,
+        subject=f"{item.change_id}: {what} {item.status.replace('_', ' ')} "
+                f"(due {item.due:%Y-%m-%d %H:%M} UTC)",
+        body=f"{detail}\nTo close it: {WHAT[item.obligation]} (emergency-obligation for "
+             f"{item.change_id}, obligation {item.obligation})."))
     record(a, item.change_id, event, obligation=item.obligation, status=item.status,
            due=item.due.isoformat(), to=item.to, detail=detail)
 

@@ -47,6 +47,7 @@ from domain.services import Service
 from integrations.env_files import read_env_file
 from integrations.factory import Adapters
 from tasks.common import SYSTEM, record
+from tasks.notices import notify
 from tasks.tickets import ticket_task
 
 PRACTICES = {
@@ -287,14 +288,12 @@ def record_finding(a: Adapters, finding: Finding) -> bool:
            practice=finding.practice, description=description,
            service=finding.service, related_change=finding.change_id, detail=finding.detail,
            source=finding.source)
-    for person in a.config.roster.people.values():
-        if person.roles & set(TOLD_ROLES) and not person.shared_account:
-            a.notifier.notify(Notice(
-                to=person.id, kind="practice-finding", change_id=finding.change_id,
-                subject=f"Prohibited practice {finding.practice} ({finding.service}) "
-                        f"{finding_id}",
-                body=f"{description}:\n{finding.detail}\n"
-                     f"source: {finding.source}"))
+    told = [p.id for p in a.config.roster.people.values()
+            if p.roles & set(TOLD_ROLES) and not p.shared_account]
+    notify(a, told, Notice(
+        to="", kind="practice-finding", change_id=finding.change_id,
+        subject=f"Prohibited practice {finding.practice} ({finding.service}) {finding_id}",
+        body=f"{description}:\n{finding.detail}\nsource: {finding.source}"), stream=finding_id)
     return True
 
 

@@ -10,6 +10,7 @@ from domain.models import ChangeRequest, Notice
 from integrations.factory import Adapters
 from tasks.commands import environment, run_checks, run_command
 from tasks.common import events_of, record, step
+from tasks.notices import notify
 from tasks.tickets import file_incident
 
 
@@ -61,11 +62,11 @@ def open_incident(a: Adapters, change: ChangeRequest, rollback_ok: bool) -> str:
            review_due=due.isoformat(), linked_change=change.id)
     owner = change.rollback_plan.owner or change.author
     paged = [owner] + ([] if rollback_ok else [p.id for p in a.config.roster.holding("on_call")])
-    for person in dict.fromkeys(paged):
-        a.notifier.notify(Notice(
-            to=person, change_id=change.id, kind="incident" if rollback_ok else "page",
-            subject=f"P{priority} {incident}: {change.id} {what}",
-            body=f"{change.summary}\nPost-incident review due {due:%Y-%m-%d}."))
+    notify(a, paged, Notice(
+        to="", change_id=change.id, kind="incident" if rollback_ok else "page",
+        link=a.tickets.web_url(change.id),
+        subject=f"P{priority} {incident}: {change.id} {what}",
+        body=f"{change.summary}\nPost-incident review due {due:%Y-%m-%d}."))
     record(a, change.id, EventType.NOTIFICATION_SENT, to=list(dict.fromkeys(paged)), about=incident)
     _file(a, change, incident, f"{change.id} {what} after a failed verification", priority)
     return incident

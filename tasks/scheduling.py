@@ -13,6 +13,7 @@ from domain.models import ChangeRequest, Notice
 from domain.schedule import next_slot
 from integrations.factory import Adapters
 from tasks.common import events_of, last_of, record, step
+from tasks.notices import notify
 from tasks.tickets import tell
 
 
@@ -45,12 +46,11 @@ def schedule_deployment(a: Adapters, change: ChangeRequest) -> datetime:
                                            duration=timedelta(minutes=estimate))
     told = stakeholders(a, change)
     local = slot.astimezone(a.config.policy.schedule.zone)
-    for person in told:
-        a.notifier.notify(Notice(
-            to=person, change_id=change.id, kind="schedule",
-            subject=f"{change.id} deploys {local:%a %Y-%m-%d %H:%M %Z}",
-            body=f"{change.summary}\n{change.service} {change.version} to production at "
-                 f"{local.isoformat()}.\nRisk: {change.risk_assessment}"))
+    notify(a, told, Notice(
+        to="", change_id=change.id, kind="schedule", link=a.tickets.web_url(change.id),
+        subject=f"{change.id} deploys {local:%a %Y-%m-%d %H:%M %Z}",
+        body=f"{change.summary}\n{change.service} {change.version} to production at "
+             f"{local.isoformat()}.\nRisk: {change.risk_assessment}"))
     record(a, change.id, EventType.DEPLOYMENT_SCHEDULED, slot=slot.isoformat(), notified=told,
            notified_at=now.isoformat(), immediate=immediate)
     tell(a, change.id, f"Scheduled for {local:%a %Y-%m-%d %H:%M %Z}; "

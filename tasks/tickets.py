@@ -21,7 +21,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import task_run
 
 from integrations.factory import Adapters
-from integrations.ports import CodeHostUnavailable, TicketSystemUnavailable
+from integrations.ports import CodeHostUnavailable, NoticeUnavailable, TicketSystemUnavailable
 
 RETRIES = 5
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -31,7 +31,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-TRANSIENT = (TicketSystemUnavailable, CodeHostUnavailable)
+TRANSIENT = (TicketSystemUnavailable, CodeHostUnavailable, NoticeUnavailable)
 """Failures of a remote system that are worth retrying (each carries `retry_after`)."""
 
 
@@ -46,7 +46,7 @@ def retry_transient(task_: Task[..., Any], run: TaskRun, state: State[Any]) -> b
 
 
 def ticket_task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
-    """A task that talks to a remote system (tickets, code host), retried when transient."""
+    """A task that talks to a remote system (tickets, code host, notices), retried."""
     return task(name=name, cache_policy=NO_CACHE, retries=RETRIES, retry_delay_seconds=0,
                 retry_condition_fn=retry_transient)
 

@@ -29,6 +29,7 @@ from domain.policy import ApprovalRequirement
 from integrations.factory import Adapters
 from tasks.approvals import ApprovalRequest, dropdown, judge_answer
 from tasks.common import record, step
+from tasks.notices import send
 
 PURPOSE = "verbal-approval"
 CLOCK_SKEW = timedelta(minutes=5)
@@ -123,7 +124,7 @@ def ask_confirmation(a: Adapters, change: ChangeRequest, approval: Approval, via
     due = confirmation_obligation(approval.at, approval.role, a.config.policy).due
     record(a, change.id, EventType.OBLIGATION_OPENED, obligation="approval_confirmation",
            due=due.isoformat(), owner_role=approval.role, owners=[approval.person_id])
-    a.notifier.notify(Notice(
+    send(a, Notice(
         to=approval.person_id, kind="confirm", change_id=change.id,
         subject=f"{change.id}: confirm the emergency approval recorded in your name",
         body=(f"{approval.recorded_by} recorded that you approved {change.id} "

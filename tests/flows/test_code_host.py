@@ -226,7 +226,8 @@ def findings(stack: Stack) -> dict[str, list[dict[str, Any]]]:
         assert record.state != "finding", "findings are not changes"
     log = stack.adapters.change_log
     for seq_id in {e.change_id for e in _all_events(stack) if e.type == "practice_finding"}:
-        (event,) = log.events(seq_id)
+        event = log.events(seq_id)[0]  # then the deliveries of its notices
+        assert event.type == "practice_finding"
         found.setdefault(event.payload["practice"], []).append(event.payload)
     return found
 

@@ -11,14 +11,14 @@
 - The code host is down when the gates are judged: once the retries are spent the change
   is blocked, with a reason naming the code host, and nothing deploys; when it is back,
   the next run passes the gates and deploys once, nobody asked again.
-- The notifier cannot deliver approval codes: the run fails, nothing is requested or
-  approved; once it delivers again, the change completes.
+- The notifier cannot deliver approval codes: the run stops with the request open,
+  each failed delivery recorded and the CISO told; nothing is approved or rejected. Once
+  it delivers again, the next run sends the codes again and the change completes.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -365,17 +365,24 @@ def test_the_code_host_down_at_the_gates_blocks_and_a_later_run_deploys_once(
     assert asked_again == []
 
 
-def test_a_notifier_that_cannot_deliver_codes_fails_the_run_with_nothing_approved(
+def test_codes_that_reach_nobody_stop_the_run_and_the_next_run_sends_them_again(
         tmp_path: Path) -> None:
     with embedded_stack(tmp_path, port=0, approval_poll_seconds=0.2,
                         approval_timeout_hours=30 / 3600) as stack:
         stack.outbox.parent.mkdir(parents=True, exist_ok=True)
         stack.outbox.mkdir()  # where the outbox file should be: nothing can be appended
         with ScriptedApprover(stack.outbox).start(interval=0.1):
-            with pytest.raises(IsADirectoryError, match=re.escape(str(stack.outbox))):
+            with pytest.raises(ChangeStopped, match="no code for the review decision as "
+                               "engineering_lead could be delivered .*the request stays open"):
                 change_request(KEY)
-            types = [e.type for e in events(stack)]
-            assert types == ["change_submitted"]  # no request, no decision, no approval
+            types = {e.type for e in events(stack)}
+            assert "approval_recorded" not in types and "change_rejected" not in types
+            requested = events(stack, KEY, "approval_requested")[-1].payload
+            assert requested["digests"] == {} and requested["unreached"] == ["erin"]
+            failed = events(stack, KEY, "notice_failed")
+            assert {(e.payload["to"], e.payload["kind"]) for e in failed} >= {
+                ("erin", "approval-code"), ("carol", "codes-undelivered")}
+            assert all(str(stack.outbox) in e.payload["reason"] for e in failed)
             stack.outbox.rmdir()
 
             assert change_request(KEY)["outcome"] == "succeeded"
@@ -383,3 +390,5 @@ def test_a_notifier_that_cannot_deliver_codes_fails_the_run_with_nothing_approve
         assert deploy_intents(stack) == 1 and production_deploys(stack) == 1
         assert sorted(approvals_recorded(stack)) == [("engineering_lead", "review"),
                                                      ("qa", "staging-sign-off")]
+        asked_again = events(stack, KEY, "approval_requested")[1].payload
+        assert asked_again["unreached"] == [] and list(asked_again["digests"]) == ["erin"]

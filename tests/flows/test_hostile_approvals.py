@@ -300,7 +300,7 @@ def test_an_approval_that_must_fail_is_refused_and_the_right_one_still_counts(
         assert (failed.type, failed.payload["role"], failed.payload["reason"],
                 failed.payload["kind"]) == ("approval_attempt_failed", case.role,
                                             case.refusal, case.kind)
-        assert [e.type for e in after] == (["approval_codes_reissued"]
+        assert [e.type for e in after] == (["notice_delivered", "approval_codes_reissued"]
                                            if case.kind == "refused" else [])
         assert state(stack, case.key) == was
         assert form.submit(case.right(form, code_notices(stack.outbox))) is None

@@ -21,7 +21,8 @@ from tasks.integrity import ALARMS, IntegrityAlarm
 
 
 def alarms(stack: Stack) -> list[dict[str, object]]:
-    return [e.payload for e in stack.adapters.change_log.events(ALARMS)]
+    return [e.payload for e in stack.adapters.change_log.events(ALARMS)
+            if e.type == "integrity_alarm"]
 
 
 def edit_projection(stack: Stack, change_id: str, state: str) -> None:

@@ -50,6 +50,18 @@ def test_check_config_accepts_the_shipped_files(workspace: dict[str, str]) -> No
     done = run("check-config", env=workspace)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok: SOC2-CHG-001 v1.0, 8 people, 1 service(s)")
+    assert "warning" not in done.stdout
+
+
+def test_check_config_names_who_no_personal_channel_reaches(workspace: dict[str, str]) -> None:
+    roster = Path(workspace["CHANGEFLOW_CONFIG_DIR"]) / "roster.yaml"
+    roster.write_text(roster.read_text().replace("    slack_id: U04QUINN04\n", ""))
+    done = run("check-config", env={**workspace, "CHANGEFLOW_NOTIFIERS": "slack"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1:] == [
+        "warning: roster.yaml: quinn (qa) has no personal channel among "
+        "CHANGEFLOW_NOTIFIERS=slack: they cannot be sent a one-time code, so they cannot "
+        "decide in the Prefect form (give them a slack_id, or add a notifier)"]
 
 
 def test_check_config_prints_every_problem(workspace: dict[str, str]) -> None:

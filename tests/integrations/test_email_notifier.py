@@ -30,8 +30,9 @@ from changeflow.prefect_server import free_port
 from config.loader import ConfigError, load_config
 from config.settings import PROJECT_ROOT, Settings
 from domain.models import Notice
-from integrations.email_notifier import EmailNotifier, NoticeUndelivered
-from integrations.factory import open_notifier
+from integrations.email_notifier import EmailNotifier
+from integrations.factory import open_notifiers
+from integrations.ports import NoticeUnavailable, NoticeUndelivered
 
 ROSTER = load_config(PROJECT_ROOT / "config").roster
 USER, PASSWORD = "changeflow", "witness-smtp-3b9e1c"
@@ -150,8 +151,10 @@ def test_implicit_tls_on_its_own_port(smtps: Server, certificate: Path) -> None:
 
 
 def test_a_certificate_that_is_not_trusted_is_refused(starttls: Server) -> None:
-    with pytest.raises(NoticeUndelivered, match="cannot reach the SMTP server .* SSL"):
+    with pytest.raises(NoticeUndelivered, match="is not trusted; set CHANGEFLOW_SMTP_CA_FILE"
+                       ) as raised:
         notifier(starttls, None).notify(CODE_NOTICE)  # type: ignore[arg-type]
+    assert not isinstance(raised.value, NoticeUnavailable)  # not worth retrying
 
 
 def test_a_wrong_password_is_named_without_the_password(
@@ -176,19 +179,27 @@ def test_a_person_outside_the_roster_and_a_server_down_are_named(
                                                 r"\d+ for the notice to erin: "
                                                 "ConnectionRefusedError") as raised:
         notifier(down, certificate).notify(CODE_NOTICE)
+    assert isinstance(raised.value, NoticeUnavailable)  # worth retrying
     assert "K7QF" not in str(raised.value) and PASSWORD not in str(raised.value)
 
 
-def test_the_settings_choose_email_and_name_what_is_missing(tmp_path: Path) -> None:
+def test_the_settings_choose_the_notifiers_and_name_what_is_missing(tmp_path: Path) -> None:
     config = load_config(PROJECT_ROOT / "config")
     with pytest.raises(ConfigError) as missing:
-        open_notifier(Settings(notifier="email", var_dir=tmp_path), config)
+        open_notifiers(Settings(notifiers=["email", "slack"], var_dir=tmp_path), config)
     assert [str(p) for p in missing.value.problems] == [
-        "settings: CHANGEFLOW_SMTP_HOST: not set (needed with CHANGEFLOW_NOTIFIER=email)",
-        "settings: CHANGEFLOW_SMTP_FROM: not set (needed with CHANGEFLOW_NOTIFIER=email)"]
-    chosen = open_notifier(Settings(notifier="email", smtp_host="mail.example.com",
-                                    smtp_from="changeflow@example.com", var_dir=tmp_path),
-                           config)
-    assert isinstance(chosen, EmailNotifier) and (chosen.port, chosen.security) == (
+        "settings: CHANGEFLOW_SMTP_HOST: not set (needed with email among CHANGEFLOW_NOTIFIERS)",
+        "settings: CHANGEFLOW_SMTP_FROM: not set (needed with email among CHANGEFLOW_NOTIFIERS)",
+        "settings: CHANGEFLOW_SLACK_TOKEN: not set (needed with slack among "
+        "CHANGEFLOW_NOTIFIERS); or name a Secret block in CHANGEFLOW_SLACK_TOKEN_BLOCK"]
+    chosen = open_notifiers(Settings(notifiers=["slack", "email"], smtp_host="mail.example.com",
+                                     smtp_from="changeflow@example.com", var_dir=tmp_path,
+                                     slack_token=SecretStr("xoxb-witness")), config)
+    assert list(chosen) == ["slack", "email"]  # the settings' order
+    email = chosen["email"]
+    assert isinstance(email, EmailNotifier) and (email.port, email.security) == (
         587, "starttls")
     assert "witness" not in repr(chosen)
+    with pytest.raises(ValueError, match="notifiers\n  Value error, email is listed more "
+                                         "than once"):
+        Settings(notifiers="email,outbox,email")

@@ -59,7 +59,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
         .add("change_rejected", step="review", reasons=["no ünïcode left behind"]) \
         .close("rejected")
     adapters = Adapters(config=load_config(settings.config_dir), change_log=log,
-                        tickets=None, runner=None, checks=None, notifier=None,  # type: ignore[arg-type]
+                        tickets=None, runner=None, checks=None, notifiers={},  # type: ignore[arg-type]
                         settings=settings)
     _, written = produce_report(adapters, Q3, root / "out")
     log.close()

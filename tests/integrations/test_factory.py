@@ -28,7 +28,8 @@ def test_no_settings_means_embedded_adapters(tmp_path: Path,
         assert isinstance(adapters.tickets, LocalChangeTickets)
         assert isinstance(adapters.runner, SubprocessRunner)
         assert isinstance(adapters.checks, HttpChecks)
-        assert isinstance(adapters.notifier, OutboxNotifier)
+        assert list(adapters.notifiers) == ["outbox"] and adapters.channels == []
+        assert isinstance(adapters.notifiers["outbox"], OutboxNotifier)
         assert adapters.change_log.dialect == "sqlite"
         assert (tmp_path / "var" / "changeflow.db").exists()
         assert adapters.change_log.retention_years == 3

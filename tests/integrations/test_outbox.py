@@ -24,7 +24,7 @@ def test_notify_appends_one_json_line(tmp_path: Path):
     notices = read_outbox(path)
     assert [n["to"] for n in notices] == ["erin", "oscar"]
     first = notices[0]
-    assert set(first) == {"at", "to", "subject", "body", "change_id", "kind"}
+    assert set(first) == {"at", "to", "subject", "body", "change_id", "kind", "link"}
     assert first["change_id"] == "CHG-101"
     assert first["kind"] == "approval_request"
     assert datetime.fromisoformat(first["at"]).utcoffset() is not None

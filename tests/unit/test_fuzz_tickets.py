@@ -225,7 +225,7 @@ class Harness:
         self.adapters = Adapters(
             config=config, change_log=cast(SqlChangeLog, Unlogged()),
             tickets=LocalChangeTickets(self.folder), runner=self.recorder, checks=HttpChecks(),
-            notifier=OutboxNotifier(root / "outbox.jsonl"), settings=self.settings)
+            notifiers={"outbox": OutboxNotifier(root / "outbox.jsonl")}, settings=self.settings)
 
     def read(self, content: str | bytes) -> Ticket | ValueError:
         """The ticket file with `content`, as the local adapter reads it."""
