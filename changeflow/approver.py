@@ -1,6 +1,7 @@
 """A scripted approver: answers waiting runs the way a person does in the Prefect UI.
 
-It reads the one-time codes changeflow sent (from the local outbox), and for each run
+It reads the one-time codes changeflow sent (from the local outbox, or from the mail a
+local mail server received), and for each run
 that is paused or suspended waiting for a decision it submits the form through
 Prefect's API: decision, approver, code, comment. The demo and the tests use it; it
 holds no privilege a person in the UI does not have.
@@ -9,9 +10,14 @@ holds no privilege a person in the UI does not have.
 from __future__ import annotations
 
 import contextvars
+import email.policy
+import mailbox
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -26,6 +32,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.input.actions import read_flow_run_input
 
+from domain.models import Roster
 from integrations.outbox import read_outbox
 
 
@@ -62,28 +69,58 @@ def approve_first(notices: list[CodeNotice], attempt: int) -> dict[str, Any] | N
             "comment": f"approved by the scripted approver for {first.to}"}
 
 
+def _code_notice(to: str, body: str, change_id: str) -> CodeNotice:
+    fields = dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
+    return CodeNotice(to=to, code=fields["code"], run_id=fields["run"], role=fields["role"],
+                      purpose=fields["purpose"], change_id=change_id,
+                      approvers=tuple(fields["approvers"].split(", "))
+                      if "approvers" in fields else ())
+
+
 def code_notices(outbox: Path) -> list[CodeNotice]:
     """Every code notice in the outbox, oldest first."""
+    return [_code_notice(str(n["to"]), str(n["body"]), str(n.get("change_id")))
+            for n in read_outbox(outbox) if n.get("kind") == "approval-code"]
+
+
+def mailed_codes(maildir: Path, roster: Roster) -> list[CodeNotice]:
+    """Every code e-mail in a Maildir (as a mail server delivered them), oldest first.
+
+    The person is the one whose roster e-mail the message was delivered to.
+    """
+    people = {p.email.lower(): p.id for p in roster.people.values()}
     found = []
-    for notice in read_outbox(outbox):
-        if notice.get("kind") != "approval-code":
+    for message in mail_messages(maildir):
+        if message["X-Changeflow-Kind"] != "approval-code":
             continue
-        fields = dict(line.split(": ", 1) for line in str(notice["body"]).splitlines()
-                      if ": " in line)
-        found.append(CodeNotice(to=str(notice["to"]), code=fields["code"], run_id=fields["run"],
-                                role=fields["role"], purpose=fields["purpose"],
-                                change_id=str(notice.get("change_id")),
-                                approvers=tuple(fields["approvers"].split(", "))
-                                if "approvers" in fields else ()))
+        text = message.get_body(("plain",))
+        to = people.get(parseaddr(str(message["To"]))[1].lower())
+        if to is not None and isinstance(text, EmailMessage):
+            found.append(_code_notice(to, text.get_content(),
+                                      str(message["X-Changeflow-Change"])))
     return found
 
 
-class ScriptedApprover:
-    """Resumes waiting runs with the codes from the outbox, by a policy."""
+def mail_messages(maildir: Path) -> list[EmailMessage]:
+    """The messages of a Maildir in the order they were delivered."""
+    if not (maildir / "new").is_dir():
+        return []
+    box = mailbox.Maildir(maildir, create=False)
+    delivered = sorted((box.get_message(key).get_date(), key) for key in box.keys())
+    return [message_from_bytes(box.get_bytes(key), _class=EmailMessage,
+                               policy=email.policy.default) for _, key in delivered]
 
-    def __init__(self, outbox: Path, policy: Policy = approve_first) -> None:
-        """Watch `outbox` for codes and answer with `policy`."""
-        self.outbox = outbox
+
+class ScriptedApprover:
+    """Resumes waiting runs with the codes it was sent, by a policy."""
+
+    def __init__(self, codes: Path | Callable[[], list[CodeNotice]],
+                 policy: Policy = approve_first) -> None:
+        """Watch for codes and answer with `policy`.
+
+        `codes` is the outbox file, or what reads the codes sent so far (`mailed_codes`).
+        """
+        self.codes = (codes if callable(codes) else lambda: code_notices(codes))
         self.policy = policy
         self.answers: list[dict[str, Any]] = []
         self._answered: set[tuple[UUID, str]] = set()
@@ -97,7 +134,7 @@ class ScriptedApprover:
         answered, and the server is asked whether a form is saved only for runs that have
         a code waiting and a form not yet answered (many runs may wait at once).
         """
-        notices = code_notices(self.outbox)
+        notices = self.codes()
         answered = 0
         with get_client(sync_client=True) as client:
             waiting = client.read_flow_runs(flow_run_filter=FlowRunFilter(

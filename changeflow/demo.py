@@ -3,9 +3,10 @@
 It sets up the embedded stack in `var/demo/` (configuration with an always-open schedule,
 the example tickets, a SQLite change log, the sample service on 127.0.0.1:18765 with
 version 2.1.0 broken in production), then starts the `change-request` flow for each
-example ticket on a temporary Prefect server. The approvals come from a scripted
-approver that reads its one-time codes from the outbox and resumes the waiting runs
-through Prefect's API, as a person would in the UI.
+example ticket on a temporary Prefect server. Notices go by e-mail through a local mail
+server (aiosmtpd on 127.0.0.1, delivering to the Maildir `var/demo/mail`). The
+approvals come from a scripted approver that reads each person's one-time codes from
+that mail and resumes the waiting runs through Prefect's API, as a person would in the UI.
 
 Then the emergency follow-up: one emergency is documented, reviewed and signed off
 through `emergency-obligation`; the other is left undocumented, and
@@ -19,14 +20,18 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import yaml
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
 
-from changeflow.approver import ScriptedApprover
-from changeflow.prefect_server import local_prefect_server
+from changeflow.approver import ScriptedApprover, mail_messages, mailed_codes
+from changeflow.prefect_server import free_port, local_prefect_server
 from changeflow.report import obligation_rows, print_changes, print_obligations
 from changeflow.sample_service import deploy
 from changeflow.stack import SAMPLE_PORT, Stack, embedded_stack
@@ -36,7 +41,6 @@ from domain.events import PAYLOADS, EventType, PracticeFinding, payload_of
 from domain.models import ChangeEvent
 from integrations.anchors import FileAnchors
 from integrations.factory import installed
-from integrations.outbox import read_outbox
 from reporting.model import Quarter
 from tasks.anchoring import publish_head
 
@@ -55,6 +59,7 @@ DOCUMENTED = {"scope": "sample service payments client, production",
 """What the CHG-201 engineer adds to the ticket after the incident (the demo writes it)."""
 FOLLOW_UP_HOURS = 25
 """How far the demo moves the clock to show the 24-hour documentation deadline pass."""
+DEMO_SENDER = "changeflow@demo.localhost"
 BROKEN = "2.1.0@production"
 HAND_DEPLOYED = "1.1.1"
 """A version put in production outside changeflow, for the practices audit to find."""
@@ -199,14 +204,28 @@ def write_quarterly_report(stack: Stack) -> None:
           f"    python3 {' '.join(argv)}\n    {checked.stdout.splitlines()[0]}")
 
 
+@contextmanager
+def local_mail_server(maildir: Path) -> Iterator[int]:
+    """A mail server on 127.0.0.1 that delivers every message to `maildir`; its port."""
+    controller = Controller(Mailbox(maildir), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller.port
+    finally:
+        controller.stop()
+
+
 def run_demo() -> int:
     """Run the demo in `var/demo/` from scratch; returns the exit status."""
     started = time.monotonic()
     root = PROJECT_ROOT / "var" / "demo"
     shutil.rmtree(root, ignore_errors=True)
-    with local_prefect_server(root / "prefect") as api, \
+    maildir = root / "mail"
+    with local_prefect_server(root / "prefect") as api, local_mail_server(maildir) as smtp, \
             embedded_stack(root, port=SAMPLE_PORT, broken=(BROKEN,), approval_poll_seconds=0.2,
-                           approval_timeout_hours=APPROVAL_TIMEOUT_HOURS) as stack:
+                           approval_timeout_hours=APPROVAL_TIMEOUT_HOURS,
+                           notifiers=["email"], smtp_host="127.0.0.1", smtp_port=smtp,
+                           smtp_security="none", smtp_from=DEMO_SENDER) as stack:
         print(f"1. Configuration ({stack.settings.config_dir}: the shipped policy with an "
               "always-open schedule)")
         _, problems = check_config(stack.settings.config_dir)
@@ -217,8 +236,11 @@ def run_demo() -> int:
         print(f"2. Sample service at {stack.service.url} (version 2.1.0 is broken in "
               "production)")
         print(f"3. change-request runs on the Prefect server at {api.removesuffix('/api')} "
-              "(open it to watch);\n   a scripted approver answers with the codes it was sent")
-        with ScriptedApprover(stack.outbox).start(interval=0.2):
+              "(open it to watch);\n   notices are mailed through a local mail server to "
+              f"{maildir.relative_to(PROJECT_ROOT)}; a scripted approver answers with the "
+              "codes each person was mailed")
+        roster = stack.adapters.config.roster
+        with ScriptedApprover(lambda: mailed_codes(maildir, roster)).start(interval=0.2):
             for key, what in DEMO_TICKETS.items():
                 print(f"  -- {key}: {what}")
                 run_change(stack, key)
@@ -245,12 +267,14 @@ def run_demo() -> int:
         print_obligations(obligation_rows(stack.adapters.change_log.changes(emergency=True),
                                           datetime.now(UTC), soon), indent="  ")
         notices: dict[str, Any] = {}
-        for notice in read_outbox(stack.outbox):
-            notices[notice["kind"]] = notices.get(notice["kind"], 0) + 1
+        for mail in mail_messages(maildir):
+            kind = str(mail["X-Changeflow-Kind"])
+            notices[kind] = notices.get(kind, 0) + 1
         print(f"  evidence: {stack.settings.resolved_database_url}; to query it:\n"
               f"    CHANGEFLOW_VAR_DIR={stack.settings.var_dir.relative_to(PROJECT_ROOT)} "
               ".venv/bin/changeflow changes")
-        print(f"  notices: {stack.outbox} ({', '.join(f'{n} {k}' for k, n in notices.items())})")
+        print(f"  notices: {sum(notices.values())} e-mails in {maildir} "
+              f"({', '.join(f'{n} {k}' for k, n in notices.items())})")
         write_quarterly_report(stack)
     print(f"demo finished in {time.monotonic() - started:.1f} s")
     return 0 if result.ok else 1

@@ -10,14 +10,18 @@ import sqlite3
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 
 import pytest
 
-from changeflow.approver import code_notices
+from changeflow.approver import mail_messages, mailed_codes
+from config.loader import load_config
 from config.settings import PROJECT_ROOT
-from domain.models import Category
+from domain.models import Category, Roster
 from integrations.chain_keys import ChainKeys
 from integrations.changelog_sql import SqlChangeLog
 from tests.support.history import submission
@@ -204,20 +208,40 @@ def files_holding(root: Path, needle: bytes) -> list[Path]:
     return [path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
 
 
+def each_approver_was_mailed_their_own_code_once(maildir: Path) -> None:
+    """Every code mail went to one person, at their roster address; one per request each."""
+    roster = load_config(PROJECT_ROOT / "config").roster
+    codes = [m for m in mail_messages(maildir) if m["X-Changeflow-Kind"] == "approval-code"]
+    for mail in codes:
+        person = roster.people[mailed_codes_to(mail, roster)]
+        assert mail["X-RcptTo"] == person.email  # the envelope: that address alone
+    notices = mailed_codes(maildir, roster)
+    assert len(notices) == len(codes) and len({n.code for n in notices}) == len(notices)
+    asked = Counter((n.run_id, n.role, n.purpose, n.to) for n in notices)
+    assert set(asked.values()) == {1}, asked
+
+
+def mailed_codes_to(mail: EmailMessage, roster: Roster) -> str:
+    address = parseaddr(str(mail["To"]))[1]
+    [person] = [p.id for p in roster.people.values() if p.email == address]
+    return person
+
+
 def places_holding_codes(root: Path) -> list[str]:
-    """Where, outside the outbox, any one-time code the demo sent is kept.
+    """Where, outside the mail it was sent in, any one-time code the demo sent is kept.
 
     Databases are read through SQL (every row of every table, Prefect's run inputs, logs
     and events included); every other file (the change log's exports, the evidence pack,
     reports, Prefect's and the service's logs) byte by byte.
     """
-    outbox = root / "var" / "outbox.jsonl"
-    codes = {n.code for n in code_notices(outbox)}
+    maildir = root / "mail"
+    codes = {n.code for n in mailed_codes(maildir, load_config(PROJECT_ROOT / "config").roster)}
     forms = codes | {c.replace("-", "") for c in codes}
     assert len(codes) >= 10  # every decision of the demo sent codes
     found = []
     for path in root.rglob("*"):
-        if not path.is_file() or path == outbox or path.suffix in (".db-wal", ".db-shm"):
+        if not path.is_file() or maildir in path.parents or path.suffix in (".db-wal",
+                                                                            ".db-shm"):
             continue
         if path.suffix == ".db":
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
@@ -241,6 +265,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process() -> None:
     assert files_holding(written, WITNESS.encode()) == []
     assert len(files_holding(written, b"CHG-101")) >= 3  # the scan does read what was written
     assert places_holding_codes(written) == []
+    each_approver_was_mailed_their_own_code_once(written / "mail")
     out = done.stdout
     assert "CHG-104  refused at submit: rollback_plan: missing" in out
     assert "CHG-102  approved as security (review) by sam, code checked" in out
