@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,12 +37,12 @@ from changeflow.sample_service import deploy
 from changeflow.stack import SAMPLE_PORT, Stack, embedded_stack
 from config.loader import check_config
 from config.settings import PROJECT_ROOT
-from domain.events import PAYLOADS, EventType, PracticeFinding, payload_of
-from domain.models import ChangeEvent
+from domain.events import PracticeFinding, payload_of
 from integrations.anchors import FileAnchors
 from integrations.factory import installed
 from reporting.model import Quarter
 from tasks.anchoring import publish_head
+from tasks.progress import describe
 
 DEMO_TICKETS = {
     "CHG-104": "a normal change without a rollback plan",
@@ -65,56 +65,6 @@ HAND_DEPLOYED = "1.1.1"
 """A version put in production outside changeflow, for the practices audit to find."""
 APPROVAL_TIMEOUT_HOURS = 0.05
 """Three minutes: if the scripted approver cannot answer, the demo ends instead of waiting."""
-
-
-E = EventType
-
-LINES: dict[EventType, Callable[[Any], str]] = {
-    E.VALIDATION_FAILED: lambda p: "refused at submit: " + "; ".join(p.problems),
-    E.CHANGE_SUBMITTED: lambda p: f"submitted by {p.author}: {p.summary}",
-    E.APPROVAL_RECORDED: lambda p: (
-        f"approved verbally by {p.person_id} as {p.role} ({p.via}), recorded by "
-        f"{p.recorded_by} with their code" if p.channel == "verbal" else
-        f"{p.decision}d as {p.role} ({p.purpose}) by {p.person_id}, code checked"),
-    E.PROCEDURE_CHECKED: lambda p: (
-        f"fits standard procedure {p.procedure}" if p.fits
-        else "does NOT fit its standard procedure: " + "; ".join(p.reasons)),
-    E.CHANGE_RECLASSIFIED: lambda p: f"handled as a {p.to} change",
-    E.GATE_BYPASSED: lambda p: f"gate {p.gate} bypassed (emergency, recorded)",
-    E.OBLIGATION_OPENED: lambda p: (f"owes {p.obligation} by {p.due[:16]} UTC "
-                                    f"({', '.join(p.owners)})"),
-    E.OBLIGATION_RESPONDED: lambda p: (
-        f"{p.purpose} {'done' if p.decision == 'approve' else 'REFUSED'} by {p.person_id}, "
-        "code checked"),
-    E.REMINDER_SENT: lambda p: f"reminder: {p.obligation} {p.status} -> {', '.join(p.to)}",
-    E.ESCALATED: lambda p: f"ESCALATED: {p.obligation} {p.status} -> {', '.join(p.to)}",
-    E.APPROVAL_ATTEMPT_FAILED: lambda p: f"refused a decision: {p.reason}",
-    E.STAGING_PASSED: lambda p: "staging deploy and tests passed",
-    E.STAGING_FAILED: lambda p: "staging FAILED",
-    E.GATES_PASSED: lambda p: "gates passed: " + ", ".join(
-        f"{g.gate} (the ticket's claim)" if g.source == "ticket" else g.gate for g in p.gates),
-    E.GATES_BLOCKED: lambda p: "BLOCKED by gates",
-    E.DEPLOYMENT_SCHEDULED: lambda p: (f"scheduled for {p.slot[:19]} UTC; told "
-                                       f"{', '.join(p.notified)}"),
-    E.AVAILABILITY_CONFIRMED: lambda p: f"{p.person_id} confirmed availability as {p.role}",
-    E.DEPLOYMENT_SUCCEEDED: lambda p: f"deployed {p.version} to production",
-    E.VERIFICATION_PASSED: lambda p: "verified: smoke checks and monitors pass",
-    E.VERIFICATION_FAILED: lambda p: "verification FAILED: " + ", ".join(
-        c.name for c in p.checks if not c.passed),
-    E.ROLLBACK_SUCCEEDED: lambda p: (f"rolled back to {p.to_version} in "
-                                     f"{p.minutes * 60:.1f} s (plan: {p.estimate_minutes} min)"),
-    E.INCIDENT_OPENED: lambda p: (f"incident {p.incident_id} opened as P{p.priority}, review "
-                                  f"due {p.review_due[:10]}"),
-    E.CHANGE_CLOSED: lambda p: f"closed: {p.outcome}",
-}
-"""A readable line for each event worth showing, from its payload model."""
-
-
-def describe(event: ChangeEvent) -> str | None:
-    """One readable line for an event worth showing, or None."""
-    kind = EventType(event.type)
-    line = LINES.get(kind)
-    return None if line is None else line(payload_of(event, PAYLOADS[kind]))
 
 
 def show(stack: Stack, key: str, since: int = 0) -> int:

@@ -8,13 +8,17 @@ the top, where every step finds its own record in the change log and is not repe
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from contextvars import ContextVar
+from typing import Any, TypeVar, cast
 from uuid import uuid4
 
+import prefect.flow_runs
+from prefect.client.schemas.objects import State
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.input.actions import delete_flow_run_input, read_flow_run_input
+from prefect.logging import get_run_logger
 from prefect.runtime import deployment
 from pydantic import ValidationError
 
@@ -36,6 +40,7 @@ from tasks.approvals import (
 )
 from tasks.common import ChangeStopped
 from tasks.forms import describe
+from tasks.progress import publish_status
 from tasks.sync import take_ticket_approvals
 from tasks.verbal import (
     PURPOSE,
@@ -48,12 +53,35 @@ from tasks.verbal import (
 
 Form = TypeVar("Form", bound=RunInput)
 
+_WAITING_FOR: ContextVar[str | None] = ContextVar("changeflow_waiting_for", default=None)
+"""The message of the paused or suspended state this context is about to propose."""
 
-def _wait(form: type[Form], seconds: int, key: str, poll: float) -> Form:
-    if deployment.id:
-        return suspend_flow_run(wait_for_input=form, timeout=seconds, key=key)
-    interval: Any = poll  # typed int by Prefect, slept as a float
-    return pause_flow_run(wait_for_input=form, timeout=seconds, key=key, poll_interval=interval)
+
+def _with_message(make: Callable[..., State[Any]]) -> Callable[..., State[Any]]:
+    def state(*args: Any, **kwargs: Any) -> State[Any]:
+        message = _WAITING_FOR.get()
+        return make(*args, **kwargs, **({"message": message} if message else {}))
+    return state
+
+
+# Prefect's pause and suspend take no state message: the states they propose get the
+# one set for the calling context, so a waiting run says what it waits for in the UI.
+for _name in ("Paused", "Suspended"):
+    setattr(prefect.flow_runs, _name, _with_message(getattr(prefect.flow_runs, _name)))
+
+
+def _wait(form: type[Form] | None, seconds: int, key: str, poll: float,
+          waiting_for: str) -> Form | None:
+    """Pause (in process) or suspend (deployed) until resumed, saying what is awaited."""
+    token = _WAITING_FOR.set(f"Waiting for {waiting_for}")
+    try:
+        if deployment.id:
+            return suspend_flow_run(wait_for_input=form, timeout=seconds, key=key)
+        interval: Any = poll  # typed int by Prefect, slept as a float
+        return pause_flow_run(wait_for_input=form, timeout=seconds, key=key,
+                              poll_interval=interval)
+    finally:
+        _WAITING_FOR.reset(token)
 
 
 def _response_key(key: str) -> str:
@@ -95,8 +123,10 @@ def _answer(a: Adapters, change: ChangeRequest, request: ApprovalRequest, form: 
             raise expire_request(a, change, request)
         initial = form.with_initial_data(description=describe(a, change, request))
         key = f"{request.key}-{failed_attempts(a, request)}"
+        _announce_wait(a, change, request)
         try:
-            answer = _wait(initial, remaining, key, a.settings.approval_poll_seconds)
+            answer = cast(Form, _wait(initial, remaining, key, a.settings.approval_poll_seconds,
+                                      request.waiting_for()))
         except FlowPauseTimeout:
             raise expire_request(a, change, request) from None
         except ValidationError as error:
@@ -106,6 +136,12 @@ def _answer(a: Adapters, change: ChangeRequest, request: ApprovalRequest, form: 
         delete_flow_run_input(_response_key(key))
         if refused is None:
             return answer
+
+
+def _announce_wait(a: Adapters, change: ChangeRequest, request: ApprovalRequest) -> None:
+    """Say in the run's log and the change's status what the run now waits for."""
+    get_run_logger().info("%s: waiting for %s", change.id, request.waiting_for())
+    publish_status(a, change.id, request.waiting_for())
 
 
 def decide(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligible: list[str],
@@ -153,23 +189,15 @@ def approve(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligibl
             remaining = int((request.expires_at - a.now()).total_seconds())
             if remaining <= 0:
                 raise expire_request(a, change, request)
+            _announce_wait(a, change, request)
             try:
-                _sleep_until_woken(remaining, f"{request.key}-jira-{uuid4().hex[:12]}",
-                                   a.settings.approval_poll_seconds)
+                _wait(None, remaining, f"{request.key}-jira-{uuid4().hex[:12]}",
+                      a.settings.approval_poll_seconds, request.waiting_for() + " in Jira")
             except FlowPauseTimeout:
                 raise expire_request(a, change, request) from None
     decided = decision_of(a, change, role, purpose)
     assert decided is not None
     return decided
-
-
-def _sleep_until_woken(seconds: int, key: str, poll: float) -> None:
-    """Wait without a form until resumed (by the sync) or timed out."""
-    if deployment.id:
-        suspend_flow_run(timeout=seconds, key=key)
-        return
-    interval: Any = poll
-    pause_flow_run(timeout=seconds, key=key, poll_interval=interval)
 
 
 def record_verbal(a: Adapters, change: ChangeRequest, requirement: ApprovalRequirement,

@@ -52,6 +52,7 @@ from tasks.gates import check_gates
 from tasks.intake import check_procedure, submit_change
 from tasks.integrity import check_intact, clear_for, one_run
 from tasks.obligations import open_obligations
+from tasks.progress import publish_status, status_kept, tag_run
 from tasks.records import close_change
 from tasks.rollback import open_incident, roll_back
 from tasks.scheduling import hand_off, schedule_deployment
@@ -209,9 +210,11 @@ def result_of(a: Adapters, change: ChangeRequest) -> dict[str, Any]:
 
 def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
     """Take one change through the policy's steps, as far as the policy lets it go."""
-    with open_adapters() as a, one_run(a, ticket_key):
+    with open_adapters() as a, one_run(a, ticket_key), status_kept(a, ticket_key):
         check_intact(a, ticket_key, "go on")
         change = submit_change(a, ticket_key)
+        tag_run(change)
+        publish_status(a, change.id)
         current = a.change_log.record(change.id)
         submitted = (current.reclassified_from if current else None) or change.category
         if submitted is not category:
@@ -283,9 +286,10 @@ def change_deploy(ticket_key: str) -> dict[str, Any]:
     Args:
         ticket_key: the change ticket's key, e.g. CHG-101.
     """
-    with open_adapters() as a, one_run(a, ticket_key):
+    with open_adapters() as a, one_run(a, ticket_key), status_kept(a, ticket_key):
         check_intact(a, ticket_key, "deploy")
         change = submit_change(a, ticket_key)
+        tag_run(change)
         scheduled = last_of(a, change, EventType.DEPLOYMENT_SCHEDULED)
         slot = payload_of(scheduled, DeploymentScheduled).slot if scheduled else None
         if slot is None or datetime.fromisoformat(slot) > a.now():

@@ -119,6 +119,13 @@ class ApprovalRequest:
         """Identifies the request within its run (Prefect keys: lowercase, digits, dashes)."""
         return f"{self.purpose}-{self.role}".lower().replace("_", "-")
 
+    def waiting_for(self) -> str:
+        """What a run waiting on this request waits for, in words (its state's message)."""
+        asked = [p for p in self.eligible if p in self.digests] or self.eligible
+        said = (f"the {self.purpose} decision as {self.role} from {' or '.join(asked)}, "
+                f"until {self.expires_at:%Y-%m-%d %H:%M} UTC")
+        return said + (f" (not reached: {', '.join(self.unreached)})" if self.unreached else "")
+
     def about(self, p: ApprovalRequested | ApprovalCodesReissued | ApprovalAttemptFailed
               ) -> bool:
         """Whether a payload belongs to this request (run, role and purpose)."""

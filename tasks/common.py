@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from domain.models import ChangeEvent, ChangeRequest
 from integrations.factory import Adapters
+from tasks.progress import log_event
 
 SYSTEM = "changeflow"
 """The actor of decisions changeflow takes itself (gates, schedule, rollback)."""
@@ -29,8 +30,10 @@ class ChangeStopped(Exception):
 
 def record(a: Adapters, change_id: str, type_: str, actor: str = SYSTEM,
            **payload: Any) -> ChangeEvent:
-    """Append one decision to the change log, now."""
-    return a.change_log.append(change_id, type_, actor, payload, a.now())
+    """Append one decision to the change log, now; its line goes to the run's log."""
+    event = a.change_log.append(change_id, type_, actor, payload, a.now())
+    log_event(event)
+    return event
 
 
 def events_of(a: Adapters, change: ChangeRequest | str, *types: str) -> list[ChangeEvent]:

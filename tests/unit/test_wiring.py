@@ -26,6 +26,12 @@ def test_entrypoint_is_a_flow_with_valid_parameters(deployment: dict) -> None:
     assert deployment["work_pool"]["name"] == "changeflow"
 
 
+def test_the_deployment_engineers_start_with_comes_first() -> None:
+    """The Deployments page lists them in file order: the one to click first is first."""
+    assert SPEC[0]["name"] == "change-request"
+    assert SPEC[0]["description"].startswith("Start here.")
+
+
 def test_lifecycle_deployments_ask_for_a_ticket_key() -> None:
     served = {d.name: d for d in deployments()}
     assert set(served) == {d["name"] for d in SPEC}
