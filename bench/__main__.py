@@ -4,7 +4,8 @@ Runs the change-log benchmarks on SQLite and on a throw-away PostgreSQL, then th
 lifecycle benchmarks (overhead per change; 50 changes waiting; 200 changes at once on
 a Prefect server and change log on PostgreSQL), then jira-sync against
 the local Jira (full sync of 10,000 tickets; idle incremental sync), then the quarterly
-report over 100,000 changes, with the machine's description, and writes
+report over 100,000 changes, then notices by e-mail to a local SMTP server, with the
+machine's description, and writes
 `bench/results/latest.json`.
 """
 
@@ -21,6 +22,8 @@ from bench.changelog import appends, sqlite_url, verify
 from bench.jira_sync import run_jira_sync_benchmarks, summary_lines
 from bench.lifecycle import print_summary, run_lifecycle_benchmarks
 from bench.load import run_load
+from bench.notices import run_notice_benchmarks
+from bench.notices import summary_lines as notice_lines
 from bench.report import run_report_benchmark
 from bench.report import summary_lines as report_lines
 from tests.support.postgres import running_postgres
@@ -57,6 +60,7 @@ def main() -> None:
     results["lifecycle"] = run_lifecycle_benchmarks()
     results["jira_sync"] = run_jira_sync_benchmarks()
     results["report"] = run_report_benchmark()
+    results["notices"] = run_notice_benchmarks()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     m = results["machine"]
@@ -78,7 +82,8 @@ def main() -> None:
           f"{load['succeeded']} succeeded, chain {'ok' if load['chain_ok'] else 'BROKEN'}, "
           f"{len(load['overlaps'])} overlapping deploys; peak RSS {load['peak_rss_mib']} MiB "
           f"(server {load['server_peak_rss_mib']} MiB)")
-    for line in summary_lines(results["jira_sync"]) + report_lines(results["report"]):
+    for line in (summary_lines(results["jira_sync"]) + report_lines(results["report"])
+                 + notice_lines(results["notices"])):
         print(line)
     print(f"saved {RESULTS / 'latest.json'}")
 

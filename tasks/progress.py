@@ -2,9 +2,9 @@
 
 Each event recorded by a run is also one line in the run's log (the Prefect UI's Logs
 tab), in words (`describe`), and the run is tagged with the change's key and service.
-The markdown artifact `status-<change>` says where the
-change stands and what it waits for; it is written at submit, before every wait, and when
-a run ends, so the Artifacts tab of any run shows the change's latest word.
+The markdown artifact `status-<change>` says where the change stands and what it waits
+for; it is written at submit, before every wait, and when a run ends, each run keeping
+only its latest, so the Artifacts tab of any run shows the change's latest word.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import Pause
 from prefect.logging import get_run_logger
@@ -151,5 +156,14 @@ def publish_status(a: Adapters, change_id: str, waiting: str | None = None) -> N
     lines += ["| when (UTC) | what |", "|---|---|",
               *(f"| {e.at:%Y-%m-%d %H:%M:%S} | {plain(said)} |" for e in events
                 if (said := describe(e)) is not None)]
-    create_markdown_artifact(markdown="\n".join(lines), key=status_key(change_id),
-                             description=f"Where {change_id} stands")
+    key = status_key(change_id)
+    made = create_markdown_artifact(markdown="\n".join(lines), key=key,
+                                    description=f"Where {change_id} stands")
+    context = FlowRunContext.get()
+    assert context is not None and context.flow_run is not None
+    with get_client(sync_client=True) as client:  # one status per run: the latest
+        for older in client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[context.flow_run.id]))):
+            if older.id != made:
+                client.delete_artifact(older.id)

@@ -10,6 +10,7 @@ from markdown_it import MarkdownIt
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
+    ArtifactFilterFlowRunId,
     ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterName,
@@ -87,3 +88,8 @@ def test_a_waiting_run_says_what_it_waits_for_and_from_whom(stack: Stack) -> Non
     assert outcome["outcome"] == "succeeded"
     assert status("status-chg-101").startswith(
         "<h1>CHG-101: <strong>closed</strong>, outcome <strong>succeeded</strong></h1>")
+    with get_client(sync_client=True) as client:  # written many times, kept once a run
+        kept = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["status-chg-101"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+    assert len(kept) == 1

@@ -279,6 +279,7 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
         expect(page.get_by_text("Completed").first).to_be_visible()
         page.get_by_text("Artifacts", exact=True).click()
         expect(page.get_by_text(f"evidence-{TICKET.lower()}").first).to_be_visible()
+        expect(page.get_by_text(f"status-{TICKET.lower()}")).to_have_count(1)
         screenshot(page, "ui-4-completed.png")
 
     events = served.stack.adapters.change_log.events(TICKET)
