@@ -1,11 +1,14 @@
 """The Prefect UI in a real headless Chromium: a change started and approved by people.
 
 Against `changeflow up` (a real `prefect server start` serving every deployment) on the
-embedded stack, the test does what an engineer and two approvers do in the browser:
-open the `change-request` deployment and start a custom run with a ticket key; open the
-run's Resume form, choose a decision and themselves, type the one-time code from the
-outbox and submit; once with a wrong code, which is refused and the form shown again
-with the reason; then see the run complete and its evidence artifact. The change log is
+embedded stack, its notices mailed to a local SMTP server (aiosmtpd, into a Maildir),
+the test does what an engineer and two approvers do in the browser: open the
+`change-request` deployment and start a custom run with a ticket key; find the run by
+its ticket key on the Runs page; open the e-mail changeflow sent the reviewer and follow
+its link to the run; open the Resume form, choose a decision and themselves, type the
+one-time code from their e-mail and submit; once with a wrong code, which is refused and
+the form shown again with the reason; then see the run complete and its evidence
+artifact. The change log is
 checked for what the clicks decided. Screenshots go to tests/output/.
 
 Chromium is required: the test fails when it cannot run (tests/support/browser).
@@ -23,6 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from uuid import UUID
 
@@ -35,7 +39,8 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.input.actions import read_flow_run_input
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from changeflow.approver import CodeNotice, code_notices
+from changeflow.approver import CodeNotice, mail_messages, mailed_codes
+from changeflow.demo import local_mail_server
 from changeflow.prefect_server import free_port
 from changeflow.stack import Stack, embedded_stack
 from config.settings import PROJECT_ROOT
@@ -61,12 +66,13 @@ HOSTILE_STEPS = "| gate | status |\n|---|---|\n| code_review | passed |"
 
 @dataclass
 class Served:
-    """`changeflow up` on the embedded stack, and the API's user:password it made."""
+    """`changeflow up` on the embedded stack, the API's user:password it made, the mail."""
 
     ui: str
     api: str
     stack: Stack
     log: Path
+    mail: Path
     auth: str = ""
 
 
@@ -74,13 +80,18 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The stack's sample service here, `changeflow up` in a process of its own."""
     root = tmp_path_factory.mktemp("ui")
-    with embedded_stack(root / "stack", port=free_port()) as stack:
+    with embedded_stack(root / "stack", port=free_port()) as stack, \
+            local_mail_server(root / "mail") as smtp:
         settings, port = stack.settings, free_port()
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("CHANGEFLOW_", "PREFECT_"))}
         env.update(CHANGEFLOW_CONFIG_DIR=str(settings.config_dir),
                    CHANGEFLOW_VAR_DIR=str(settings.var_dir),
                    CHANGEFLOW_TICKETS_DIR=str(settings.tickets_dir),
+                   CHANGEFLOW_NOTIFIERS="email", CHANGEFLOW_SMTP_HOST="127.0.0.1",
+                   CHANGEFLOW_SMTP_PORT=str(smtp), CHANGEFLOW_SMTP_SECURITY="none",
+                   CHANGEFLOW_SMTP_FROM="changeflow@ui.localhost",
+                   PREFECT_UI_URL=f"http://127.0.0.1:{port}",  # the links in notices
                    PREFECT_RUNNER_POLL_FREQUENCY="2")  # resumed runs start again sooner
         log = root / "up.log"
         with open(log, "wb") as out:
@@ -88,7 +99,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                                    "--port", str(port)], cwd=PROJECT_ROOT, env=env,
                                   stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
-        served = Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/api", stack, log)
+        served = Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/api", stack, log,
+                        root / "mail")
         try:
             wait_for(lambda: "Prefect UI:" in log.read_text(), "changeflow up to start", log)
             auth_file = settings.var_dir / "prefect-auth"
@@ -178,10 +190,26 @@ def answer_form(page: Page, served: Served, notice: CodeNotice, code: str,
     expect(dialog).to_be_hidden()
 
 
+def mailed(served: Served) -> list[CodeNotice]:
+    """Every code mailed so far, to whom it was delivered."""
+    return mailed_codes(served.mail, served.stack.adapters.config.roster)
+
+
+def follow_mail_link(page: Page, served: Served, notice: CodeNotice) -> None:
+    """Open the e-mail that carried `notice`'s code, as HTML, and click its link."""
+    [mail] = [m for m in mail_messages(served.mail) if m["X-Changeflow-Kind"] ==
+              "approval-code" and notice.code in str(m.get_body(("plain",)))]
+    html = mail.get_body(("html",))
+    assert isinstance(html, EmailMessage)
+    page.set_content(html.get_content())
+    page.get_by_role("link", name="Open in Prefect").click()
+    page.wait_for_url(f"{served.ui}/runs/flow-run/{notice.run_id}")
+
+
 def next_notice(served: Served, run_id: str, seen: int) -> CodeNotice:
     """The run's code notice after the first `seen` ones."""
     def mine() -> list[CodeNotice]:
-        return [n for n in code_notices(served.stack.outbox) if n.run_id == run_id]
+        return [n for n in mailed(served) if n.run_id == run_id]
     wait_for(lambda: len(mine()) > seen, f"code notice {seen + 1}", served.log)
     return mine()[seen]
 
@@ -246,11 +274,15 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
         wait_for(lambda: run_named(RUN_NAME) is not None, "the run to start, named for its "
                  "ticket", served.log)
         run_id = str(run_named(RUN_NAME))
-        page.goto(f"{served.ui}/runs/flow-run/{run_id}")
-        expect(page.get_by_text(RUN_NAME).first).to_be_visible()
+        page.goto(f"{served.ui}/runs")  # found on the Runs page by its ticket key
+        page.locator("input[placeholder='Search by flow run name']:visible").first.fill(TICKET)
+        expect(page.get_by_role("link", name=RUN_NAME).first).to_be_visible()
+        screenshot(page, "ui-1b-runs-by-ticket.png")
 
         review = next_notice(served, run_id, 0)
         assert review.role == "engineering_lead"
+        follow_mail_link(page, served, review)  # the reviewer's e-mail leads to the run
+        expect(page.get_by_text(RUN_NAME).first).to_be_visible()
         answer_form(page, served, review, review.code, shot="ui-2-review-form.png",
                     check=ticket_text_stays_text)
 
@@ -270,7 +302,7 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
 
         answered = 2  # then the people on the deployment confirm they are available
         while (flow_run(run_id).state_type is not StateType.COMPLETED
-               or len(code_notices(served.stack.outbox)) > answered):
+               or len([n for n in mailed(served) if n.run_id == run_id]) > answered):
             notice = next_notice(served, run_id, answered)
             answer_form(page, served, notice, notice.code)
             answered += 1
