@@ -183,13 +183,13 @@ def approve(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligibl
         request = request_decision(a, change, role, purpose, eligible, run_id,
                                    in_ticket_system=where)
         while True:
+            _announce_wait(a, change, request)  # first: the sync wakes only a waiting run
             take_ticket_approvals(a, change.id)  # decided before we asked, or since
             if decision_of(a, change, role, purpose) is not None:
                 break
             remaining = int((request.expires_at - a.now()).total_seconds())
             if remaining <= 0:
                 raise expire_request(a, change, request)
-            _announce_wait(a, change, request)
             try:
                 _wait(None, remaining, f"{request.key}-jira-{uuid4().hex[:12]}",
                       a.settings.approval_poll_seconds, request.waiting_for() + " in Jira")

@@ -245,8 +245,10 @@ def open_notifiers(settings: Settings, config: Config) -> dict[str, Notifier]:
         notifiers[name] = _notifier(name, settings, config)
     if problems:
         raise ConfigError(problems)
-    if "outbox" in notifiers:
-        _warn_outbox_if_remote()
+    api = get_current_settings().api.url
+    host = urlsplit(api).hostname if api else None
+    if "outbox" in notifiers and host is not None and host not in LOCAL_HOSTS:
+        _warn_outbox(host)
     return notifiers
 
 
@@ -273,15 +275,12 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @cache
-def _warn_outbox_if_remote() -> None:
-    """Warn once per process when the local outbox serves a Prefect server elsewhere."""
-    api = get_current_settings().api.url
-    host = urlsplit(api).hostname if api else None
-    if host is not None and host not in LOCAL_HOSTS:
-        logging.getLogger("changeflow.notify").warning(
-            "notices go to the local outbox file while the Prefect server is %s: nobody "
-            "else receives their codes there; set CHANGEFLOW_NOTIFIERS (email, slack) for "
-            "a team", host)
+def _warn_outbox(host: str) -> None:
+    """Warn once per process and server that the local outbox serves a Prefect elsewhere."""
+    logging.getLogger("changeflow.notify").warning(
+        "notices go to the local outbox file while the Prefect server is %s: nobody else "
+        "receives their codes there; set CHANGEFLOW_NOTIFIERS (email, slack) for a team",
+        host)
 
 
 def open_team_channels(settings: Settings) -> list[TeamChannel]:

@@ -176,6 +176,13 @@ def test_codes_carry_the_runs_link_and_who_was_not_reached_is_named(
     assert [d[:3] for d in deliveries(team) if d[3] == "approval-code"] == [
         ("notice_failed", "erin", "slack"), ("notice_failed", "erin", "outbox"),
         ("notice_delivered", "quinn", "slack")]
+    again = asking()  # the run starts again (a resume): Erin is tried again, and reached
+    assert sorted(again.digests) == ["erin", "quinn"] and again.unreached == ()
+    assert again.digests["quinn"] == request.digests["quinn"]  # Quinn's code still holds
+    reissued = [e.payload for e in a.change_log.events("CHG-101")
+                if e.type == "approval_codes_reissued"]
+    assert [(r["reason"], list(r["digests"]), r["unreached"]) for r in reissued] == [
+        ("the earlier code could not be delivered", ["erin"], [])]
 
 
 def test_nobody_reachable_stops_the_request_before_anyone_is_asked(team: Stack) -> None:

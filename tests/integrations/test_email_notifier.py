@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import SecretStr
 
 from changeflow.prefect_server import free_port
@@ -181,6 +182,21 @@ def test_a_person_outside_the_roster_and_a_server_down_are_named(
         notifier(down, certificate).notify(CODE_NOTICE)
     assert isinstance(raised.value, NoticeUnavailable)  # worth retrying
     assert "K7QF" not in str(raised.value) and PASSWORD not in str(raised.value)
+
+
+def test_the_outbox_warns_once_when_the_prefect_server_is_not_local(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = load_config(PROJECT_ROOT / "config")
+    settings = Settings(var_dir=tmp_path)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        open_notifiers(settings, config)
+    with temporary_settings(updates={PREFECT_API_URL: "https://prefect.internal/api"}):
+        open_notifiers(settings, config)
+        open_notifiers(settings, config)
+    warned = [r.getMessage() for r in caplog.records if r.name == "changeflow.notify"]
+    assert warned == ["notices go to the local outbox file while the Prefect server is "
+                      "prefect.internal: nobody else receives their codes there; set "
+                      "CHANGEFLOW_NOTIFIERS (email, slack) for a team"]
 
 
 def test_the_settings_choose_the_notifiers_and_name_what_is_missing(tmp_path: Path) -> None:
