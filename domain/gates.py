@@ -1,8 +1,10 @@
 """The gates required before production (policy section 3), each with its reason.
 
-Fail closed: a gate whose evidence is missing or cannot be read is UNKNOWN, and UNKNOWN
-blocks like FAILED. Only the gates the change's category lists are evaluated; only those
-the category lists as bypassable may be bypassed, and a bypass is recorded by name.
+Fail closed: a gate whose evidence is missing or cannot be read is UNKNOWN, one whose
+evidence is still to come in the process (an approval being asked, staging not yet run)
+is PENDING, and both block like FAILED. Only the gates the change's category lists are
+evaluated; only those the category lists as bypassable may be bypassed, and a bypass is
+recorded by name.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def staging_validation_gate(evidence: Evidence) -> GateResult:
     """The change passed in staging."""
     gate = "staging_validation"
     if evidence.staging_passed is None:
-        return _result(gate, GateStatus.UNKNOWN, "no staging result")
+        return _result(gate, GateStatus.PENDING, "staging has not run yet")
     if evidence.staging_passed:
         return _result(gate, GateStatus.PASSED, "staging validation passed")
     return _result(gate, GateStatus.FAILED, "staging validation failed")
@@ -142,6 +144,8 @@ def approval_gate(verdict: ApprovalVerdict) -> GateResult:
         [f"missing: {', '.join(verdict.missing)}"] if verdict.missing else [])
     if not parts:  # an unsatisfied verdict that says neither: do not guess
         return _result(gate, GateStatus.UNKNOWN, "approval verdict is inconsistent")
+    if not verdict.declined and not verdict.problems:  # only not given yet
+        return _result(gate, GateStatus.PENDING, f"not yet given: {', '.join(verdict.missing)}")
     detail = f" ({'; '.join(verdict.problems)})" if verdict.problems else ""
     return _result(gate, GateStatus.FAILED, f"{'; '.join(parts)}{detail}")
 

@@ -40,11 +40,16 @@ class Decision(StrEnum):
 
 
 class GateStatus(StrEnum):
-    """A gate's verdict. `UNKNOWN` (cannot be evaluated) blocks like `FAILED`."""
+    """A gate's verdict.
+
+    `UNKNOWN` (cannot be evaluated) and `PENDING` (its evidence is still to come: an
+    approval not yet given, staging not yet run) block like `FAILED`.
+    """
 
     PASSED = "passed"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    PENDING = "pending"
     BYPASSED = "bypassed"
 
 
@@ -240,8 +245,8 @@ class GateResult(Frozen):
 
     @property
     def blocks(self) -> bool:
-        """True when this gate stops the change (failed or undecidable)."""
-        return self.status in (GateStatus.FAILED, GateStatus.UNKNOWN)
+        """True when this gate stops the change (failed, undecidable or pending)."""
+        return self.status in (GateStatus.FAILED, GateStatus.UNKNOWN, GateStatus.PENDING)
 
 
 class Incident(Frozen):

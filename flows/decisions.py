@@ -13,13 +13,15 @@ from typing import Any, TypeVar, cast
 from uuid import uuid4
 
 import prefect.flow_runs
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.input.actions import delete_flow_run_input, read_flow_run_input
 from prefect.logging import get_run_logger
-from prefect.runtime import deployment
+from prefect.runtime import deployment, flow_run
+from prefect.states import Running
 from pydantic import ValidationError
 
 from domain.events import EventType
@@ -39,7 +41,7 @@ from tasks.approvals import (
     request_decision,
 )
 from tasks.common import ChangeStopped
-from tasks.forms import describe
+from tasks.forms import AVAILABILITY, AVAILABLE, describe
 from tasks.progress import publish_status
 from tasks.sync import take_ticket_approvals
 from tasks.verbal import (
@@ -80,8 +82,21 @@ def _wait(form: type[Form] | None, seconds: int, key: str, poll: float,
         interval: Any = poll  # typed int by Prefect, slept as a float
         return pause_flow_run(wait_for_input=form, timeout=seconds, key=key,
                               poll_interval=interval)
+    except FlowPauseTimeout:
+        _running_again(f"The wait for {waiting_for} expired")
+        raise
     finally:
         _WAITING_FOR.reset(token)
+
+
+def _running_again(message: str) -> None:
+    """Take the run out of its timed-out pause, so the outcome it records is its own.
+
+    Prefect refuses any state after a pause that timed out, replacing it with a bare
+    "never resumed" failure; the run goes on to record the expiry and ends Rejected.
+    """
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Running(message=message), force=True)
 
 
 def _response_key(key: str) -> str:
@@ -153,7 +168,8 @@ def decide(a: Adapters, change: ChangeRequest, role: str, purpose: str, eligible
         ChangeStopped: the wait expired (recorded as a rejection for an approval).
     """
     request = request_decision(a, change, role, purpose, eligible, run_id)
-    return _answer(a, change, request, form_for(everyone(a, request.eligible)),
+    question = AVAILABLE if purpose == AVAILABILITY else None
+    return _answer(a, change, request, form_for(everyone(a, request.eligible), question),
                    lambda answer: judge_decision(a, change, request, answer, event_type,
                                                  comment_required))
 

@@ -19,8 +19,9 @@ from domain.emergency import ObligationKind
 from domain.events import EventType
 from domain.models import Category
 from flows.decisions import decide
-from flows.lifecycle import run_id
+from flows.lifecycle import Outcome, run_id
 from integrations.factory import open_adapters
+from tasks.common import ChangeStopped
 from tasks.intake import submit_change
 from tasks.obligations import (
     NEEDS_COMMENT,
@@ -28,30 +29,34 @@ from tasks.obligations import (
     escalate_refusal,
     follow_up_change,
 )
+from tasks.progress import stopped
 
 
 @flow(name="emergency-obligation", flow_run_name="{ticket_key} · {obligation}",
       log_prints=True)
-def emergency_obligation(ticket_key: str, obligation: ObligationKind) -> dict[str, Any]:
+def emergency_obligation(ticket_key: str, obligation: ObligationKind) -> Outcome:
     """An owner of the obligation answers it, attributably; the answer is recorded.
 
     Args:
         ticket_key: the emergency change's ticket key, e.g. CHG-201.
         obligation: the open obligation to answer (`changeflow obligations` lists them).
     """
-    with open_adapters() as a:
-        change = submit_change(a, ticket_key)
-        open_item = check_obligation(a, change, obligation)
-        answer = decide(a, change, open_item.owner_role, obligation, open_item.owners,
-                        run_id(), event_type=EventType.OBLIGATION_RESPONDED,
-                        comment_required=NEEDS_COMMENT.get(obligation))
-        if answer.decision == "decline":
-            escalate_refusal(a, change, obligation, answer.approver, answer.comment)
-        final = a.change_log.record(change.id)
-        assert final is not None
-        done = final.obligations[obligation]
-        return {"change": change.id, "obligation": obligation,
-                "outcome": done.outcome, "by": done.closed_by}
+    try:
+        with open_adapters() as a:
+            change = submit_change(a, ticket_key)
+            open_item = check_obligation(a, change, obligation)
+            answer = decide(a, change, open_item.owner_role, obligation, open_item.owners,
+                            run_id(), event_type=EventType.OBLIGATION_RESPONDED,
+                            comment_required=NEEDS_COMMENT.get(obligation))
+            if answer.decision == "decline":
+                escalate_refusal(a, change, obligation, answer.approver, answer.comment)
+            final = a.change_log.record(change.id)
+            assert final is not None
+            done = final.obligations[obligation]
+            return {"change": change.id, "obligation": obligation,
+                    "outcome": done.outcome, "by": done.closed_by}
+    except ChangeStopped as stop:
+        return stopped(ticket_key, stop)
 
 
 @flow(name="emergency-follow-up", log_prints=True)

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from domain.approvals import eligible_approvers, required_approvals
@@ -48,11 +49,12 @@ from tasks.deployment import (
     recover_deployment,
     verify_production,
 )
+from tasks.forms import AVAILABILITY
 from tasks.gates import check_gates
 from tasks.intake import check_procedure, submit_change
 from tasks.integrity import check_intact, clear_for, one_run
 from tasks.obligations import open_obligations
-from tasks.progress import publish_status, status_kept, tag_run
+from tasks.progress import publish_status, status_kept, stopped, tag_run
 from tasks.records import close_change
 from tasks.rollback import open_incident, roll_back
 from tasks.scheduling import hand_off, schedule_deployment
@@ -162,7 +164,7 @@ def confirm_availability(a: Adapters, change: ChangeRequest) -> None:
                      and d.decision is Decision.APPROVE]
         if confirmed or person is None:
             continue
-        answer = decide(a, change, role, "availability", [person], run_id(),
+        answer = decide(a, change, role, AVAILABILITY, [person], run_id(),
                         event_type=EventType.AVAILABILITY_CONFIRMED)
         if answer.decision == "decline":
             raise ChangeStopped(f"{change.id}: the {role} ({person}) is not available; "
@@ -208,8 +210,22 @@ def result_of(a: Adapters, change: ChangeRequest) -> dict[str, Any]:
             "incidents": final.incidents}
 
 
-def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
-    """Take one change through the policy's steps, as far as the policy lets it go."""
+Outcome = dict[str, Any] | State[Any]
+"""What a lifecycle run returns: the change's result, or the stop that ended it."""
+
+
+def run_lifecycle(ticket_key: str, category: Category) -> Outcome:
+    """Take one change through the policy's steps, as far as the policy lets it go.
+
+    A stop of the policy (refused, rejected, blocked) is the run's outcome (`stopped`).
+    """
+    try:
+        return _lifecycle(ticket_key, category)
+    except ChangeStopped as stop:
+        return stopped(ticket_key, stop)
+
+
+def _lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
     with open_adapters() as a, one_run(a, ticket_key), status_kept(a, ticket_key):
         check_intact(a, ticket_key, "go on")
         change = submit_change(a, ticket_key)
@@ -240,7 +256,7 @@ def run_lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
 
 
 @flow(name="normal-change", flow_run_name="{ticket_key} · normal-change", log_prints=True)
-def normal_change(ticket_key: str) -> dict[str, Any]:
+def normal_change(ticket_key: str) -> Outcome:
     """A normal change: review, staging and QA sign-off, gates, schedule, deploy, verify.
 
     Args:
@@ -250,7 +266,7 @@ def normal_change(ticket_key: str) -> dict[str, Any]:
 
 
 @flow(name="major-change", flow_run_name="{ticket_key} · major-change", log_prints=True)
-def major_change(ticket_key: str) -> dict[str, Any]:
+def major_change(ticket_key: str) -> Outcome:
     """A major change: the normal steps, approved by the engineering lead and the CISO.
 
     Args:
@@ -260,7 +276,7 @@ def major_change(ticket_key: str) -> dict[str, Any]:
 
 
 @flow(name="standard-change", flow_run_name="{ticket_key} · standard-change", log_prints=True)
-def standard_change(ticket_key: str) -> dict[str, Any]:
+def standard_change(ticket_key: str) -> Outcome:
     """A standard change: its procedure checked, self-approved, gated, deployed, verified.
 
     Args:
@@ -270,7 +286,7 @@ def standard_change(ticket_key: str) -> dict[str, Any]:
 
 
 @flow(name="emergency-change", flow_run_name="{ticket_key} · emergency-change", log_prints=True)
-def emergency_change(ticket_key: str) -> dict[str, Any]:
+def emergency_change(ticket_key: str) -> Outcome:
     """An emergency: verbal approval, minimum gates, deployed at once, obligations opened.
 
     Args:
@@ -280,20 +296,24 @@ def emergency_change(ticket_key: str) -> dict[str, Any]:
 
 
 @flow(name="change-deploy", flow_run_name="{ticket_key} · change-deploy", log_prints=True)
-def change_deploy(ticket_key: str) -> dict[str, Any]:
+def change_deploy(ticket_key: str) -> Outcome:
     """The deploy phase of a scheduled change, started at its slot.
 
     Args:
         ticket_key: the change ticket's key, e.g. CHG-101.
     """
-    with open_adapters() as a, one_run(a, ticket_key), status_kept(a, ticket_key):
-        check_intact(a, ticket_key, "deploy")
-        change = submit_change(a, ticket_key)
-        tag_run(change)
-        scheduled = last_of(a, change, EventType.DEPLOYMENT_SCHEDULED)
-        slot = payload_of(scheduled, DeploymentScheduled).slot if scheduled else None
-        if slot is None or datetime.fromisoformat(slot) > a.now():
-            raise ChangeStopped(f"{ticket_key} is not due: its slot is {slot or 'not set'}")
-        deploy_verify_close(a, change)
-        return result_of(a, change)
+    try:
+        with open_adapters() as a, one_run(a, ticket_key), status_kept(a, ticket_key):
+            check_intact(a, ticket_key, "deploy")
+            change = submit_change(a, ticket_key)
+            tag_run(change)
+            scheduled = last_of(a, change, EventType.DEPLOYMENT_SCHEDULED)
+            slot = payload_of(scheduled, DeploymentScheduled).slot if scheduled else None
+            if slot is None or datetime.fromisoformat(slot) > a.now():
+                raise ChangeStopped(f"{ticket_key} is not due: its slot is "
+                                    f"{slot or 'not set'}")
+            deploy_verify_close(a, change)
+            return result_of(a, change)
+    except ChangeStopped as stop:
+        return stopped(ticket_key, stop)
 

@@ -39,11 +39,14 @@ from domain.notices import CODE_KIND
 from domain.otp import CODE_ALPHABET, CODE_LENGTH, code_digest, code_problem
 from integrations.chain_keys import ChainKeyError
 from integrations.factory import Adapters
-from tasks.common import ChangeStopped, events_of, record, step
-from tasks.notices import notify, personal_channels, run_link, send
+from tasks.common import ChangeRejected, ChangeStopped, events_of, record, step
+from tasks.notices import notify, personal_channels, run_link, send, tell_author
 from tasks.tickets import tell
 
 UI_CHANNEL = "prefect-ui"
+
+FINAL = ("A rejected change is final: open a new change ticket that answers this, and "
+         "start it with change-request.")
 
 APPROVAL_PURPOSES = frozenset({"review", "self-approval", "staging-sign-off",
                                "verbal-approval"})
@@ -86,10 +89,15 @@ def everyone(a: Adapters, first: list[str]) -> list[str]:
     return list(dict.fromkeys([*first, *sorted(a.config.roster.people)]))
 
 
-def form_for(people: list[str]) -> type[ApprovalForm]:
-    """The form with `approver` a dropdown of `people` (see `everyone`)."""
+def form_for(people: list[str], question: str | None = None) -> type[ApprovalForm]:
+    """The form with `approver` a dropdown of `people` (see `everyone`).
+
+    `question` replaces "Your decision" as what the decision field asks.
+    """
+    asks: dict[str, Any] = {} if question is None else {"decision": (
+        Literal["approve", "decline"], Field(description=question))}
     return create_model("ApprovalForm", __base__=ApprovalForm,
-                        approver=dropdown(people, "Who you are"))
+                        approver=dropdown(people, "Who you are"), **asks)
 
 
 @dataclass(frozen=True)
@@ -310,10 +318,25 @@ def _request_in_ticket_system(a: Adapters, change: ChangeRequest, role: str, pur
 
 def refuse_attempt(a: Adapters, request: ApprovalRequest, claimed: str, reason: str,
                    kind: AttemptKind) -> str:
-    """Record a refused answer as a failed attempt; returns `reason`."""
+    """Record a refused answer as a failed attempt, and tell who it claimed to be.
+
+    The person named learns at once that their answer did not count (or, if someone
+    else answered in their name, that somebody tried). Returns `reason`.
+    """
     record(a, request.change_id, EventType.APPROVAL_ATTEMPT_FAILED, role=request.role,
            purpose=request.purpose, run_id=request.run_id, claimed=claimed, reason=reason,
            kind=kind)
+    if a.config.roster.get(claimed) is not None:
+        link = run_link(request.run_id)
+        where = link or f"flow run {request.run_id} in Prefect"
+        send(a, Notice(
+            to=claimed, kind="code-refused", change_id=request.change_id, link=link,
+            subject=f"{request.change_id}: your {request.purpose} answer as {request.role} "
+                    "was refused",
+            body=f"Your answer in {request.change_id}'s form was refused: {reason}.\n"
+                 f"Nothing was recorded as your decision. Open the run again ({where}), "
+                 "choose Resume and answer with the code changeflow sent you. If you did "
+                 "not answer, someone tried in your name: tell the CISO."))
     return reason
 
 
@@ -475,9 +498,14 @@ def expire_request(a: Adapters, change: ChangeRequest, request: ApprovalRequest)
         return ChangeStopped(f"{change.id}: the {request.purpose} answer was not given in time")
     record(a, change.id, EventType.APPROVAL_EXPIRED, role=request.role, purpose=request.purpose,
            expired_at=request.expires_at.isoformat())
+    why = (f"nobody decided as {request.role} ({request.purpose}, asked: "
+           f"{', '.join(request.eligible)}) before {request.expires_at:%Y-%m-%d %H:%M} UTC")
     tell(a, change.id, f"The {request.purpose} decision as {request.role} was not given in "
          "time: the change is rejected as expired.", "rejected")
-    return ChangeStopped(f"{change.id}: the {request.role} decision expired")
+    tell_author(a, change.id, change.author, "expired", f"{change.id} expired: {why}",
+                f"Your change {change.id} is rejected as expired: {why}. {FINAL}")
+    return ChangeRejected(f"{change.id}: the {request.role} decision expired",
+                          [why, FINAL])
 
 
 def expired_requests(a: Adapters, change: ChangeRequest) -> list[ApprovalRequest]:
@@ -499,8 +527,12 @@ def reject_change(a: Adapters, change: ChangeRequest, step_name: str,
                   reasons: list[str]) -> ChangeStopped:
     """A rejection ends the change: recorded, on the ticket; returns what to raise."""
     record(a, change.id, EventType.CHANGE_REJECTED, step=step_name, reasons=reasons)
-    tell(a, change.id, f"Rejected in {step_name}:\n- " + "\n- ".join(reasons), "rejected")
-    return ChangeStopped(f"{change.id} rejected in {step_name}: " + "; ".join(reasons))
+    listed = "\n- " + "\n- ".join(reasons)
+    tell(a, change.id, f"Rejected in {step_name}:{listed}", "rejected")
+    tell_author(a, change.id, change.author, "rejected", f"{change.id} rejected in {step_name}",
+                f"Your change {change.id} was rejected in {step_name}:{listed}\n{FINAL}")
+    return ChangeRejected(f"{change.id} rejected in {step_name}: " + "; ".join(reasons),
+                          [*reasons, FINAL])
 
 
 @step("grant-approval")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -25,7 +26,40 @@ def step(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
 
 
 class ChangeStopped(Exception):
-    """The policy stops the change here; the message says why, and it is recorded."""
+    """The policy stops the change here; the message says why, and it is recorded.
+
+    A stop is an outcome, not a crash: the run ends in the state `outcome` (of type
+    Failed) with the message, and `fixes` say what would let the change go on (shown in
+    the run's `refused-<change>` artifact); by default the message itself.
+    """
+
+    outcome = "Stopped"
+
+    def __init__(self, message: str, fixes: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.fixes = fixes if fixes is not None else [message]
+
+
+class ChangeRejected(ChangeStopped):
+    """The change is rejected for good (declined, approvals missing, expired)."""
+
+    outcome = "Rejected"
+
+
+class _StopsWithoutTraceback(logging.Filter):
+    """A task stopped by the policy is one line in the run's log, not a traceback.
+
+    Prefect logs the exception a task raises with its traceback; a stop of the policy is
+    an outcome (the flow ends it with `tasks.progress.stopped`), not a crash.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ChangeStopped):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("prefect.task_runs").addFilter(_StopsWithoutTraceback())
 
 
 def record(a: Adapters, change_id: str, type_: str, actor: str = SYSTEM,

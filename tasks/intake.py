@@ -12,17 +12,21 @@ from integrations.factory import Adapters
 from integrations.ports import TicketNotFound
 from tasks.code_host import with_pull_request
 from tasks.common import ChangeStopped, events_of, record, step
+from tasks.notices import tell_author
 from tasks.tickets import tell
 
 NEEDS_INFORMATION = "needs information"
 
 
 class ChangeRefused(ChangeStopped):
-    """The ticket is not a valid change request; `problems` lists every reason."""
+    """The ticket is not a valid change request; `problems` (the fixes) lists every reason."""
 
-    def __init__(self, key: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"{key} cannot be accepted yet:\n- " + "\n- ".join(problems))
+    outcome = "Refused"
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong with the ticket, each naming its field and how to fix it."""
+        return self.fixes
 
 
 @step("submit-change")
@@ -53,9 +57,14 @@ def submit_change(a: Adapters, key: str) -> ChangeRequest:
                  if k in ("summary", "category", "service", "version", "author")
                  and isinstance(v, str)}
         record(a, key, EventType.VALIDATION_FAILED, problems=checked, **known)
-        tell(a, key, "changeflow cannot accept this change yet. Fix these and start it "
-             "again:\n- " + "\n- ".join(checked), NEEDS_INFORMATION)
-        raise ChangeRefused(key, checked)
+        listed = "\n- " + "\n- ".join(checked)
+        tell(a, key, f"changeflow cannot accept this change yet. Fix these and start it "
+             f"again:{listed}", NEEDS_INFORMATION)
+        tell_author(a, key, known.get("author"), "refused", f"{key} cannot be accepted yet",
+                    f"Your change {key} was refused at submit. Fix these on the ticket and "
+                    f"start it again with change-request:{listed}")
+        raise ChangeRefused(f"{key} cannot be accepted yet:\n- " + "\n- ".join(checked),
+                            checked)
     change = checked
     record(a, key, EventType.CHANGE_SUBMITTED, change.author, summary=change.summary,
            description=change.description, category=change.category.value,

@@ -27,6 +27,13 @@ def gates_table(gates: Iterable[GateResult]) -> list[str]:
               for g in gates)]
 
 
+def gates_list(gates: Iterable[GateResult]) -> list[str]:
+    """The gate results as a markdown list, which wraps where a table would not."""
+    source = {"ticket": "from the ticket", "changeflow": "changeflow's evidence"}
+    return [f"- **{g.gate}**: {g.status.value} ({source.get(g.source, g.source)}): "
+            f"{plain(g.reason)}" for g in gates]
+
+
 def plain(text: object, limit: int | None = None) -> str:
     """`text` as markdown that renders as exactly that text, on one line.
 

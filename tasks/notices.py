@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 
 from domain.events import EventType
@@ -104,6 +105,21 @@ def notify(a: Adapters, people: Iterable[str], notice: Notice,
     if notice.kind in GROUP_KINDS:
         announce(a, notice, stream)
     return unreached
+
+
+def tell_author(a: Adapters, change_id: str, author: str | None, kind: str, subject: str,
+                body: str) -> None:
+    """Tell a change's author what became of it, with a link to this run's page.
+
+    An author the roster does not know as a person has only the ticket's comment (a
+    refused ticket may name anyone, a shared account, or no one).
+    """
+    person = a.config.roster.get(author) if author else None
+    if person is None or person.shared_account:
+        return
+    link = run_link(str(flow_run.id)) if flow_run.id else None
+    send(a, Notice(to=author, kind=kind, change_id=change_id, subject=subject, link=link,
+                   body=body + (f"\nThe run: {link}" if link else "")))
 
 
 def run_link(run_id: str) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
@@ -20,14 +20,19 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     ArtifactFilterKey,
 )
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import Pause
 from prefect.logging import get_run_logger
+from prefect.states import Failed
 
 from domain.events import PAYLOADS, EventType, payload_of
 from domain.models import ChangeEvent, ChangeRequest
 from integrations.factory import Adapters
 from tasks.markdown import plain
+
+if TYPE_CHECKING:
+    from tasks.common import ChangeStopped
 
 E = EventType
 
@@ -135,9 +140,26 @@ def log_event(event: ChangeEvent) -> None:
         get_run_logger().info("%s: %s", event.change_id, line)
 
 
-def status_key(change_id: str) -> str:
-    """The status artifact's key (Prefect keys: lowercase letters, digits and dashes)."""
-    return "status-" + "".join(c if c.isalnum() else "-" for c in change_id.lower())
+def status_key(change_id: str, kind: str = "status") -> str:
+    """The change's artifact key of `kind` (Prefect keys: lowercase, digits and dashes)."""
+    return f"{kind}-" + "".join(c if c.isalnum() else "-" for c in change_id.lower())
+
+
+def stopped(change_id: str, stop: ChangeStopped) -> State[Any]:
+    """End the run with the policy's stop as its outcome, not as a crash.
+
+    One readable line in the run's log (no traceback), a `refused-<change>` artifact that
+    lists what to fix, and a Failed state named for the outcome (`Refused`, `Rejected`,
+    `Stopped`) whose message is the stop's. Called in the flow directly, the run raises
+    the stop again for its caller.
+    """
+    get_run_logger().warning("%s: %s", stop.outcome.upper(), stop)
+    first, *_ = str(stop).splitlines() or [stop.outcome]
+    lines = [f"# {plain(change_id)}: {stop.outcome.lower()}", "", plain(first.rstrip(":")),
+             "", "## What to fix", "", *(f"- {plain(fix)}" for fix in stop.fixes)]
+    create_markdown_artifact(markdown="\n".join(lines), key=status_key(change_id, "refused"),
+                             description=f"Why {change_id} stopped, and what to fix")
+    return Failed(name=stop.outcome, message=str(stop), data=stop)
 
 
 def publish_status(a: Adapters, change_id: str, waiting: str | None = None) -> None:

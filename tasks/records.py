@@ -16,6 +16,7 @@ from integrations.ports import ChangeLog, Verification
 from tasks.anchoring import AnchorCheck
 from tasks.common import record, step
 from tasks.markdown import gates_table, plain
+from tasks.notices import tell_author
 from tasks.tickets import comment_once, link_evidence, move_ticket
 
 
@@ -66,6 +67,9 @@ def close_change(a: Adapters, change: ChangeRequest) -> ChangeRecord:
         move_ticket(a, change.id, "closed")
         link_evidence(a, change.id, evidence_links(change))
         record(a, change.id, EventType.CHANGE_CLOSED, outcome=outcome)
+        tell_author(a, change.id, change.author, "closed", f"{change.id} closed: {outcome}",
+                    f"Your change {change.id} ({change.service} {change.version}) is closed "
+                    f"with outcome {outcome}{incidents}.")
     closed = a.change_log.record(change.id)
     assert closed is not None
     create_markdown_artifact(key=f"evidence-{change.id.lower()}",

@@ -300,8 +300,11 @@ def test_an_approval_that_must_fail_is_refused_and_the_right_one_still_counts(
         assert (failed.type, failed.payload["role"], failed.payload["reason"],
                 failed.payload["kind"]) == ("approval_attempt_failed", case.role,
                                             case.refusal, case.kind)
-        assert [e.type for e in after] == (["notice_delivered", "approval_codes_reissued"]
-                                           if case.kind == "refused" else [])
+        assert [e.type for e in after] == ["notice_delivered"] + (
+            ["notice_delivered", "approval_codes_reissued"] if case.kind == "refused" else [])
+        *_, told = [n for n in read_outbox(stack.outbox) if n["kind"] == "code-refused"]
+        assert told["to"] == failed.payload["claimed"]  # who the answer claimed to be
+        assert f"was refused: {case.refusal}." in told["body"]
         assert state(stack, case.key) == was
         assert form.submit(case.right(form, code_notices(stack.outbox))) is None
         assert finish_approving(stack, run)["outcome"] == "succeeded"
@@ -418,8 +421,9 @@ def test_without_a_code_host_the_shipped_policy_refuses_the_tickets_claims_at_su
         f"(gates.evidence_sources.{gate}: code_host); configure the code host "
         "(CHANGEFLOW_CODE_HOST=github)"
         for gate in ("code_review", "automated_tests", "security_scan")]
-    assert [e.type for e in events(stack, "CHG-101")] == ["validation_failed"]
-    assert code_notices(stack.outbox) == []
+    assert [e.type for e in events(stack, "CHG-101")] == ["validation_failed",
+                                                          "notice_delivered"]
+    assert code_notices(stack.outbox) == []  # only alice's "refused" notice
 
 
 class Clock:

@@ -2,8 +2,9 @@
 
 Each crafted ticket ends the run with `ChangeRefused` listing every problem; the ticket
 gets that list as one comment and moves to "needs information"; the change log holds
-only the refusal; no command was started (no `effect_started`), the sample service's
-own deploy record is unchanged and no file the ticket asked for was created. A ticket
+only the refusal and the notice to its author (unless a shared account); no command was
+started (no `effect_started`), the sample service's own deploy record is unchanged and
+no file the ticket asked for was created. A ticket
 that is not YAML fails the run with the adapter's error naming the file, having run
 nothing either.
 """
@@ -19,6 +20,7 @@ import yaml
 from changeflow.stack import Stack
 from domain.intake import shown
 from flows.change_request import change_request
+from integrations.outbox import read_outbox
 from tasks.intake import NEEDS_INFORMATION, ChangeRefused
 
 NOT_PLAIN = "is not a plain version string (letters, digits and . _ + -)"
@@ -85,7 +87,11 @@ def test_a_hostile_ticket_is_refused_with_every_problem_and_nothing_runs(
     assert tickets.comments(key) == ["changeflow cannot accept this change yet. Fix these and "
                                      "start it again:\n- " + "\n- ".join(problems)]
     assert tickets.get(key).status == NEEDS_INFORMATION
-    assert [e.type for e in stack.adapters.change_log.events(key)] == ["validation_failed"]
+    told = [(n["to"], n["kind"]) for n in read_outbox(stack.outbox)]
+    author = changes.get("author", "alice")  # a shared account is no one to tell
+    assert told == ([] if author == "deploybot" else [(author, "refused")])
+    assert [e.type for e in stack.adapters.change_log.events(key)] == [
+        "validation_failed", *["notice_delivered"] * len(told)]
     assert stack.adapters.change_log.events("CHG-102") == []
     assert commands_started(stack, key, "CHG-102") == []
     assert history(stack) == deployed

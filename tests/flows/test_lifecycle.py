@@ -73,7 +73,10 @@ def test_a_ticket_without_rollback_plan_is_refused_and_nothing_else_happens(
         stack: Stack) -> None:
     with pytest.raises(ChangeRefused, match="rollback_plan: missing"):
         change_request("CHG-104")
-    assert types_of(stack, "CHG-104") == ["validation_failed"]
+    assert types_of(stack, "CHG-104") == ["validation_failed", "notice_delivered"]
+    (told,) = [n for n in read_outbox(stack.outbox) if n["change_id"] == "CHG-104"]
+    assert (told["to"], told["kind"]) == ("bob", "refused")  # the author
+    assert "rollback_plan: missing" in told["body"]
     ticket = stack.adapters.tickets.get("CHG-104")
     assert ticket.status == "needs information"
     (comment,) = stack.adapters.tickets.comments("CHG-104")

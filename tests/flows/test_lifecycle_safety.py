@@ -92,6 +92,9 @@ def test_a_wait_that_times_out_is_a_rejection_recorded_as_expired(tmp_path: Path
                    if e.type == "approval_expired"]
         assert expired[0].payload["role"] == "engineering_lead"
         assert stack.adapters.tickets.get("CHG-101").status == "rejected"
+        (told,) = [n for n in read_outbox(stack.outbox) if n["kind"] == "expired"]
+        assert told["to"] == "alice" and told["subject"].startswith(  # the author
+            "CHG-101 expired: nobody decided as engineering_lead (review, asked: erin) before ")
 
 
 def slow_deploys(stack: Stack, seconds: float) -> None:
@@ -180,7 +183,8 @@ def test_a_request_that_expired_while_suspended_is_recorded_by_the_next_run(
     record = a.change_log.record("CHG-101")
     assert record is not None and record.outcome == "expired"
     assert a.tickets.get("CHG-101").status == "rejected"
-    assert not read_outbox(stack.outbox)  # nobody was asked again
+    told = [(n["to"], n["kind"]) for n in read_outbox(stack.outbox)]
+    assert told == [("alice", "expired")]  # the author hears; nobody was asked again
 
 
 def test_a_failed_rollback_is_a_p1_incident_paging_owner_and_on_call(

@@ -20,9 +20,10 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import ArtifactSort
 
-from changeflow.approver import ScriptedApprover
+from changeflow.approver import CodeNotice, ScriptedApprover
 from changeflow.stack import Stack
 from flows.change_request import change_request
+from integrations.outbox import read_outbox
 
 
 def waiting_run(name: str, timeout: float = 60) -> FlowRun:
@@ -93,3 +94,45 @@ def test_a_waiting_run_says_what_it_waits_for_and_from_whom(stack: Stack) -> Non
             key=ArtifactFilterKey(any_=["status-chg-101"]),
             flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
     assert len(kept) == 1
+    told = [n for n in read_outbox(stack.outbox) if n["to"] == "alice"]
+    assert [(n["kind"], n["subject"]) for n in told if n["kind"] == "closed"] == [
+        ("closed", "CHG-101 closed: succeeded")]  # the author hears how it ended
+
+
+def flow_run_of(state: Any) -> FlowRun:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(state.state_details.flow_run_id)
+
+
+def test_a_refused_ticket_ends_its_run_with_what_to_fix_and_no_traceback(
+        stack: Stack) -> None:
+    state = change_request("CHG-104", return_state=True)
+    assert (state.type, state.name) == (StateType.FAILED, "Refused")
+    assert state.message.startswith("CHG-104 cannot be accepted yet:\n- rollback_plan: ")
+    logs = run_logs(flow_run_of(state), "REFUSED: ")
+    assert [m.splitlines()[0] for m in logs if m.startswith("REFUSED: ")] == [
+        "REFUSED: CHG-104 cannot be accepted yet:"]
+    assert not [m for m in logs if "Traceback" in m]
+    refused = status("refused-chg-104")
+    assert refused.startswith("<h1>CHG-104: refused</h1>\n<p>CHG-104 cannot be accepted "
+                              "yet</p>\n<h2>What to fix</h2>\n<ul>\n<li>rollback_plan: missing")
+
+
+def decline(notices: list[CodeNotice], attempt: int) -> dict[str, Any]:
+    return {"decision": "decline", "approver": notices[0].to, "code": notices[0].code,
+            "comment": "not this week: the freeze"}
+
+
+def test_a_declined_change_ends_its_run_rejected_and_the_author_hears_why(
+        stack: Stack) -> None:
+    with ScriptedApprover(stack.outbox, policy=decline).start(interval=0.1):
+        state = change_request("CHG-101", return_state=True)
+    assert (state.type, state.name) == (StateType.FAILED, "Rejected")
+    assert not [m for m in run_logs(flow_run_of(state), "REJECTED: ") if "Traceback" in m]
+    rejected = status("refused-chg-101")
+    assert "<h1>CHG-101: rejected</h1>" in rejected
+    assert "<li>A rejected change is final: open a new change ticket" in rejected
+    (told,) = [n for n in read_outbox(stack.outbox) if n["kind"] == "rejected"]
+    assert (told["to"], told["subject"]) == ("alice", "CHG-101 rejected in review")
+    assert "(erin) declined as 'engineering_lead': not this week: the freeze" in told["body"]
+    assert told["link"].endswith(f"/runs/flow-run/{state.state_details.flow_run_id}")

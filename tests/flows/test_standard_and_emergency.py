@@ -230,4 +230,4 @@ def test_emergency_tickets_must_name_their_trigger(stack: Stack) -> None:
     with pytest.raises(ChangeStopped) as refused:
         emergency_change("CHG-202")
     assert "emergency_trigger: 'outage' is not an emergency" in str(refused.value)
-    assert types_of(stack, "CHG-202") == ["validation_failed"]
+    assert types_of(stack, "CHG-202") == ["validation_failed", "notice_delivered"]

@@ -18,6 +18,7 @@ from domain.models import (
 from domain.policy import GATES, Policy, SecurityScanGate
 from tests.unit.conftest import full_plan, good_evidence, make_change
 
+PENDING = GateStatus.PENDING
 PASSED, FAILED, UNKNOWN, BYPASSED = (GateStatus.PASSED, GateStatus.FAILED, GateStatus.UNKNOWN,
                                      GateStatus.BYPASSED)
 OK = ApprovalVerdict(satisfied=True, declined=False,
@@ -78,7 +79,8 @@ CASES = [
     ("security_scan", {}, {"sast": None}, UNKNOWN, "no SAST result"),
     ("staging_validation", {}, {}, PASSED, "staging validation passed"),
     ("staging_validation", {}, {"staging_passed": False}, FAILED, "staging validation failed"),
-    ("staging_validation", {}, {"staging_passed": None}, UNKNOWN, "no staging result"),
+    ("staging_validation", {}, {"staging_passed": None}, PENDING,
+     "staging has not run yet"),
     ("rollback_plan", {}, {}, PASSED, "rollback plan complete"),
     ("rollback_plan", {"rollback_plan": full_plan(steps=" ", owner="deploybot")}, {}, FAILED,
      "rollback plan incomplete: steps, owner ('deploybot' is a shared account)"),
@@ -132,12 +134,16 @@ def test_gate(policy, roster, gate, overrides, evidence, status, reason):
     change = make_change(evidence=good_evidence(**evidence), **overrides)
     result = gate_of(evaluate_gates(change, policy, roster, OK), gate)
     assert (result.status, result.reason) == (status, reason)
-    assert result.blocks is (status in (FAILED, UNKNOWN))
+    assert result.blocks is (status in (FAILED, UNKNOWN, PENDING))
 
 
 @pytest.mark.parametrize(("verdict", "status", "reason"), [
-    pytest.param(ApprovalVerdict(satisfied=False, declined=False, missing=["qa"]), FAILED,
-                 "missing: qa", id="missing"),
+    pytest.param(ApprovalVerdict(satisfied=False, declined=False, missing=["qa"]), PENDING,
+                 "not yet given: qa", id="not-yet-given"),
+    pytest.param(ApprovalVerdict(satisfied=False, declined=False, missing=["qa"],
+                                 problems=["quinn's approval does not count: the author"]),
+                 FAILED, "missing: qa (quinn's approval does not count: the author)",
+                 id="given-but-not-counted"),
     pytest.param(ApprovalVerdict(satisfied=False, declined=True, missing=["qa"],
                                  problems=["Quinn Tester (quinn) declined as 'qa'"]),
                  FAILED, "declined; missing: qa (Quinn Tester (quinn) declined as 'qa')",
