@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 from uuid import UUID
 
@@ -177,7 +178,9 @@ def answer_form(page: Page, served: Served, notice: CodeNotice, code: str,
     page.get_by_role("button", name="Resume").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_role("heading", level=2).first).to_contain_text(
-        f"{notice.purpose} decision as {notice.role}")
+        "are you available?" if notice.purpose == "availability"
+        else f"your {notice.purpose} decision as {notice.role}")
+    assert overflowing(dialog) == []
     if check:
         check(dialog)
     choose(dialog, "Decision", "approve")
@@ -214,14 +217,23 @@ def next_notice(served: Served, run_id: str, seen: int) -> CodeNotice:
     return mine()[seen]
 
 
+def overflowing(dialog: Locator) -> list[str]:
+    """What in the form reaches past the dialog's right edge (it must wrap instead)."""
+    return dialog.evaluate("""d => { const edge = d.getBoundingClientRect().right + 1;
+        return [...d.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > edge
+            || (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible'))
+            .map(e => e.tagName + ': ' + e.textContent.slice(0, 60)); }""")
+
+
 def ticket_text_stays_text(dialog: Locator) -> None:
     """The hostile ticket draws no link, image, HTML or table of its own in the form."""
     expect(dialog.get_by_text("What the ticket says")).to_be_visible()
     expect(dialog.get_by_text("[enter your code here](https://evil.example/steal)")).to_have_count(1)
     assert dialog.locator("a[href*='evil.example']").count() == 0
     assert dialog.locator("img").count() == 0
-    assert dialog.locator("table").count() == 1  # changeflow's gates, nothing else
-    expect(dialog.locator("table")).not_to_contain_text("| gate |")
+    assert dialog.locator("table").count() == 0  # changeflow's gates are a list
+    expect(dialog.get_by_text("| gate |", exact=False)).to_have_count(1)  # as text
+    expect(dialog.locator("li").filter(has_text="code_review").first).to_be_visible()
 
 
 def make_ticket_hostile(stack: Stack) -> None:
@@ -293,11 +305,12 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
                  "the wrong code to be refused", served.log)
         page.reload()
         page.get_by_role("button", name="Resume").click()
-        refusal = page.get_by_role("dialog").get_by_text("The last attempt was refused")
+        refusal = page.get_by_role("dialog").get_by_text("Last refusal")
         refusal.scroll_into_view_if_needed()
         expect(refusal).to_be_visible()
         screenshot(page, "ui-3-refused.png")
         page.get_by_role("dialog").get_by_role("button", name="Close").click()
+        assert mailed_kind(served, "code-refused") == [email_of(served, sign_off.to)]
         answer_form(page, served, sign_off, sign_off.code)
 
         answered = 2  # then the people on the deployment confirm they are available
@@ -320,8 +333,21 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
     assert approvals == {("engineering_lead", review.to), ("qa", sign_off.to)}
     (refused,) = [e for e in events if e.type == "approval_attempt_failed"]
     assert refused.payload["role"] == "qa" and refused.payload["claimed"] == sign_off.to
-    assert [e.type for e in events][-3:] == ["deployment_succeeded", "verification_passed",
-                                              "change_closed"]
+    assert [e.type for e in events][-4:] == ["deployment_succeeded", "verification_passed",
+                                              "change_closed", "notice_delivered"]
+    assert mailed_kind(served, "closed") == [email_of(served, "alice")]  # the author
+
+
+def mailed_kind(served: Served, kind: str) -> list[str]:
+    """To whom changeflow mailed notices of `kind`."""
+    return [parseaddr(str(m["To"]))[1] for m in mail_messages(served.mail)
+            if m["X-Changeflow-Kind"] == kind]
+
+
+def email_of(served: Served, person: str) -> str:
+    found = served.stack.adapters.config.roster.get(person)
+    assert found is not None and found.email
+    return found.email
 
 
 def _settled(run_id: str) -> bool:
