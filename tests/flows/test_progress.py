@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
+from uuid import UUID
 
 from markdown_it import MarkdownIt
 from prefect.client.orchestration import get_client
@@ -19,11 +20,14 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import ArtifactSort
+from prefect.input.actions import read_flow_run_input
 
-from changeflow.approver import CodeNotice, ScriptedApprover
+from changeflow.approver import CodeNotice, ScriptedApprover, approve_first
 from changeflow.stack import Stack
 from flows.change_request import change_request
 from integrations.outbox import read_outbox
+from tasks.forms import AVAILABLE
+from tasks.markdown import plain
 
 
 def waiting_run(name: str, timeout: float = 60) -> FlowRun:
@@ -136,3 +140,38 @@ def test_a_declined_change_ends_its_run_rejected_and_the_author_hears_why(
     assert (told["to"], told["subject"]) == ("alice", "CHG-101 rejected in review")
     assert "(erin) declined as 'engineering_lead': not this week: the freeze" in told["body"]
     assert told["link"].endswith(f"/runs/flow-run/{state.state_details.flow_run_id}")
+
+
+def test_each_form_puts_its_question_first_and_the_evidence_it_rests_on(
+        stack: Stack) -> None:
+    seen: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def looking(notices: list[CodeNotice], attempt: int) -> dict[str, Any] | None:
+        """Read the form as the approver sees it (its description and fields), then approve."""
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(notices[0].run_id))
+        assert run.state is not None and run.state.state_details.run_input_keyset
+        keys = run.state.state_details.run_input_keyset
+        seen[notices[0].purpose] = (read_flow_run_input(keys["description"], run.id),
+                                    read_flow_run_input(keys["schema"], run.id))
+        return approve_first(notices, attempt)
+
+    with ScriptedApprover(stack.outbox, policy=looking).start(interval=0.1):
+        assert change_request("CHG-101")["outcome"] == "succeeded"
+    (review, _), (sign_off, _), (available, schema) = (
+        seen[p] for p in ("review", "staging-sign-off", "availability"))
+    assert review.startswith("## CHG-101: your review decision as **engineering_lead**\n\n"
+                             "**Asked of** erin, **by** ")
+    assert sign_off.startswith("## CHG-101: your staging-sign-off decision as **qa**")
+    results = sign_off.split("### Staging results\n\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split(":")[0] for line in results] == [
+        "- **deploy**", f"- **{plain('staging-health')}**"]
+    assert all("passed (exit 0)" in line for line in results)
+    assert "### Staging results" not in review  # before staging, nothing to show
+    assert "- **staging_validation**: pending (changeflow's evidence): staging has not run " \
+        "yet" in review
+    assert available.startswith("## CHG-101: are you available?\n\nThe deployment of sample "
+                                f"{plain('1.1.0')} to production is due at **")
+    assert schema["properties"]["decision"]["description"] == AVAILABLE
+    for text, _ in seen.values():  # lists, never a table: the form wraps at its width
+        assert not [line for line in text.splitlines() if line.startswith("|")]
