@@ -30,7 +30,7 @@ class ChangeStopped(Exception):
 
     A stop is an outcome, not a crash: the run ends in the state `outcome` (of type
     Failed) with the message, and `fixes` say what would let the change go on (shown in
-    the run's `stopped-<change>` artifact); by default the message itself.
+    the run's `refused-<change>` artifact); by default the message itself.
     """
 
     outcome = "Stopped"

@@ -148,7 +148,7 @@ def status_key(change_id: str, kind: str = "status") -> str:
 def stopped(change_id: str, stop: ChangeStopped) -> State[Any]:
     """End the run with the policy's stop as its outcome, not as a crash.
 
-    One readable line in the run's log (no traceback), a `stopped-<change>` artifact that
+    One readable line in the run's log (no traceback), a `refused-<change>` artifact that
     lists what to fix, and a Failed state named for the outcome (`Refused`, `Rejected`,
     `Stopped`) whose message is the stop's. Called in the flow directly, the run raises
     the stop again for its caller.
@@ -157,7 +157,7 @@ def stopped(change_id: str, stop: ChangeStopped) -> State[Any]:
     first, *_ = str(stop).splitlines() or [stop.outcome]
     lines = [f"# {plain(change_id)}: {stop.outcome.lower()}", "", plain(first.rstrip(":")),
              "", "## What to fix", "", *(f"- {plain(fix)}" for fix in stop.fixes)]
-    create_markdown_artifact(markdown="\n".join(lines), key=status_key(change_id, "stopped"),
+    create_markdown_artifact(markdown="\n".join(lines), key=status_key(change_id, "refused"),
                              description=f"Why {change_id} stopped, and what to fix")
     return Failed(name=stop.outcome, message=str(stop), data=stop)
 

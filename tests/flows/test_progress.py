@@ -117,7 +117,7 @@ def test_a_refused_ticket_ends_its_run_with_what_to_fix_and_no_traceback(
     assert [m.splitlines()[0] for m in logs if m.startswith("REFUSED: ")] == [
         "REFUSED: CHG-104 cannot be accepted yet:"]
     assert not [m for m in logs if "Traceback" in m]
-    refused = status("stopped-chg-104")
+    refused = status("refused-chg-104")
     assert refused.startswith("<h1>CHG-104: refused</h1>\n<p>CHG-104 cannot be accepted "
                               "yet</p>\n<h2>What to fix</h2>\n<ul>\n<li>rollback_plan: missing")
 
@@ -133,7 +133,7 @@ def test_a_declined_change_ends_its_run_rejected_and_the_author_hears_why(
         state = change_request("CHG-101", return_state=True)
     assert (state.type, state.name) == (StateType.FAILED, "Rejected")
     assert not [m for m in run_logs(flow_run_of(state), "REJECTED: ") if "Traceback" in m]
-    rejected = status("stopped-chg-101")
+    rejected = status("refused-chg-101")
     assert "<h1>CHG-101: rejected</h1>" in rejected
     assert "<li>A rejected change is final: open a new change ticket" in rejected
     (told,) = [n for n in read_outbox(stack.outbox) if n["kind"] == "rejected"]
