@@ -139,7 +139,9 @@ def run_load(changes: int = 200, services: int = 10, postgres: PostgresServer | 
         from flows.change_request import change_request
 
         def one(key: str) -> str:
-            return str(change_request(key)["outcome"])
+            result = change_request(key)  # a stop raises: only a result is returned
+            assert isinstance(result, dict)
+            return str(result["outcome"])
 
         with installed(adapters), Sampler(_server_pid(api)) as sampled, \
                 ScriptedApprover(adapters.settings.resolved_outbox_path).start(interval=1.0):
