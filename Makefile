@@ -4,13 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint typecheck unit integration bench clean
+.PHONY: demo serve lock test lint typecheck unit integration bench clean
 
-$(STAMP): pyproject.toml
+LOCK := requirements.lock
+
+# Every package, pinned with its hashes (`make lock` writes the lock from pyproject.toml);
+# then changeflow itself, editable, with nothing more.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# After a change to pyproject.toml's dependencies: pin them again (reaches PyPI). An
+# existing pin is kept where it still fits; `make lock UPGRADE=1` takes the newest.
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--all-build-deps --no-emit-index-url --no-emit-find-links --extra dev \
+		$(if $(UPGRADE),--upgrade) --output-file $(LOCK) pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/changeflow demo
