@@ -1,4 +1,4 @@
-"""`make bench`: measure, print, and save the figures the README quotes.
+"""`make bench`: measure, print, and save the figures docs/benchmarks.md quotes.
 
 Runs the change-log benchmarks on SQLite and on a throw-away PostgreSQL, then the
 lifecycle benchmarks (overhead per change; 50 changes waiting; 200 changes at once on

@@ -2,7 +2,7 @@
 
 Only Jira field *names* are configured; the adapter resolves them to ids through Jira's
 field list when it starts, and refuses a name that is missing or ambiguous. Every
-default below is the name a team gets if it creates the fields as the README suggests.
+default below is the name a team gets if it creates the fields as docs/jira.md lists them.
 """
 
 from __future__ import annotations

@@ -132,6 +132,20 @@ def _refusal(approval: Approval, req: ApprovalRequirement, fallback: bool,
     return None
 
 
+def ineligibility(change: ChangeRequest, decision: Approval, policy: Policy,
+                  roster: Roster) -> str | None:
+    """Why `decision`'s person may not decide (approve or decline) in its role, or None.
+
+    Only the person and the role are judged, not what else was given: the reason a
+    decline by them is noted as not eligible, and a decision taken elsewhere (Jira) is
+    refused for.
+    """
+    req, fallback = _match(decision, required_approvals(change, policy))
+    if req is None:
+        return None
+    return _refusal(decision, req, fallback, change, roster.get(decision.person_id))
+
+
 def refusal_of(change: ChangeRequest, candidate: Approval, given: Sequence[Approval],
                policy: Policy, roster: Roster) -> str | None:
     """Why `candidate` would not count beside the approvals `given`, or None.
@@ -205,7 +219,7 @@ def check_approvals(change: ChangeRequest, approvals: Sequence[Approval], policy
         if approval.decision is Decision.DECLINE:
             declined = True
             why = f": {approval.comment}" if approval.comment.strip() else ""
-            refused = _refusal(approval, req, fallback, change, person) if req else None
+            refused = ineligibility(change, approval, policy, roster)
             note = f" (not an eligible approver: {refused})" if refused else ""
             problems.append(f"{who} declined as {role!r}{why}{note}")
             continue

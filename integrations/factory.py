@@ -119,8 +119,8 @@ def chain_keys(settings: Settings) -> ChainKeys:
     """The change log's keys: `CHANGEFLOW_CHAIN_KEY`, its Secret block, or a key file.
 
     With none of them and a SQLite change log, the key file is `var/chain.key`, made on
-    first use: the embedded default, where the key sits beside the database (see the
-    README on what that does and does not protect).
+    first use: the embedded default, where the key sits beside the database (see
+    docs/change-log.md on what that does and does not protect).
 
     Raises:
         ConfigError: no key is set for a server database, or a key is malformed.

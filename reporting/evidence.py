@@ -162,7 +162,7 @@ Contents
   report.html         the quarterly report (open it in a browser; it works offline)
   chain.json          the change log's verification when the report was made
   chain/events.jsonl  every event of the change log from its start up to the head below,
-                      exactly as hashed (see "The encoding" in changeflow's README)
+                      exactly as hashed (see "Encoding" in changeflow's docs/change-log.md)
   chain/start.json    where the kept chain starts (the genesis, or a retention purge's
                       checkpoint)
   chain/checkpoint.json  the head, signed (Ed25519)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -178,14 +179,14 @@ def publish_status(a: Adapters, change_id: str, waiting: str | None = None) -> N
     lines += ["| when (UTC) | what |", "|---|---|",
               *(f"| {e.at:%Y-%m-%d %H:%M:%S} | {plain(said)} |" for e in events
                 if (said := describe(e)) is not None)]
-    key = status_key(change_id)
-    made = create_markdown_artifact(markdown="\n".join(lines), key=key,
-                                    description=f"Where {change_id} stands")
+    key, markdown = status_key(change_id), "\n".join(lines)
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None
-    with get_client(sync_client=True) as client:  # one status per run: the latest
-        for older in client.read_artifacts(artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[key]),
-                flow_run_id=ArtifactFilterFlowRunId(any_=[context.flow_run.id]))):
-            if older.id != made:
-                client.delete_artifact(older.id)
+    with get_client(sync_client=True) as client:  # one status per run, written over
+        mine = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[context.flow_run.id])), limit=1)
+        if mine:
+            client.update_artifact(mine[0].id, ArtifactUpdate(data=markdown))
+            return
+    create_markdown_artifact(markdown=markdown, key=key, description=f"Where {change_id} stands")

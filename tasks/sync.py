@@ -32,7 +32,7 @@ from prefect.deployments import run_deployment
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Cancelled, Cancelling
 
-from domain.approvals import check_approvals
+from domain.approvals import check_approvals, ineligibility
 from domain.events import (
     ApprovalAttemptFailed,
     ApprovalRequested,
@@ -43,7 +43,7 @@ from domain.events import (
     payload_of,
 )
 from domain.lifecycle import TRANSITIONS
-from domain.models import Approval, Ticket, TicketApproval
+from domain.models import Approval, Decision, Ticket, TicketApproval
 from integrations.factory import Adapters
 from integrations.jira_tickets import JiraChangeTickets, dump
 from integrations.sync_state import SyncState
@@ -238,10 +238,10 @@ def take_ticket_approvals(a: Adapters, key: str) -> tuple[list[str], list[str], 
             continue
         candidate = Approval(role=given.role, person_id=given.person_id or "unknown",
                              decision=given.decision, at=given.at, channel=given.source)
-        problems = check_approvals(change, [candidate], a.config.policy,
-                                   a.config.roster).problems
-        refusal = next((p for p in problems if given.decision == "approve"
-                        or "not an eligible approver" in p), None)
+        policy, roster = a.config.policy, a.config.roster
+        refusal = (next(iter(check_approvals(change, [candidate], policy, roster).problems),
+                        None) if given.decision is Decision.APPROVE
+                   else ineligibility(change, candidate, policy, roster))
         if refusal is None and given.at < asked_at:
             refusal = (f"decided in Jira at {given.at.isoformat()}, before changeflow asked at "
                        f"{asked_at.isoformat()}: only a decision given for this request "

@@ -17,9 +17,9 @@ verifies when:
   chain with the anchored hash;
 - every event listed in `changes/*.json` is the chain's event with that number and hash.
 
-The encoding (also in changeflow's README): an event's hash is the lower-case hex sha256
-of the UTF-8 bytes of seq, change_id, type, at, actor, payload and prev_hash joined by the
-unit separator U+001F, where seq is decimal, at is the UTC time as
+The encoding (also in changeflow's docs/change-log.md): an event's hash is the lower-case
+hex sha256 of the UTF-8 bytes of seq, change_id, type, at, actor, payload and prev_hash
+joined by the unit separator U+001F, where seq is decimal, at is the UTC time as
 YYYY-MM-DDTHH:MM:SS.ffffffZ, payload is the canonical JSON text (keys sorted, separators
 "," and ":", non-ASCII as itself, no NaN) exactly as stored, and the first event's
 prev_hash is 64 zeros (or a retention checkpoint's hash). Each event's MAC (HMAC-SHA256)

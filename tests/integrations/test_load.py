@@ -4,7 +4,7 @@
 database of the same PostgreSQL, instant commands and checks, the real approvals): all
 complete, the chain verifies, and no two deployments of one service overlap although
 every service has several changes waiting for its slot. `make bench` runs the same with
-200 changes for the README's figures.
+200 changes for docs/reliability.md's figures.
 """
 
 from __future__ import annotations

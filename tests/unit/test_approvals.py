@@ -8,6 +8,7 @@ from domain.approvals import (
     SECURITY_REVIEW_CATEGORIES,
     check_approvals,
     eligible_approvers,
+    ineligibility,
     required_approvals,
 )
 from domain.models import Category, Decision, Person
@@ -173,6 +174,26 @@ def test_check_approvals(policy, roster, overrides, given, satisfied, declined, 
     assert verdict.missing == missing
     assert (verdict.satisfied, verdict.declined) == (satisfied, declined)
     assert verdict.approvers == approvers
+
+
+@pytest.mark.parametrize(("overrides", "decision", "expected"), [
+    pytest.param({}, approval("engineering_lead", "erin", DECLINE), None, id="lead-declines"),
+    pytest.param({}, approval("qa", "quinn"), None, id="qa-approves"),
+    pytest.param({}, approval("qa", "bob", DECLINE),
+                 "Bob Nguyen (bob) does not hold role 'qa'", id="no-role-declines"),
+    pytest.param({"author": "erin"}, approval("engineering_lead", "erin", DECLINE),
+                 "Erin Lead (erin) is the change's author and cannot approve it as "
+                 "'engineering_lead' (separation of duties)", id="author-declines"),
+    pytest.param({}, approval("engineering_lead", "leadbot"),
+                 "Lead Bot (leadbot) is a shared account and cannot approve as "
+                 "'engineering_lead' (every approval must be attributable to one person)",
+                 id="shared-account"),
+    pytest.param({}, approval("ciso", "carol"), None, id="a-role-not-needed-is-not-judged"),
+])
+def test_ineligibility_judges_the_person_and_role_whatever_the_decision(
+        policy, roster, overrides, decision, expected):
+    assert ineligibility(make_change(**overrides), decision, policy,
+                         with_people(roster, PAT, LEADBOT)) == expected
 
 
 @pytest.mark.parametrize(("overrides", "roles"), [
