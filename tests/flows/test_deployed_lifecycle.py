@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from prefect.settings import PREFECT_API_URL
 from changeflow.approver import ScriptedApprover
 from changeflow.stack import Stack
 from config.settings import PROJECT_ROOT
+from tests.support.waiting import wait_for
 
 
 def children_of(pid: int) -> list[int]:
@@ -33,16 +33,6 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
             found.append(int(stat.parent.name))
     return found
-
-
-def wait_for(condition, what: str, timeout: float = 120):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 @pytest.fixture
@@ -58,7 +48,7 @@ def served(stack: Stack, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
         with get_client(sync_client=True) as client:
-            wait_for(lambda: _deployed(client), "the deployments to be served")
+            wait_for(lambda: _deployed(client), "the deployments to be served", 120)
         yield server
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -70,7 +60,7 @@ def test_a_change_run_from_a_deployment_suspends_and_resumes_from_the_top(
     with get_client(sync_client=True) as client:
         run = run_deployment("change-request/change-request",
                              parameters={"ticket_key": "CHG-101"}, timeout=0)
-        suspended = wait_for(lambda: _suspended(client, run.id), "the run to suspend")
+        suspended = wait_for(lambda: _suspended(client, run.id), "the run to suspend", 120)
         assert suspended.state_details.pause_key == "review-engineering-lead-0"
         # The run waits for the engineering lead, and no process is held for it.
         wait_for(lambda: children_of(served.pid) == [], "the run's process to exit", 30)

@@ -38,6 +38,7 @@ from tasks.intake import ChangeRefused, submit_change
 from tasks.sync import WATERMARK
 from tests.fakes.jira_server import FakeJira
 from tests.support.jira import JiraProject, jira_project, with_evidence_values
+from tests.support.waiting import wait_for
 
 READY = "Ready for change"
 JSM = JiraApprovals(mode="jsm", names={"engineering_lead": "Lead approval",
@@ -223,7 +224,8 @@ def test_a_change_approved_in_jira_goes_through_and_jira_shows_the_outcome(
     run.start()
     try:
         wait_for(lambda: any(e.type == "approval_attempt_failed"
-                             for e in stack.adapters.change_log.events(key)))
+                             for e in stack.adapters.change_log.events(key)),
+                 "the early decision to be refused")
         (early,) = [e for e in stack.adapters.change_log.events(key)
                     if e.type == "approval_attempt_failed"]
         assert (early.payload["role"], early.payload["claimed"]) == ("engineering_lead", "erin")
@@ -271,16 +273,6 @@ def requested(stack: Stack, key: str, role: str) -> bool:
     """Whether changeflow has asked for `role`'s decision on the change."""
     return any(e.type == "approval_requested" and e.payload["role"] == role
                for e in stack.adapters.change_log.events(key))
-
-
-def wait_for(condition: Any, seconds: float = 60) -> None:
-    """Poll `condition` until true, or fail after `seconds`."""
-    event = threading.Event()
-    for _ in range(int(seconds / 0.25)):
-        if condition():
-            return
-        event.wait(0.25)
-    raise AssertionError("condition not met in time")
 
 
 def test_the_token_can_come_from_a_prefect_secret_block(tmp_path: Path) -> None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,18 +17,6 @@ import pytest
 from changeflow.sample_service import SampleService, start_sample_service
 
 BROKEN_VERSION = "2.1.0"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0,
-               what: str = "condition") -> None:
-    """Poll `condition` until it holds; fail the test if the deadline passes first."""
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.1)
 
 
 def process_gone(pid: int) -> bool:

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from integrations.commands import SubprocessRunner
-from tests.integrations.conftest import process_gone, wait_until
+from tests.integrations.conftest import process_gone
+from tests.support.waiting import wait_for
 
 PY = sys.executable
 
@@ -38,7 +39,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path):
     assert not result.ok
     assert result.duration_seconds < 10
     child = int(pid_file.read_text())
-    wait_until(lambda: process_gone(child), what=f"background child {child} to die")
+    wait_for(lambda: process_gone(child), f"background child {child} to die", 10, 0.1)
 
 
 def test_leftover_background_process_is_killed_when_the_command_exits(tmp_path: Path):
@@ -49,7 +50,7 @@ def test_leftover_background_process_is_killed_when_the_command_exits(tmp_path: 
     assert result.stdout == "done\n"
     assert result.duration_seconds < 10  # the child held stdout open, yet we did not wait
     child = int(pid_file.read_text())
-    wait_until(lambda: process_gone(child), what=f"background child {child} to die")
+    wait_for(lambda: process_gone(child), f"background child {child} to die", 10, 0.1)
 
 
 def test_missing_executable_gives_127():

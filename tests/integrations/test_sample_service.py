@@ -18,7 +18,8 @@ from changeflow.sample_service import SampleService, start_sample_service
 from config.settings import PROJECT_ROOT
 from domain.services import ServiceCatalog
 from integrations.commands import SubprocessRunner
-from tests.integrations.conftest import BROKEN_VERSION, process_gone, wait_until
+from tests.integrations.conftest import BROKEN_VERSION, process_gone
+from tests.support.waiting import wait_for
 
 CLI = [sys.executable, "-m", "changeflow.sample_service"]
 
@@ -131,7 +132,7 @@ def test_serve_exits_cleanly_on_sigterm(tmp_path: Path):
         process = subprocess.Popen([*CLI, "serve", "--state-dir", str(tmp_path), "--port",
                                     str(port)], stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: "ready at" in log.read_text(), what="the ready line")
+        wait_for(lambda: "ready at" in log.read_text(), "the ready line", 10, 0.1)
         assert f"ready at http://127.0.0.1:{port}" in log.read_text()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

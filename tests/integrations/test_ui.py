@@ -21,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -46,6 +45,7 @@ from changeflow.prefect_server import free_port
 from changeflow.stack import Stack, embedded_stack
 from config.settings import PROJECT_ROOT
 from tests.support.browser import chromium, new_page, screenshot
+from tests.support.waiting import wait_for
 
 TICKET = "CHG-101"  # a normal change: the engineering lead's review, then QA's sign-off
 RUN_NAME = f"{TICKET} · change-request"
@@ -103,14 +103,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         served = Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/api", stack, log,
                         root / "mail")
         try:
-            wait_for(lambda: "Prefect UI:" in log.read_text(), "changeflow up to start", log)
+            until(lambda: "Prefect UI:" in log.read_text(), "changeflow up to start", log)
             auth_file = settings.var_dir / "prefect-auth"
             assert auth_file.stat().st_mode & 0o777 == 0o600
             served.auth = auth_file.read_text().strip()
             assert served.auth not in log.read_text()  # never printed
             with temporary_settings(updates={PREFECT_API_URL: served.api,
                                              PREFECT_API_AUTH_STRING: served.auth}):
-                wait_for(lambda: _deployed(up, log), "changeflow up to serve the deployments",
+                until(lambda: _deployed(up, log), "changeflow up to serve the deployments",
                          log)
                 yield served
         finally:
@@ -127,15 +127,11 @@ def _deployed(up: subprocess.Popen[bytes], log: Path) -> bool:
     return "change-request/change-request" in log.read_text()
 
 
-def wait_for(condition: Callable[[], bool], what: str, log: Path,
-             timeout: float = WAIT_SECONDS) -> None:
-    """Poll `condition()` until true; fail with the server's log when the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}; "
-                        f"changeflow up said:\n{log.read_text()[-4000:]}")
-        time.sleep(0.5)
+def until(condition: Callable[[], object], what: str, log: Path,
+          timeout: float = WAIT_SECONDS) -> None:
+    """Wait for `condition`; failing, show what `changeflow up` said."""
+    wait_for(condition, what, timeout, interval=0.5,
+             detail=lambda: f"changeflow up said:\n{log.read_text()[-4000:]}")
 
 
 def flow_run(run_id: str) -> FlowRun:
@@ -172,7 +168,7 @@ def answer_form(page: Page, served: Served, notice: CodeNotice, code: str,
                 shot: str | None = None, check: Callable[[Locator], None] | None = None
                 ) -> None:
     """Open the run's Resume form and submit a decision as the person the code went to."""
-    wait_for(lambda: form_ready(notice.run_id), f"the {notice.role} form", served.log)
+    until(lambda: form_ready(notice.run_id), f"the {notice.role} form", served.log)
     page.reload()
     expect(page.get_by_text("Suspended").first).to_be_visible()
     page.get_by_role("button", name="Resume").click()
@@ -213,7 +209,7 @@ def next_notice(served: Served, run_id: str, seen: int) -> CodeNotice:
     """The run's code notice after the first `seen` ones."""
     def mine() -> list[CodeNotice]:
         return [n for n in mailed(served) if n.run_id == run_id]
-    wait_for(lambda: len(mine()) > seen, f"code notice {seen + 1}", served.log)
+    until(lambda: len(mine()) > seen, f"code notice {seen + 1}", served.log)
     return mine()[seen]
 
 
@@ -283,7 +279,7 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
             "textarea").fill(TICKET)
         screenshot(page, "ui-1-custom-run.png")
         page.get_by_role("button", name="Submit").click()
-        wait_for(lambda: run_named(RUN_NAME) is not None, "the run to start, named for its "
+        until(lambda: run_named(RUN_NAME) is not None, "the run to start, named for its "
                  "ticket", served.log)
         run_id = str(run_named(RUN_NAME))
         page.goto(f"{served.ui}/runs")  # found on the Runs page by its ticket key
@@ -301,7 +297,7 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
         sign_off = next_notice(served, run_id, 1)
         assert sign_off.role == "qa"
         answer_form(page, served, sign_off, WRONG_CODE)
-        wait_for(lambda: form_ready(run_id) and _refused(served),
+        until(lambda: form_ready(run_id) and _refused(served),
                  "the wrong code to be refused", served.log)
         page.reload()
         page.get_by_role("button", name="Resume").click()
@@ -319,7 +315,7 @@ def test_a_change_is_started_and_approved_in_the_prefect_ui(served: Served) -> N
             notice = next_notice(served, run_id, answered)
             answer_form(page, served, notice, notice.code)
             answered += 1
-            wait_for(lambda: _settled(run_id), "the run to go on", served.log)
+            until(lambda: _settled(run_id), "the run to go on", served.log)
         page.reload()
         expect(page.get_by_text("Completed").first).to_be_visible()
         page.get_by_text("Artifacts", exact=True).click()
