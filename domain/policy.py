@@ -63,6 +63,20 @@ class CategoryPolicy(Frozen):
     `immediately`: as soon as the gates pass (the emergency process, section 5)."""
 
 
+class ProcessPolicy(Frozen):
+    """Who takes part in the normal process's steps (section 2), beside the approvers.
+
+    Attributes:
+        sign_off_role: step 3, who signs off the staging tests (every category that
+            runs staging).
+        reviewer_role: step 5, whose approval makes its holder the change's reviewer,
+            who must be available for the deploy with the engineer.
+    """
+
+    sign_off_role: str
+    reviewer_role: str
+
+
 class SecurityReviewTrigger(Frozen):
     """Section 2 step 2: what makes a change need Security's review."""
 
@@ -238,6 +252,7 @@ class Policy(Frozen):
     version: str
     roles: dict[str, str]
     categories: dict[Category, CategoryPolicy]
+    process: ProcessPolicy
     security_review: SecurityReviewTrigger
     gates: GatesPolicy = GatesPolicy()
     rollback: RollbackPolicy = RollbackPolicy()
@@ -274,6 +289,8 @@ class Policy(Frozen):
                 gate(f"{base}.bypassable_gates[{i}]", name)
         for name in self.gates.evidence_sources:
             gate(f"gates.evidence_sources.{name}", name)
+        role("process.sign_off_role", self.process.sign_off_role)
+        role("process.reviewer_role", self.process.reviewer_role)
         role("security_review.role", self.security_review.role)
         role("emergency.approver_role", self.emergency.approver_role)
         role("emergency.fallback_role", self.emergency.fallback_role)

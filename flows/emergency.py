@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from domain.emergency import ObligationKind
 from domain.events import EventType
-from domain.models import Category
+from domain.models import Category, Decision
 from flows.decisions import decide
 from flows.lifecycle import Outcome, run_id
 from integrations.factory import open_adapters
@@ -48,7 +48,7 @@ def emergency_obligation(ticket_key: str, obligation: ObligationKind) -> Outcome
             answer = decide(a, change, open_item.owner_role, obligation, open_item.owners,
                             run_id(), event_type=EventType.OBLIGATION_RESPONDED,
                             comment_required=NEEDS_COMMENT.get(obligation))
-            if answer.decision == "decline":
+            if Decision(answer.decision) is Decision.DECLINE:
                 escalate_refusal(a, change, obligation, answer.approver, answer.comment)
             final = a.change_log.record(change.id)
             assert final is not None

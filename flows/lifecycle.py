@@ -61,9 +61,6 @@ from tasks.scheduling import hand_off, schedule_deployment
 from tasks.staging import test_in_staging
 from tasks.verbal import PURPOSE as VERBAL
 
-SIGN_OFF_ROLE = "qa"
-"""Who signs off staging (section 2 step 3), for every category that runs it."""
-
 DEPLOY_PHASE = ("ready", "scheduled", "deploying", "deployed", "deploy_failed", "verify_failed",
                 "rolling_back", "succeeded", "rolled_back", "failed")
 """States the deploy phase takes further: from deploying, through recovery, to closing."""
@@ -113,7 +110,8 @@ def review(a: Adapters, change: ChangeRequest) -> None:
         return
     policy, roster = a.config.policy, a.config.roster
     for requirement in required_approvals(change, policy):
-        if requirement.role == SIGN_OFF_ROLE or _decided(a, change, requirement):
+        if requirement.role == policy.process.sign_off_role or _decided(a, change,
+                                                                          requirement):
             continue
         if requirement.verbal:
             record_verbal(a, change, requirement, run_id())
@@ -132,8 +130,9 @@ def review(a: Adapters, change: ChangeRequest) -> None:
 
 
 def _review_roles(a: Adapters, change: ChangeRequest) -> list[str]:
-    return [r.role for r in required_approvals(change, a.config.policy)
-            if r.role != SIGN_OFF_ROLE]
+    policy = a.config.policy
+    return [r.role for r in required_approvals(change, policy)
+            if r.role != policy.process.sign_off_role]
 
 
 def test_and_sign_off(a: Adapters, change: ChangeRequest) -> None:
@@ -145,19 +144,20 @@ def test_and_sign_off(a: Adapters, change: ChangeRequest) -> None:
         return
     if not events_of(a, change, EventType.STAGING_PASSED):
         test_in_staging(a, change)
-    if decision_of(a, change, SIGN_OFF_ROLE, "staging-sign-off") is None:
-        eligible = _free(a, change, [p.id for p in a.config.roster.holding(SIGN_OFF_ROLE)
+    role = a.config.policy.process.sign_off_role
+    if decision_of(a, change, role, "staging-sign-off") is None:
+        eligible = _free(a, change, [p.id for p in a.config.roster.holding(role)
                                      if not change.by(p.id)])
-        answer = approve(a, change, SIGN_OFF_ROLE, "staging-sign-off", eligible, run_id())
+        answer = approve(a, change, role, "staging-sign-off", eligible, run_id())
         if answer.decision is Decision.DECLINE:
             raise reject_change(a, change, "the staging sign-off",
-                                [f"{answer.person_id} declined as {SIGN_OFF_ROLE}: "
+                                [f"{answer.person_id} declined as {role}: "
                                  f"{answer.comment or 'no reason given'}"])
 
 
 def confirm_availability(a: Adapters, change: ChangeRequest) -> None:
     """Step 5: the engineer and the reviewer confirm they are available before deploying."""
-    reviewer = verdict(a, change).approvers.get("engineering_lead")
+    reviewer = verdict(a, change).approvers.get(a.config.policy.process.reviewer_role)
     for role, person in (("engineer", change.author), ("reviewer", reviewer)):
         confirmed = [e for e in events_of(a, change, EventType.AVAILABILITY_CONFIRMED)
                      if (d := payload_of(e, Decided)).role == role
@@ -166,7 +166,7 @@ def confirm_availability(a: Adapters, change: ChangeRequest) -> None:
             continue
         answer = decide(a, change, role, AVAILABILITY, [person], run_id(),
                         event_type=EventType.AVAILABILITY_CONFIRMED)
-        if answer.decision == "decline":
+        if Decision(answer.decision) is Decision.DECLINE:
             raise ChangeStopped(f"{change.id}: the {role} ({person}) is not available; "
                                 "start the change again when they are")
 
