@@ -9,6 +9,7 @@ author can give), and has not already filled another role of the same change.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from domain.models import Approval, Category, ChangeRequest, Decision, Frozen, Person, Roster
 from domain.policy import ApprovalRequirement, Policy
@@ -35,6 +36,7 @@ class ApprovalVerdict(Frozen):
         declined: someone declined (a decline always stops the change).
         missing: required roles without a valid approval, in requirement order.
         problems: one human-readable reason per approval that did not count, or decline.
+        duties: those of `problems` that break separation of duties (`Refusal.duty`).
         approvers: role -> person id of the approvals that counted.
     """
 
@@ -42,6 +44,7 @@ class ApprovalVerdict(Frozen):
     declined: bool
     missing: list[str] = []
     problems: list[str] = []
+    duties: list[str] = []
     approvers: dict[str, str] = {}
 
 
@@ -94,41 +97,53 @@ def _match(approval: Approval, required: Sequence[ApprovalRequirement]
     return None, False
 
 
+class Refusal(NamedTuple):
+    """Why an approval does not count; `duty` when it breaks separation of duties.
+
+    Separation of duties (sections 1 and 6): attributable to one person (no shared
+    account), never the author or a writer of the change (but a standard self-approval),
+    a verbal approval recorded by someone else who heard it, one person per role.
+    """
+
+    text: str
+    duty: bool = False
+
+
 def _refusal(approval: Approval, req: ApprovalRequirement, fallback: bool,
-             change: ChangeRequest, person: Person | None) -> str | None:
+             change: ChangeRequest, person: Person | None) -> Refusal | None:
     """Why a well-targeted approval does not count, or None when it does."""
     who, role = _who(approval.person_id, person), approval.role
     if person is None:
-        return f"{who} approved as {role!r} but is not in the roster"
+        return Refusal(f"{who} approved as {role!r} but is not in the roster")
     if person.shared_account:
-        return (f"{who} is a shared account and cannot approve as {role!r} "
-                "(every approval must be attributable to one person)")
+        return Refusal(f"{who} is a shared account and cannot approve as {role!r} (every "
+                       "approval must be attributable to one person)", duty=True)
     if role not in person.roles:
         hint = (f"; a fallback approval is recorded as {req.fallback_role!r} with a reason"
                 if req.fallback_role and req.fallback_role in person.roles else "")
-        return f"{who} does not hold role {role!r}{hint}"
+        return Refusal(f"{who} does not hold role {role!r}{hint}")
     if req.self_approval and person.id != change.author:
-        return (f"{who} cannot give the self-approval as {role!r}: only the change's "
-                f"author ({change.author}) can")
+        return Refusal(f"{who} cannot give the self-approval as {role!r}: only the change's "
+                       f"author ({change.author}) can")
     if not req.self_approval and person.id == change.author:
-        return (f"{who} is the change's author and cannot approve it as {role!r} "
-                "(separation of duties)")
+        return Refusal(f"{who} is the change's author and cannot approve it as {role!r} "
+                       "(separation of duties)", duty=True)
     if not req.self_approval and change.by(person.id):
-        return (f"{who} wrote code in the change's pull request and cannot approve it as "
-                f"{role!r} (separation of duties)")
+        return Refusal(f"{who} wrote code in the change's pull request and cannot approve "
+                       f"it as {role!r} (separation of duties)", duty=True)
     if req.verbal and approval.channel != VERBAL_CHANNEL:
-        return (f"{who} approved as {role!r} via {approval.channel!r}, but this approval "
-                f"must be given verbally (channel {VERBAL_CHANNEL!r})")
+        return Refusal(f"{who} approved as {role!r} via {approval.channel!r}, but this "
+                       f"approval must be given verbally (channel {VERBAL_CHANNEL!r})")
     if req.verbal and approval.recorded_by in (None, person.id):
-        return (f"{who}'s verbal approval as {role!r} must be recorded by someone else, who "
-                "heard it (the approver confirms it afterwards)")
+        return Refusal(f"{who}'s verbal approval as {role!r} must be recorded by someone "
+                       "else, who heard it (the approver confirms it afterwards)", duty=True)
     if req.verbal and approval.recorded_by and change.by(approval.recorded_by):
-        return (f"{who}'s verbal approval as {role!r} cannot be recorded by "
-                f"{approval.recorded_by}, who wrote the change: two people other than its "
-                "writers must take part (separation of duties)")
+        return Refusal(f"{who}'s verbal approval as {role!r} cannot be recorded by "
+                       f"{approval.recorded_by}, who wrote the change: two people other than "
+                       "its writers must take part (separation of duties)", duty=True)
     if fallback and not (approval.fallback_reason or "").strip():
-        return (f"{who} approved as {role!r} in place of {req.role!r} without a "
-                f"fallback_reason (why the {req.role} was unavailable)")
+        return Refusal(f"{who} approved as {role!r} in place of {req.role!r} without a "
+                       f"fallback_reason (why the {req.role} was unavailable)")
     return None
 
 
@@ -141,9 +156,8 @@ def ineligibility(change: ChangeRequest, decision: Approval, policy: Policy,
     refused for.
     """
     req, fallback = _match(decision, required_approvals(change, policy))
-    if req is None:
-        return None
-    return _refusal(decision, req, fallback, change, roster.get(decision.person_id))
+    refused = req and _refusal(decision, req, fallback, change, roster.get(decision.person_id))
+    return refused.text if refused else None
 
 
 def refusal_of(change: ChangeRequest, candidate: Approval, given: Sequence[Approval],
@@ -172,18 +186,20 @@ def verbal_recorders(change: ChangeRequest, policy: Policy, roster: Roster) -> l
     return [p for _, p in sorted(people.items()) if not change.by(p.id)]
 
 
-def _recorder_refusal(approval: Approval, policy: Policy, roster: Roster) -> str | None:
+def _recorder_refusal(approval: Approval, policy: Policy, roster: Roster) -> Refusal | None:
     """Why the recorder of a verbal approval may not record it, or None."""
     recorder = roster.get(approval.recorded_by or "")
     who = _who(approval.recorded_by or "", recorder)
     roles = policy.emergency.recorder_roles
     if recorder is None:
-        return f"the recorder {who} is not in the roster"
+        return Refusal(f"the recorder {who} is not in the roster")
     if recorder.shared_account:
-        return f"the recorder {who} is a shared account (a recording must be attributable)"
+        return Refusal(f"the recorder {who} is a shared account (a recording must be "
+                       "attributable)", duty=True)
     if not set(roles) & set(recorder.roles):
-        return (f"the recorder {who} holds none of the recorder roles "
-                f"({', '.join(roles) or 'none configured'}; policy emergency.recorder_roles)")
+        return Refusal(f"the recorder {who} holds none of the recorder roles "
+                       f"({', '.join(roles) or 'none configured'}; policy "
+                       "emergency.recorder_roles)")
     return None
 
 
@@ -211,6 +227,7 @@ def check_approvals(change: ChangeRequest, approvals: Sequence[Approval], policy
     filled: dict[str, str] = {}  # requirement role -> person id
     roles_of: dict[str, str] = {}  # person id -> role they filled
     problems: list[str] = []
+    duties: list[str] = []
     declined = False
     for approval in sorted(approvals, key=lambda a: a.at):
         person = roster.get(approval.person_id)
@@ -219,8 +236,8 @@ def check_approvals(change: ChangeRequest, approvals: Sequence[Approval], policy
         if approval.decision is Decision.DECLINE:
             declined = True
             why = f": {approval.comment}" if approval.comment.strip() else ""
-            refused = ineligibility(change, approval, policy, roster)
-            note = f" (not an eligible approver: {refused})" if refused else ""
+            ineligible = ineligibility(change, approval, policy, roster)
+            note = f" (not an eligible approver: {ineligible})" if ineligible else ""
             problems.append(f"{who} declined as {role!r}{why}{note}")
             continue
         if req is None:
@@ -229,16 +246,19 @@ def check_approvals(change: ChangeRequest, approvals: Sequence[Approval], policy
             continue
         refused = (_refusal(approval, req, fallback, change, person)
                    or (_recorder_refusal(approval, policy, roster) if req.verbal else None))
-        if refused:
-            problems.append(refused)
-        elif req.role in filled:
+        if refused is None and req.role in filled:
             continue  # a second valid approval for a filled role adds nothing
-        elif approval.person_id in roles_of:
-            problems.append(f"{who} already approved as {roles_of[approval.person_id]!r} "
-                            f"and cannot also approve as {role!r} (one person per role)")
+        if refused is None and approval.person_id in roles_of:
+            refused = Refusal(f"{who} already approved as {roles_of[approval.person_id]!r} "
+                              f"and cannot also approve as {role!r} (one person per role)",
+                              duty=True)
+        if refused:
+            problems.append(refused.text)
+            duties += [refused.text] * refused.duty
         else:
             filled[req.role] = approval.person_id
             roles_of[approval.person_id] = role
     missing = [req.role for req in required if req.role not in filled]
     return ApprovalVerdict(satisfied=not missing and not declined, declined=declined,
-                           missing=missing, problems=problems, approvers=filled)
+                           missing=missing, problems=problems, duties=duties,
+                           approvers=filled)

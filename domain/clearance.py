@@ -8,12 +8,12 @@ not clear stops the change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from enum import StrEnum
 
 from domain.approvals import ApprovalVerdict, check_approvals, required_approvals
 from domain.events import CodeHostRead, EventType, payload_of
-from domain.gates import gates_block
+from domain.gates import NOT_EVALUATED, recorded_gate_gaps
 from domain.history import approvals_of, last_gates, submitted_change
 from domain.host_gates import joined_with_pull_request
 from domain.lifecycle import fold
@@ -40,8 +40,8 @@ CLEARED_STATES: dict[Action, tuple[str, ...]] = {
 
 
 def production_clearance(action: Action, state: str, approvals: ApprovalVerdict,
-                         gates: Sequence[GateResult] | None,
-                         required_gates: Sequence[str]) -> list[str]:
+                         gates: Sequence[GateResult] | None, required_gates: Sequence[str],
+                         bypassable: Collection[str]) -> list[str]:
     """Why the record does not clear `action`; [] when it does.
 
     Args:
@@ -50,6 +50,7 @@ def production_clearance(action: Action, state: str, approvals: ApprovalVerdict,
         approvals: the domain's verdict on its recorded approvals.
         gates: the results of its last recorded gate evaluation; None if none.
         required_gates: the gates its category (or standard procedure) requires.
+        bypassable: the gates its category may bypass.
     """
     problems = []
     if state not in CLEARED_STATES[action]:
@@ -61,12 +62,12 @@ def production_clearance(action: Action, state: str, approvals: ApprovalVerdict,
     if gates is None:
         problems.append("no gate evaluation is recorded")
     else:
-        blocking = gates_block(gates)
-        evaluated = {g.gate for g in gates}
-        missing = [g for g in required_gates if g not in evaluated]
+        gaps = recorded_gate_gaps({g.gate: g.status for g in gates}, required_gates,
+                                  bypassable)
+        blocking = [f"{gate} {what}" for gate, what in gaps if what != NOT_EVALUATED]
+        missing = [gate for gate, what in gaps if what == NOT_EVALUATED]
         if blocking:
-            problems.append("its recorded gates block: " + "; ".join(
-                f"{g.gate} {g.status.value}" for g in blocking))
+            problems.append("its recorded gates block: " + "; ".join(blocking))
         if missing:
             problems.append(f"required gates with no recorded result: {', '.join(missing)}")
     return problems
@@ -107,6 +108,6 @@ def record_clearance(action: Action, events: Sequence[ChangeEvent], change: Chan
               for role in (r.role, r.fallback_role) if role}
     given = [x for x in approvals_of(events) if x.role in needed]
     verdict = check_approvals(recorded, given, policy, roster)
-    return problems + production_clearance(action, fold(events).state, verdict,
-                                           last_gates(events),
-                                           required_gates(recorded, policy))
+    return problems + production_clearance(
+        action, fold(events).state, verdict, last_gates(events),
+        required_gates(recorded, policy), policy.categories[recorded.category].bypassable_gates)

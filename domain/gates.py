@@ -9,7 +9,7 @@ recorded by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence, Set
 from datetime import UTC, datetime
 from functools import partial
 
@@ -265,5 +265,24 @@ def unaccepted_evidence(change: ChangeRequest, policy: Policy, code_host: bool) 
 
 
 def gates_block(results: Iterable[GateResult]) -> list[GateResult]:
-    """The results that stop the change: FAILED or UNKNOWN."""
+    """The results that stop the change: FAILED, UNKNOWN or PENDING."""
     return [r for r in results if r.blocks]
+
+
+NOT_EVALUATED = "not evaluated"
+
+
+def recorded_gate_gaps(statuses: Mapping[str, GateStatus], required: Sequence[str],
+                       bypassable: Collection[str]) -> list[tuple[str, str]]:
+    """What recorded gate results leave open before production, as (gate, what) pairs.
+
+    The one judge of a recorded evaluation, for the flows' clearance and the report's
+    control alike: a required gate with no result (`NOT_EVALUATED`), a result that
+    blocks (its status), or a bypass the category may not make ("bypassed"). Required
+    gates come first, in their order; [] when the results clear production.
+    """
+    gaps = [(gate, NOT_EVALUATED) for gate in required if gate not in statuses]
+    gaps += [(gate, status.value) for gate, status in statuses.items()
+             if status.blocks or (status is GateStatus.BYPASSED and gate not in bypassable)]
+    order = {gate: i for i, gate in enumerate(required)}
+    return sorted(gaps, key=lambda g: order.get(g[0], len(order)))

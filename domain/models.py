@@ -52,6 +52,11 @@ class GateStatus(StrEnum):
     PENDING = "pending"
     BYPASSED = "bypassed"
 
+    @property
+    def blocks(self) -> bool:
+        """True for a verdict that stops the change (failed, undecidable or pending)."""
+        return self in (GateStatus.FAILED, GateStatus.UNKNOWN, GateStatus.PENDING)
+
 
 class Person(Frozen):
     """Someone in the roster.
@@ -246,7 +251,7 @@ class GateResult(Frozen):
     @property
     def blocks(self) -> bool:
         """True when this gate stops the change (failed, undecidable or pending)."""
-        return self.status in (GateStatus.FAILED, GateStatus.UNKNOWN, GateStatus.PENDING)
+        return self.status.blocks
 
 
 class Incident(Frozen):

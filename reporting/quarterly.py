@@ -29,8 +29,9 @@ from domain.events import (
     GatesJudged,
     PracticeFinding,
 )
+from domain.gates import recorded_gate_gaps
 from domain.lifecycle import NOT_CHANGES
-from domain.models import Approval, Category, ChangeRequest, Decision, Roster
+from domain.models import Approval, Category, ChangeRequest, GateStatus, Roster
 from domain.policy import Policy
 from domain.schedule import slot_allowed
 from domain.standard import gates_for
@@ -254,7 +255,7 @@ def _controls(production: pd.DataFrame, facts: _Facts, policy: Policy,
          everyone, lambda cid: _approval_gaps(facts, cid, policy, roster)),
         ("separation of duties", "no author approving (but a standard self-approval), no "
          "shared account, one person per role", everyone,
-         lambda cid: _duty_gaps(facts, cid, roster)),
+         lambda cid: _duty_gaps(facts, cid, policy, roster)),
         ("gates passed before production", "section 3: every gate passed (or bypassed "
          "where the policy allows) before the deployment started", everyone,
          lambda cid: _gate_gaps(facts, cid, policy)),
@@ -335,22 +336,12 @@ def _approval_gaps(facts: _Facts, cid: str, policy: Policy, roster: Roster) -> s
                      + verdict.problems) or "not satisfied"
 
 
-def _duty_gaps(facts: _Facts, cid: str, roster: Roster) -> str | None:
-    author = facts.records[cid]["author"]
-    roles: dict[str, set[str]] = {}
-    problems = []
-    for approval in _approvals(facts, cid):
-        if approval.decision is not Decision.APPROVE:
-            continue
-        person = roster.get(approval.person_id)
-        if person is not None and person.shared_account:
-            problems.append(f"{approval.person_id} is a shared account")
-        if approval.person_id == author and approval.role != "engineer":
-            problems.append(f"the author {author} approved as {approval.role}")
-        roles.setdefault(approval.person_id, set()).add(approval.role)
-    problems += [f"{p} approved as {', '.join(sorted(r))}" for p, r in roles.items()
-                 if len(r) > 1]
-    return "; ".join(problems) or None
+def _duty_gaps(facts: _Facts, cid: str, policy: Policy, roster: Roster) -> str | None:
+    change = _change(facts, cid)
+    if change is None:
+        return None  # no submission: the approvals control names it
+    verdict = check_approvals(change, _approvals(facts, cid), policy, roster)
+    return "; ".join(verdict.duties) or None
 
 
 def _gates_before(facts: _Facts, cid: str) -> dict[str, tuple[str, str]] | None:
@@ -371,16 +362,14 @@ def _gate_gaps(facts: _Facts, cid: str, policy: Policy) -> str | None:
     judged = _gates_before(facts, cid)
     if judged is None:
         return "no gates_passed before the deployment started"
-    recorded = {gate: status for gate, (status, _) in judged.items()}
+    recorded = {gate: GateStatus(status) for gate, (status, _) in judged.items()}
     category = facts.category(cid)
     change = facts.submitted(cid) if category is Category.STANDARD else None
     needed = (gates_for(category, change.standard_procedure if change else None, policy)
               if category else list(recorded))
-    bypassable = set(policy.categories[category].bypassable_gates) if category else set()
-    bad = [f"{g}: {recorded.get(g, 'not evaluated')}" for g in needed
-           if not (recorded.get(g) == "passed"
-                   or (recorded.get(g) == "bypassed" and g in bypassable))]
-    return "; ".join(bad) or None
+    bypassable = policy.categories[category].bypassable_gates if category else []
+    gaps = recorded_gate_gaps(recorded, needed, bypassable)
+    return "; ".join(f"{gate}: {what}" for gate, what in gaps) or None
 
 
 def _notice_gap(facts: _Facts, cid: str, policy: Policy) -> str | None:

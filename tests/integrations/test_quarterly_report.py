@@ -150,7 +150,9 @@ def test_approvals_per_category(report: QuarterlyReport, category: str, applicab
 def test_exceptions_say_why(report: QuarterlyReport) -> None:
     why = {(r["control"], r["change_id"]): r["detail"]
            for r in report.exceptions.to_dict("records")}
-    assert why[("separation of duties", "CHG-6")] == "deploybot is a shared account"
+    assert why[("separation of duties", "CHG-6")] == (  # the domain's words, as in the flow
+        "Deploy Bot (deploybot) is a shared account and cannot approve as 'qa' (every "
+        "approval must be attributable to one person)")
     assert why[("rollback documented as incident", "CHG-3")] == "rolled back without an incident"
     assert why[("notice given", "CHG-6")] == "told 2.0 h ahead"
     assert "outside the maintenance windows" in why[("maintenance window", "CHG-6")]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -24,6 +25,9 @@ NORMAL, STANDARD, MAJOR, EMERGENCY = (Category.NORMAL, Category.STANDARD, Catego
                                       Category.EMERGENCY)
 DECLINE = Decision.DECLINE
 VERBAL: dict[str, Any] = {"channel": "verbal", "recorded_by": "oscar"}
+DUTY_WORDS = re.compile(r"separation of duties|shared account|one person per role|"
+                        r"recorded by someone else")
+"""What the reasons say when an approval breaks separation of duties (`duties`)."""
 
 # (id, change overrides, approvals, satisfied, declined, missing, problems, approvers)
 CASES = [
@@ -171,6 +175,7 @@ def test_check_approvals(policy, roster, overrides, given, satisfied, declined, 
     verdict = check_approvals(make_change(**overrides), given, policy,
                               with_people(roster, PAT, LEADBOT))
     assert verdict.problems == problems
+    assert verdict.duties == [p for p in problems if DUTY_WORDS.search(p)]
     assert verdict.missing == missing
     assert (verdict.satisfied, verdict.declined) == (satisfied, declined)
     assert verdict.approvers == approvers

@@ -5,7 +5,7 @@ import pytest
 from changeflow.stack import TRIAL_SOURCES
 from config.loader import Config
 from domain.approvals import ApprovalVerdict
-from domain.gates import evaluate_gates, gates_block, unaccepted_evidence
+from domain.gates import evaluate_gates, gates_block, recorded_gate_gaps, unaccepted_evidence
 from domain.models import (
     Category,
     CiEvidence,
@@ -215,3 +215,19 @@ def test_all_pass_on_good_evidence(policy, roster):
     results = evaluate_gates(make_change(), policy, roster, OK)
     assert gates_block(results) == []
     assert all(r.status is PASSED for r in results)
+
+
+@pytest.mark.parametrize(("statuses", "gaps"), [
+    pytest.param({"code_review": PASSED, "staging_validation": BYPASSED}, [], id="cleared"),
+    pytest.param({"code_review": BYPASSED, "staging_validation": PASSED},
+                 [("code_review", "bypassed")], id="a-bypass-the-category-may-not-make"),
+    pytest.param({"staging_validation": PENDING, "extra": FAILED},
+                 [("code_review", "not evaluated"), ("staging_validation", "pending"),
+                  ("extra", "failed")], id="missing-first-in-order-then-the-rest"),
+    pytest.param({"code_review": UNKNOWN, "staging_validation": PASSED},
+                 [("code_review", "unknown")], id="unknown-blocks"),
+])
+def test_recorded_gate_gaps_judge_a_recorded_evaluation(
+        statuses: dict[str, GateStatus], gaps: list[tuple[str, str]]) -> None:
+    assert recorded_gate_gaps(statuses, ["code_review", "staging_validation"],
+                              ["staging_validation"]) == gaps
