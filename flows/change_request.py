@@ -25,13 +25,13 @@ def change_request(ticket_key: str) -> Outcome:
     Args:
         ticket_key: the change ticket's key, e.g. CHG-101.
     """
-    try:
-        with open_adapters() as a:
+    with open_adapters() as a:  # once for the whole run
+        try:
             submitted = last_of(a, ticket_key, EventType.CHANGE_SUBMITTED)
             raw = (payload_of(submitted, ChangeSubmitted).category if submitted
                    else a.tickets.get(ticket_key).fields.get("category"))
             if not isinstance(raw, str) or raw not in set(Category):  # a list: unhashable
                 submit_change(a, ticket_key)  # refuses the ticket, listing every problem
-    except ChangeStopped as stop:
-        return stopped(ticket_key, stop)
-    return run_lifecycle(ticket_key, Category(str(raw)))
+        except ChangeStopped as stop:
+            return stopped(ticket_key, stop)
+        return run_lifecycle(a, ticket_key, Category(str(raw)))

@@ -214,19 +214,26 @@ Outcome = dict[str, Any] | State[Any]
 """What a lifecycle run returns: the change's result, or the stop that ended it."""
 
 
-def run_lifecycle(ticket_key: str, category: Category) -> Outcome:
+def run_lifecycle(a: Adapters, ticket_key: str, category: Category) -> Outcome:
     """Take one change through the policy's steps, as far as the policy lets it go.
 
-    A stop of the policy (refused, rejected, blocked) is the run's outcome (`stopped`).
+    `a` is the run's one composition of adapters, built by its entry flow. A stop of the
+    policy (refused, rejected, blocked) is the run's outcome (`stopped`).
     """
     try:
-        return _lifecycle(ticket_key, category)
+        return _lifecycle(a, ticket_key, category)
     except ChangeStopped as stop:
         return stopped(ticket_key, stop)
 
 
-def _lifecycle(ticket_key: str, category: Category) -> dict[str, Any]:
-    with open_adapters() as a, one_run(a, ticket_key), status_kept(a, ticket_key):
+def lifecycle_run(ticket_key: str, category: Category) -> Outcome:
+    """`run_lifecycle` for a flow that is the run's entry: it builds the adapters."""
+    with open_adapters() as a:
+        return run_lifecycle(a, ticket_key, category)
+
+
+def _lifecycle(a: Adapters, ticket_key: str, category: Category) -> dict[str, Any]:
+    with one_run(a, ticket_key), status_kept(a, ticket_key):
         check_intact(a, ticket_key, "go on")
         change = submit_change(a, ticket_key)
         tag_run(change)
@@ -262,7 +269,7 @@ def normal_change(ticket_key: str) -> Outcome:
     Args:
         ticket_key: the change ticket's key, e.g. CHG-101.
     """
-    return run_lifecycle(ticket_key, Category.NORMAL)
+    return lifecycle_run(ticket_key, Category.NORMAL)
 
 
 @flow(name="major-change", flow_run_name="{ticket_key} · major-change", log_prints=True)
@@ -272,7 +279,7 @@ def major_change(ticket_key: str) -> Outcome:
     Args:
         ticket_key: the change ticket's key, e.g. CHG-101.
     """
-    return run_lifecycle(ticket_key, Category.MAJOR)
+    return lifecycle_run(ticket_key, Category.MAJOR)
 
 
 @flow(name="standard-change", flow_run_name="{ticket_key} · standard-change", log_prints=True)
@@ -282,7 +289,7 @@ def standard_change(ticket_key: str) -> Outcome:
     Args:
         ticket_key: the change ticket's key, e.g. CHG-101.
     """
-    return run_lifecycle(ticket_key, Category.STANDARD)
+    return lifecycle_run(ticket_key, Category.STANDARD)
 
 
 @flow(name="emergency-change", flow_run_name="{ticket_key} · emergency-change", log_prints=True)
@@ -292,7 +299,7 @@ def emergency_change(ticket_key: str) -> Outcome:
     Args:
         ticket_key: the change ticket's key, e.g. CHG-101.
     """
-    return run_lifecycle(ticket_key, Category.EMERGENCY)
+    return lifecycle_run(ticket_key, Category.EMERGENCY)
 
 
 @flow(name="change-deploy", flow_run_name="{ticket_key} · change-deploy", log_prints=True)
