@@ -253,8 +253,9 @@ def _controls(production: pd.DataFrame, facts: _Facts, policy: Policy,
          lambda cid: _record_gaps(facts.records[cid])),
         ("approvals obtained", "section 1: the category's approvals, judged by the roster",
          everyone, lambda cid: _approval_gaps(facts, cid, policy, roster)),
-        ("separation of duties", "no author approving (but a standard self-approval), no "
-         "shared account, one person per role", everyone,
+        ("separation of duties", "sections 1 and 6: no author or writer of the change "
+         "approving (but a standard self-approval), no shared account, a verbal approval "
+         "recorded by someone else, one person per role", everyone,
          lambda cid: _duty_gaps(facts, cid, policy, roster)),
         ("gates passed before production", "section 3: every gate passed (or bypassed "
          "where the policy allows) before the deployment started", everyone,

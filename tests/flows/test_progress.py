@@ -7,6 +7,7 @@ import time
 from typing import Any
 from uuid import UUID
 
+import yaml
 from markdown_it import MarkdownIt
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -24,6 +25,7 @@ from prefect.input.actions import read_flow_run_input
 
 from changeflow.approver import CodeNotice, ScriptedApprover, approve_first
 from changeflow.stack import Stack
+from config.loader import load_config
 from flows.change_request import change_request
 from integrations.outbox import read_outbox
 from tasks.forms import AVAILABLE
@@ -142,8 +144,25 @@ def test_a_declined_change_ends_its_run_rejected_and_the_author_hears_why(
     assert told["link"].endswith(f"/runs/flow-run/{state.state_details.flow_run_id}")
 
 
+HOSTILE_OUTPUT = ("| gate | status |\n|---|---|\n| code_review | passed |\n"
+                  "[enter your code](https://evil.example/steal) <img src=x onerror=alert(1)>")
+"""A staging test's output dressed as a table of gates, a link and HTML."""
+
+
+def with_hostile_staging_test(stack: Stack) -> None:
+    """The catalog's staging tests end with one that prints `HOSTILE_OUTPUT` and passes."""
+    path = stack.settings.config_dir / "services.yaml"
+    catalog = yaml.safe_load(path.read_text())
+    catalog["services"]["sample"]["environments"]["staging"]["tests"].append({
+        "name": "hostile-output", "timeout_seconds": 30,
+        "argv": ["{python}", "-c", f"print({HOSTILE_OUTPUT!r})"]})
+    path.write_text(yaml.safe_dump(catalog, sort_keys=False))
+    stack.adapters.config = load_config(stack.settings.config_dir)
+
+
 def test_each_form_puts_its_question_first_and_the_evidence_it_rests_on(
         stack: Stack) -> None:
+    with_hostile_staging_test(stack)
     seen: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def looking(notices: list[CodeNotice], attempt: int) -> dict[str, Any] | None:
@@ -165,8 +184,11 @@ def test_each_form_puts_its_question_first_and_the_evidence_it_rests_on(
     assert sign_off.startswith("## CHG-101: your staging-sign-off decision as **qa**")
     results = sign_off.split("### Staging results\n\n")[1].split("\n\n")[0].splitlines()
     assert [line.split(":")[0] for line in results] == [
-        "- **deploy**", f"- **{plain('staging-health')}**"]
+        "- **deploy**", f"- **{plain('staging-health')}**", f"- **{plain('hostile-output')}**"]
     assert all("passed (exit 0)" in line for line in results)
+    shown = MarkdownIt("gfm-like").render(sign_off)  # a command's output stays text
+    assert "<table" not in shown and "<img" not in shown and "href=" not in shown
+    assert "[enter your code](https://evil.example/steal) &lt;img src=x" in shown
     assert "### Staging results" not in review  # before staging, nothing to show
     assert "- **staging_validation**: pending (changeflow's evidence): staging has not run " \
         "yet" in review

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
+from collections.abc import Callable
 from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path
@@ -289,28 +290,30 @@ def defines(path: Path, name: str) -> bool:
     return re.search(pattern, read(path), re.M) is not None
 
 
-def test_every_function_cited_beside_its_module_is_defined_there() -> None:
-    problems = []
-    cited = 0
+def unresolved(cited: re.Pattern[str], holds: Callable[[Path, str], bool],
+               shown: str) -> tuple[int, list[str]]:
+    """How many (module, name) pairs the docs cite with `cited`, and those that do not
+    hold (`holds(path, name)` false or no such file), each as `shown` formats it."""
+    found, problems = 0, []
     for doc in DOCUMENTS:
-        for module, name in NAME_CITED.findall(read(doc)):
-            cited += 1
+        for module, name in cited.findall(read(doc)):
+            found += 1
             path = PROJECT_ROOT / module
-            if not path.is_file() or not defines(path, name):
-                problems.append(f"{rel(doc)}: {module} {name}")
+            if not path.is_file() or not holds(path, name):
+                problems.append(f"{rel(doc)}: " + shown.format(module=module, name=name))
+    return found, problems
+
+
+def test_every_function_cited_beside_its_module_is_defined_there() -> None:
+    cited, problems = unresolved(NAME_CITED, defines, "{module} {name}")
     assert cited > 50 and problems == []
 
 
 def test_every_test_cited_exists() -> None:
-    problems = []
-    cited = 0
-    for doc in DOCUMENTS:
-        for module, name in TEST_CITED.findall(read(doc)):
-            cited += 1
-            path = PROJECT_ROOT / module
-            if not name.startswith("test_") or not path.is_file() \
-                    or not re.search(rf"^\s*(?:async\s+)?def {name}\(", read(path), re.M):
-                problems.append(f"{rel(doc)}: {module}::{name}")
+    cited, problems = unresolved(
+        TEST_CITED, lambda path, name: name.startswith("test_") and re.search(
+            rf"^\s*(?:async\s+)?def {name}\(", read(path), re.M) is not None,
+        "{module}::{name}")
     assert cited > 50 and problems == []
 
 
