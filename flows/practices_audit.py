@@ -16,8 +16,9 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from domain.practices import PRACTICES
 from integrations.factory import open_adapters
-from tasks.practices import PRACTICES, AuditResult, audit
+from tasks.practices import AuditResult, audit
 
 
 def summary(result: AuditResult) -> str:

@@ -16,9 +16,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from domain.events import NewEvent
+from domain.events import EventType, NewEvent
 from domain.lifecycle import NOT_CHANGES, ChangeRecord, fold
 from domain.models import ChangeEvent
+from domain.practices import DEPLOYMENT_EVENTS, SUBMISSIONS
 from integrations.chain_keys import ChainKeyError, ChainKeys
 from integrations.changelog_retention import check_retention
 from integrations.changelog_schema import (
@@ -38,6 +39,7 @@ from integrations.changelog_sql import (
     open_effects,
     outcome,
     prepare_event,
+    succeeded_in,
 )
 from integrations.ports import Verification
 
@@ -216,6 +218,35 @@ class MemoryChangeLog:
         """Events with start <= at < end, in chain order."""
         lo, hi = format_time(start), format_time(end)
         return iter([_event(r) for r in self.rows if lo <= r["at"] < hi])
+
+    def deployment_events(self, since: datetime | None = None) -> list[ChangeEvent]:
+        """The practices audit's facts (see `ports.ChangeLog`), each checked."""
+        lo = format_time(since) if since is not None else ""
+        with self._lock:
+            rows = list(self.rows)
+        ids = {r["change_id"] for r in rows if r["type"] in DEPLOYMENT_EVENTS and r["at"] >= lo}
+        found = []
+        for row in rows:
+            if (row["type"] in DEPLOYMENT_EVENTS and row["at"] >= lo) or (
+                    row["type"] in SUBMISSIONS and row["change_id"] in ids):
+                problem = self._event_problem(row)
+                if problem:
+                    raise RecordTampered(row["change_id"],
+                                         f"event {row['seq']} ({row['type']}): {problem}")
+                found.append(_event(row))
+        return found
+
+    def last_succeeded(self, service: str, excluding: str) -> ChangeRecord | None:
+        """The change of `service` whose verification passed last (see `ports.ChangeLog`)."""
+        with self._lock:
+            passed = [r["change_id"] for r in reversed(self.rows)
+                      if r["type"] == EventType.VERIFICATION_PASSED
+                      and r["change_id"] != excluding]
+        for change_id in passed:
+            record = self.record(change_id)
+            if record is not None and succeeded_in(record, service):
+                return record
+        return None
 
     def head(self) -> tuple[int, str]:
         """The last sequence number and hash of the chain."""

@@ -52,6 +52,7 @@ from domain.events import (
 )
 from domain.lifecycle import EVENT_TYPES, NOT_CHANGES, ChangeRecord, fold, project
 from domain.models import IDENTIFIER, ChangeEvent
+from domain.practices import DEPLOYMENT_EVENTS, SUBMISSIONS
 from integrations.chain_keys import ChainKeyError, ChainKeys
 from integrations.chain_worker import prepare
 from integrations.changelog_retention import purge
@@ -505,6 +506,65 @@ class SqlChangeLog:
             result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
             for row in result:
                 yield _to_event(row)
+
+    def deployment_events(self, since: datetime | None = None) -> list[ChangeEvent]:
+        """The practices audit's facts in one query (see `ports.ChangeLog`), each checked.
+
+        Raises:
+            RecordTampered: an event's content, hash or MAC does not hold.
+        """
+        e, facts = events_table, events_table.alias("facts")
+        kinds = sorted(DEPLOYMENT_EVENTS)
+        wanted: sa.ColumnElement[bool] = e.c.type.in_(kinds)
+        theirs: sa.ColumnElement[bool] = facts.c.type.in_(kinds)
+        if since is not None:
+            wanted = sa.and_(wanted, e.c.at >= format_time(since))
+            theirs = sa.and_(theirs, facts.c.at >= format_time(since))
+        query = sa.select(e).where(sa.or_(wanted, sa.and_(
+            e.c.type.in_(sorted(SUBMISSIONS)),
+            e.c.change_id.in_(sa.select(facts.c.change_id).where(theirs))))).order_by(e.c.seq)
+        found = []
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(stream_results=True,
+                                              yield_per=5000).execute(query):
+                problem = self._event_problem(row)
+                if problem:
+                    raise RecordTampered(row.change_id,
+                                         f"event {row.seq} ({row.type}): {problem}")
+                found.append(_to_event(row))
+        return found
+
+    def last_succeeded(self, service: str, excluding: str) -> ChangeRecord | None:
+        """The change of `service` whose verification passed last (see `ports.ChangeLog`).
+
+        Walks `verification_passed` events from the newest, keeping those of changes a
+        submission names `service` for (the events table cannot be updated, so no edit
+        hides one), and folds each candidate's checked events until one holds.
+
+        Raises:
+            RecordTampered: a candidate's event does not hold.
+        """
+        e, submitted = events_table, events_table.alias("submitted")
+        named = sa.exists().where(submitted.c.change_id == e.c.change_id,
+                                  submitted.c.type.in_(sorted(SUBMISSIONS)),
+                                  self._service_of(submitted.c.payload) == service)
+        query = (sa.select(e.c.change_id)
+                 .where(e.c.type == EventType.VERIFICATION_PASSED, e.c.change_id != excluding,
+                        named)
+                 .order_by(e.c.seq.desc()))
+        with self.engine.connect() as conn:
+            for (change_id,) in conn.execution_options(stream_results=True,
+                                                       yield_per=20).execute(query):
+                record = self.record(str(change_id))
+                if record is not None and succeeded_in(record, service):
+                    return record
+        return None
+
+    def _service_of(self, payload: Any) -> Any:
+        """The SQL for an event payload's `service` field, as text."""
+        if self.dialect == "postgresql":
+            return sa.func.json_extract_path_text(sa.cast(payload, sa.JSON), "service")
+        return sa.func.json_extract(payload, "$.service")
 
     def record(self, change_id: str) -> ChangeRecord | None:
         """A change's current record, folded from its checked events; None if it has none.
@@ -967,6 +1027,11 @@ def outcome(change_id: str, effect_id: str, actor: str, ok: bool, result: dict[s
     """A side effect's outcome, to append once it ended."""
     return NewEvent(change_id, EventType.EFFECT_FINISHED, actor,
                     {"effect_id": effect_id, "ok": ok, "result": result}, at)
+
+
+def succeeded_in(record: ChangeRecord, service: str) -> bool:
+    """Whether the record is a change of `service` that succeeded, with a version."""
+    return record.service == service and record.outcome == "succeeded" and bool(record.version)
 
 
 def open_effects(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:

@@ -26,6 +26,7 @@ from integrations.chain_keys import ChainKeyError, ChainKeys, ensure_key_file, r
 from integrations.changelog_schema import migrate, normalize_url, sqlite_engine
 from integrations.changelog_sql import SqlChangeLog
 from integrations.commands import SubprocessRunner
+from integrations.deploy_records import JsonLinesDeployRecords
 from integrations.email_notifier import EmailNotifier
 from integrations.github_host import GitHubCodeHost
 from integrations.http_checks import HttpChecks
@@ -39,6 +40,7 @@ from integrations.ports import (
     Checks,
     CodeHost,
     CommandRunner,
+    DeployRecords,
     Notifier,
     TeamChannel,
 )
@@ -61,12 +63,14 @@ class Adapters:
                  settings: Settings | None = None,
                  clock: Callable[[], datetime] | None = None,
                  code_host: CodeHost | None = None,
-                 channels: Sequence[TeamChannel] = ()) -> None:
+                 channels: Sequence[TeamChannel] = (),
+                 deploy_records: DeployRecords | None = None) -> None:
         """Hold the adapters; `clock` is the one source of time (tests replace it).
 
         `notifiers` are the personal channels by name (`domain.notices`), in the
         settings' order; `channels` the team channels. `code_host` is None when the gates
-        take their evidence from the ticket.
+        take their evidence from the ticket. `deploy_records` reads the deploy commands'
+        own records (JSON-lines files by default).
         """
         self.config = config
         self.change_log = change_log
@@ -78,12 +82,13 @@ class Adapters:
         self.settings = settings or Settings()
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.code_host = code_host
+        self.deploy_records = deploy_records or JsonLinesDeployRecords()
 
     def replace(self, **changes: Any) -> Adapters:
         """A copy with some adapters (or the clock) replaced."""
         fields = {name: getattr(self, name) for name in (
             "config", "change_log", "tickets", "runner", "checks", "notifiers", "settings",
-            "clock", "code_host", "channels")}
+            "clock", "code_host", "channels", "deploy_records")}
         return Adapters(**{**fields, **changes})
 
     def now(self) -> datetime:
@@ -314,6 +319,7 @@ def build(settings: Settings | None = None) -> Adapters:
         channels=open_team_channels(settings),
         settings=settings,
         code_host=open_code_host(settings),
+        deploy_records=JsonLinesDeployRecords(),
     )
 
 

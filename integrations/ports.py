@@ -24,6 +24,7 @@ from domain.models import (
     Notice,
     Ticket,
 )
+from domain.practices import DeployEntry
 from domain.services import HttpCheck
 
 if TYPE_CHECKING:
@@ -114,6 +115,23 @@ class Checks(Protocol):
 
     def check(self, spec: HttpCheck) -> CheckResult:
         """Run one check; a connection error or timeout is a failed check, not a raise."""
+        ...
+
+
+class DeployRecordMalformed(ValueError):
+    """A deploy command's record holds a line that is not a deploy; the message names where."""
+
+
+class DeployRecords(Protocol):
+    """What a deploy command records of each deploy it made (a service's `deploy_record`)."""
+
+    def entries(self, where: str) -> list[DeployEntry] | None:
+        """The deploys recorded at `where`, in the record's order; None if nothing is there.
+
+        Raises:
+            DeployRecordMalformed: an entry is not a deploy (environment, version,
+                deployed_at with its time zone); the message names `where` and the line.
+        """
         ...
 
 
@@ -246,6 +264,27 @@ class ChangeLog(Protocol):
 
     def events_between(self, start: datetime, end: datetime) -> Iterator[ChangeEvent]:
         """Events with start <= at < end, in chain order."""
+        ...
+
+    def deployment_events(self, since: datetime | None = None) -> list[ChangeEvent]:
+        """What reached production and who approved, in one read: the practices audit's facts.
+
+        Every event of a type in `domain.practices.DEPLOYMENT_EVENTS` recorded at or after
+        `since` (all of them when None), and the submissions (`SUBMISSIONS`, whenever
+        recorded) of the changes those belong to, which name each change's service and
+        author; in chain order, each checked like `events`.
+
+        Raises:
+            ChainBroken: an event's content, hash or MAC does not hold.
+        """
+        ...
+
+    def last_succeeded(self, service: str, excluding: str) -> ChangeRecord | None:
+        """The change of `service` (other than `excluding`) that succeeded last, with a version.
+
+        "Last" is by when its verification passed. Its record is folded from its checked
+        events; None when no other change of the service has succeeded.
+        """
         ...
 
     def change_lock(self, change_id: str) -> AbstractContextManager[None]:

@@ -19,14 +19,17 @@ from tasks.common import events_of, last_of, record, step
 
 
 def previous_version(a: Adapters, change: ChangeRequest) -> str:
-    """What a rollback returns to: the last version that succeeded, else the baseline."""
+    """What a rollback returns to: the last version that succeeded, else the baseline.
+
+    Once the deployment started, the version it recorded; before, the version of the
+    service's change whose verification passed last.
+    """
     started = last_of(a, change, EventType.DEPLOYMENT_STARTED)
     if started is not None:
         return payload_of(started, DeploymentStarted).previous_version
-    good = [r for r in a.change_log.changes() if r.service == change.service
-            and r.outcome == "succeeded" and r.version and r.change_id != change.id]
-    if good:
-        return str(max(good, key=lambda r: r.updated_at).version)
+    good = a.change_log.last_succeeded(change.service, excluding=change.id)
+    if good is not None:
+        return str(good.version)
     return str(a.config.services.services[change.service].baseline_version or "")
 
 

@@ -495,6 +495,8 @@ def test_an_event_forged_through_the_adapter_without_the_key_is_named(
     assert result.problem is not None and "MAC does not hold" in result.problem
     with pytest.raises(RecordTampered, match=r"CHG-9: event 10 \(change_submitted\)"):
         log.record("CHG-9")
+    with pytest.raises(RecordTampered, match=r"CHG-9: event 10 \(change_submitted\)"):
+        log.deployment_events()  # the practices audit's read is checked too
     assert any("event 10" in p for p in log.check_change("CHG-9"))
 
 

@@ -128,6 +128,70 @@ def test_listings_keep_emergencies_apart_and_reports_take_the_window(log: Change
     assert [e.change_id for e in window] == ["CHG-1"]
 
 
+def approve(log: ChangeLog, cid: str, at: datetime, person: str = "erin") -> None:
+    log.append(cid, EventType.APPROVAL_RECORDED, person,
+               {"role": "engineering_lead", "person_id": person, "decision": "approve",
+                "purpose": "review"}, at)
+
+
+def deployed(log: ChangeLog, cid: str, at: datetime, version: str, ok: bool = True) -> None:
+    """A change of `submit`'s taken from approval to a verified (or failed) deployment."""
+    approve(log, cid, at)
+    log.append(cid, EventType.APPROVAL_GRANTED, "changeflow", {}, at)
+    log.append(cid, EventType.GATES_PASSED, "changeflow", {"gates": []}, at)
+    log.append(cid, EventType.DEPLOYMENT_STARTED, "alice",
+               {"version": version, "previous_version": "1.0.0"}, at)
+    log.append(cid, EventType.DEPLOYMENT_SUCCEEDED, "changeflow", {"version": version}, at)
+    log.append(cid, EventType.VERIFICATION_PASSED if ok else EventType.VERIFICATION_FAILED,
+               "changeflow", {"checks": []}, at)
+
+
+def test_deployment_events_are_the_audits_facts_with_their_changes_submissions(
+        log: ChangeLog) -> None:
+    old, recent = NOW - timedelta(days=10), NOW - timedelta(days=1)
+    submit(log, "CHG-1", old, service="billing", version="2.0.0")
+    approve(log, "CHG-1", old)
+    submit(log, "CHG-2", old, author="bob")  # no fact: its submission is not read
+    submit(log, "CHG-3", old, version="1.1.0")
+    deployed(log, "CHG-3", recent, "1.1.0")
+    log.append("CHG-3", EventType.NOTE, "alice", {"text": "not a fact"}, recent)
+    every = log.deployment_events()
+    assert [(e.change_id, e.type) for e in every] == [
+        ("CHG-1", "change_submitted"), ("CHG-1", "approval_recorded"),
+        ("CHG-3", "change_submitted"), ("CHG-3", "approval_recorded"),
+        ("CHG-3", "deployment_started")]
+    assert every[0].payload["service"] == "billing" and every == sorted(every,
+                                                                        key=lambda e: e.seq)
+    assert every[1] == log.events("CHG-1")[1]  # as stored, checked
+    window = log.deployment_events(since=recent)
+    assert [(e.change_id, e.type, e.at) for e in window] == [
+        ("CHG-3", "change_submitted", old), ("CHG-3", "approval_recorded", recent),
+        ("CHG-3", "deployment_started", recent)]
+    assert log.deployment_events(since=NOW) == []
+
+
+def test_the_last_success_of_a_service_is_the_last_verified(log: ChangeLog) -> None:
+    start = NOW - timedelta(days=5)
+    submit(log, "CHG-1", start, version="1.1.0")
+    deployed(log, "CHG-1", start, "1.1.0")
+    submit(log, "CHG-2", start, version="1.2.0")
+    deployed(log, "CHG-2", start + timedelta(days=1), "1.2.0")
+    submit(log, "CHG-3", start, version="9.0.0", service="billing")
+    deployed(log, "CHG-3", start + timedelta(days=2), "9.0.0")
+    submit(log, "CHG-4", start, version="1.3.0")
+    deployed(log, "CHG-4", start + timedelta(days=2), "1.3.0", ok=False)
+    # CHG-1's later activity does not make it the version running in production
+    log.append("CHG-1", EventType.NOTE, "alice", {"text": "later"}, start + timedelta(days=3))
+    found = log.last_succeeded("sample", excluding="CHG-5")
+    assert found is not None and (found.change_id, found.version) == ("CHG-2", "1.2.0")
+    found = log.last_succeeded("sample", excluding="CHG-2")
+    assert found is not None and found.change_id == "CHG-1"
+    found = log.last_succeeded("billing", excluding="CHG-5")
+    assert found is not None and found.version == "9.0.0"
+    assert log.last_succeeded("billing", excluding="CHG-3") is None
+    assert log.last_succeeded("search", excluding="CHG-5") is None
+
+
 def test_an_intent_without_its_outcome_is_unfinished(log: ChangeLog) -> None:
     submit(log, "CHG-1")
     effect = log.record_intent("CHG-1", "deploy", "alice", {"version": "1"}, NOW)
@@ -186,3 +250,12 @@ def test_the_memory_log_names_what_was_tampered_with() -> None:
     assert log.verify().mismatches[0].startswith("CHG-2: ")
     del log.rows[2]
     assert "removed or inserted" in str(log.verify().problem)
+
+
+def test_the_memory_log_checks_each_deployment_event() -> None:
+    log = MemoryChangeLog(TEST_KEYS)
+    submit(log, "CHG-1")
+    approve(log, "CHG-1", NOW)
+    log.rows[0]["payload"] = log.rows[0]["payload"].replace("summary", "summarY")
+    with pytest.raises(RecordTampered, match="CHG-1: event 1 .*does not match its hash"):
+        log.deployment_events()

@@ -10,8 +10,8 @@ from prefect.utilities.callables import parameter_schema
 
 from config.loader import load_config
 from config.settings import PROJECT_ROOT
+from domain.practices import PRACTICES
 from flows.serve import deployments, load_flow
-from tasks.practices import PRACTICES
 
 SPEC = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
 
