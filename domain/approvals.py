@@ -11,7 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from domain.models import Approval, Category, ChangeRequest, Decision, Frozen, Person, Roster
+from domain.history import approvals_of
+from domain.models import (
+    Approval,
+    Category,
+    ChangeEvent,
+    ChangeRequest,
+    Decision,
+    Frozen,
+    Person,
+    Roster,
+)
 from domain.policy import ApprovalRequirement, Policy
 from domain.security import security_review_reasons
 
@@ -262,3 +272,12 @@ def check_approvals(change: ChangeRequest, approvals: Sequence[Approval], policy
     return ApprovalVerdict(satisfied=not missing and not declined, declined=declined,
                            missing=missing, problems=problems, duties=duties,
                            approvers=filled)
+
+
+def recorded_verdict(change: ChangeRequest, events: Sequence[ChangeEvent], policy: Policy,
+                     roster: Roster) -> ApprovalVerdict:
+    """The domain's judgement of the approvals recorded for the change's required roles."""
+    needed = {role for r in required_approvals(change, policy)
+              for role in (r.role, r.fallback_role) if role}
+    given = [x for x in approvals_of(events) if x.role in needed]
+    return check_approvals(change, given, policy, roster)

@@ -25,7 +25,7 @@ from domain.events import (
     check_payload,
 )
 from domain.events import EventType as E
-from domain.models import Category, ChangeEvent, Decision
+from domain.models import Category, ChangeEvent, Decision, Purpose
 
 TERMINAL_OUTCOMES = {
     "succeeded": "succeeded",
@@ -195,7 +195,7 @@ def _obligations(current: dict[str, Any], said: ObligationOpened | Decided,
     return found
 
 
-SIGN_OFF_PURPOSE = "staging-sign-off"
+SIGN_OFF_PURPOSE = Purpose.SIGN_OFF
 """The one decision recorded while a change is in testing: QA's sign-off (section 2)."""
 
 

@@ -39,6 +39,16 @@ class Decision(StrEnum):
     DECLINE = "decline"
 
 
+class Purpose(StrEnum):
+    """What a person's decision is for: it names the request, the form and the record."""
+
+    REVIEW = "review"
+    SELF_APPROVAL = "self-approval"
+    SIGN_OFF = "staging-sign-off"
+    VERBAL = "verbal-approval"
+    AVAILABILITY = "availability"
+
+
 class GateStatus(StrEnum):
     """A gate's verdict.
 

@@ -18,12 +18,7 @@ from typing import Any, Literal
 from prefect.input import RunInput
 from pydantic import Field, create_model
 
-from domain.approvals import (
-    ApprovalVerdict,
-    check_approvals,
-    refusal_of,
-    required_approvals,
-)
+from domain.approvals import ApprovalVerdict, recorded_verdict, refusal_of
 from domain.events import (
     ApprovalAttemptFailed,
     ApprovalCodesReissued,
@@ -34,7 +29,7 @@ from domain.events import (
     payload_of,
 )
 from domain.history import approvals_of
-from domain.models import Approval, ChangeEvent, ChangeRequest, Decision, Notice
+from domain.models import Approval, ChangeEvent, ChangeRequest, Decision, Notice, Purpose
 from domain.notices import CODE_KIND
 from domain.otp import CODE_ALPHABET, CODE_LENGTH, code_digest, code_problem
 from integrations.chain_keys import ChainKeyError
@@ -48,8 +43,8 @@ UI_CHANNEL = "prefect-ui"
 FINAL = ("A rejected change is final: open a new change ticket that answers this, and "
          "start it with change-request.")
 
-APPROVAL_PURPOSES = frozenset({"review", "self-approval", "staging-sign-off",
-                               "verbal-approval"})
+APPROVAL_PURPOSES = frozenset({Purpose.REVIEW, Purpose.SELF_APPROVAL, Purpose.SIGN_OFF,
+                               Purpose.VERBAL})
 """Requests whose expiry rejects the change. Others (availability, an emergency's
 follow-up obligations) only stop the run that asked."""
 
@@ -471,10 +466,7 @@ def failed_attempts(a: Adapters, request: ApprovalRequest) -> int:
 
 def verdict(a: Adapters, change: ChangeRequest) -> ApprovalVerdict:
     """The domain's judgement of the recorded approvals for the category's roles."""
-    needed = {role for r in required_approvals(change, a.config.policy)
-              for role in (r.role, r.fallback_role) if role}
-    given = [x for x in approvals_of(events_of(a, change)) if x.role in needed]
-    return check_approvals(change, given, a.config.policy, a.config.roster)
+    return recorded_verdict(change, events_of(a, change), a.config.policy, a.config.roster)
 
 
 def decision_of(a: Adapters, change: ChangeRequest, role: str, purpose: str) -> Approval | None:

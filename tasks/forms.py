@@ -14,7 +14,7 @@ from domain.events import (
     StagingResults,
     payload_of,
 )
-from domain.models import ChangeRequest
+from domain.models import ChangeRequest, Purpose
 from integrations.factory import Adapters
 from tasks.approvals import ApprovalRequest
 from tasks.common import events_of, last_of
@@ -22,11 +22,11 @@ from tasks.gates import preview_gates
 from tasks.markdown import gates_list, plain
 from tasks.verbal import PURPOSE as VERBAL
 
-AVAILABILITY = "availability"
+AVAILABILITY = Purpose.AVAILABILITY
 AVAILABLE = "Are you available? approve: yes, I am; decline: no, I am not"
 """The availability form's question, as its decision field's description."""
 
-_HOW = {
+_HOW: dict[str, str] = {
     VERBAL: "Name who gave you the approval, choose yourself as the recorder",
     AVAILABILITY: "Choose yourself, **approve** if you are available or **decline** if not",
 }

@@ -24,14 +24,14 @@ from domain.approvals import (
 )
 from domain.emergency import confirmation_obligation
 from domain.events import EventType
-from domain.models import Approval, ChangeRequest, Decision, Notice
+from domain.models import Approval, ChangeRequest, Decision, Notice, Purpose
 from domain.policy import ApprovalRequirement
 from integrations.factory import Adapters
 from tasks.approvals import ApprovalRequest, dropdown, judge_answer
 from tasks.common import record, step
 from tasks.notices import send
 
-PURPOSE = "verbal-approval"
+PURPOSE = Purpose.VERBAL
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a stated approval time may be (clocks differ); more is refused."""
 
